@@ -1,0 +1,207 @@
+//! Users, sign-in, sign-out and the one-time "Create the first admin" page.
+
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+use crate::error::AppError;
+use leptos::prelude::*;
+use leptos_router::components::{A, Redirect};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    User,
+}
+
+/// The signed-in user as the browser sees it (no hash, nothing secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentUser {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+}
+
+impl CurrentUser {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+pub const MIN_PASSWORD_LEN: usize = 12;
+
+#[server(endpoint = "current_user")]
+pub async fn get_current_user() -> Result<Option<CurrentUser>, AppError> {
+    crate::error::ssr::respond(ssr::current_user().await)
+}
+
+#[server(endpoint = "login")]
+pub async fn login(email: String, password: String) -> Result<(), AppError> {
+    crate::error::ssr::respond(async {
+        let user = ssr::sign_in(&email, &password).await?;
+        leptos_axum::redirect(if user.is_admin() { "/admin/smtp" } else { "/" });
+        Ok(())
+    }
+    .await)
+}
+
+#[server(endpoint = "logout")]
+pub async fn logout() -> Result<(), AppError> {
+    crate::error::ssr::respond(async {
+        ssr::sign_out().await?;
+        leptos_axum::redirect("/login");
+        Ok(())
+    }
+    .await)
+}
+
+#[server(endpoint = "first_admin_needed")]
+pub async fn first_admin_needed() -> Result<bool, AppError> {
+    crate::error::ssr::respond(async {
+        let state = crate::state::app_state()?;
+        Ok(!ssr::admin_exists(state.db()).await?)
+    }
+    .await)
+}
+
+#[server(endpoint = "create_first_admin")]
+pub async fn create_first_admin(name: String, email: String, password: String) -> Result<(), AppError> {
+    crate::error::ssr::respond(async {
+        let state = crate::state::app_state()?;
+        let mut errors = crate::error::FieldErrors::new();
+        if name.trim().is_empty() {
+            errors.add("name", "Enter a name.");
+        }
+        if let Err(err) = email.trim().parse::<lettre::Address>() {
+            errors.add("email", format!("Enter an email address like name@example.com ({err})."));
+        }
+        if password.chars().count() < MIN_PASSWORD_LEN {
+            errors.add("password", format!("Use at least {MIN_PASSWORD_LEN} characters."));
+        }
+        errors.into_result()?;
+        // Checked and created in one request; a second admin created concurrently is caught
+        // by the unique email index or by this check on the next try.
+        if ssr::admin_exists(state.db()).await? {
+            return Err(AppError::Forbidden);
+        }
+        ssr::create_user(
+            state.db(),
+            ssr::NewUser { email: &email, name: &name, role: Role::Admin, password: Some(&password) },
+        )
+        .await?;
+        ssr::sign_in(&email, &password).await?;
+        leptos_axum::redirect("/admin/smtp");
+        Ok(())
+    }
+    .await)
+}
+
+/// Shows the message of a failed action with role "alert".
+#[component]
+pub fn ErrorAlert(#[prop(into)] error: Signal<Option<AppError>>) -> impl IntoView {
+    move || {
+        error.get().map(|err| {
+            view! { <p role="alert" class="alert error">{err.to_string()}</p> }
+        })
+    }
+}
+
+fn field_error(error: Option<AppError>, field: &str) -> Option<String> {
+    error.as_ref().and_then(AppError::field_errors).and_then(|f| f.get(field).map(str::to_owned))
+}
+
+#[component]
+pub fn LoginPage() -> impl IntoView {
+    let login = ServerAction::<Login>::new();
+    let setup = Resource::new(|| (), |_| first_admin_needed());
+    let error = Signal::derive(move || login.value().get().and_then(Result::err));
+    view! {
+        <section class="card narrow">
+            <h1>"Sign in"</h1>
+            <ActionForm action=login>
+                <label for="email">"Email"</label>
+                <input id="email" name="email" type="email" autocomplete="username" required/>
+                <label for="password">"Password"</label>
+                <input id="password" name="password" type="password" autocomplete="current-password" required/>
+                <button type="submit" disabled=move || login.pending().get()>"Sign in"</button>
+            </ActionForm>
+            <ErrorAlert error/>
+            <Suspense>
+                {move || Suspend::new(async move {
+                    matches!(setup.await, Ok(true)).then(|| view! {
+                        <p class="hint">"No admin yet? "<A href="/setup">"Create the first admin"</A></p>
+                    })
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+pub fn SetupPage() -> impl IntoView {
+    let create = ServerAction::<CreateFirstAdmin>::new();
+    let needed = Resource::new(|| (), |_| first_admin_needed());
+    let error = Signal::derive(move || create.value().get().and_then(Result::err));
+    let message = move |field: &'static str| move || field_error(error.get(), field);
+    view! {
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match needed.await {
+                    Ok(true) => view! {
+                        <section class="card narrow">
+                            <h1>"Create the first admin"</h1>
+                            <ActionForm action=create>
+                                <label for="name">"Name"</label>
+                                <input id="name" name="name" required
+                                    aria-invalid=move || message("name")().is_some().then_some("true")
+                                    aria-describedby="name-error"/>
+                                <p id="name-error" class="field-error">{message("name")}</p>
+                                <label for="email">"Email"</label>
+                                <input id="email" name="email" type="email" required
+                                    aria-invalid=move || message("email")().is_some().then_some("true")
+                                    aria-describedby="email-error"/>
+                                <p id="email-error" class="field-error">{message("email")}</p>
+                                <label for="password">"Password"</label>
+                                <input id="password" name="password" type="password" required
+                                    autocomplete="new-password"
+                                    aria-invalid=move || message("password")().is_some().then_some("true")
+                                    aria-describedby="password-error"/>
+                                <p id="password-error" class="field-error">{message("password")}</p>
+                                <button type="submit" disabled=move || create.pending().get()>"Create admin"</button>
+                            </ActionForm>
+                            {move || error.get().filter(|e| e.field_errors().is_none()).map(|e| view! {
+                                <p role="alert" class="alert error">{e.to_string()}</p>
+                            })}
+                        </section>
+                    }.into_any(),
+                    _ => view! { <Redirect path="/login"/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+pub fn HomePage() -> impl IntoView {
+    let user = Resource::new(|| (), |_| get_current_user());
+    let logout = ServerAction::<Logout>::new();
+    view! {
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match user.await {
+                    Ok(Some(user)) => view! {
+                        <section class="card narrow">
+                            <h1>"Mailroom"</h1>
+                            <p>"Signed in as " {user.name.clone()} " (" {user.email.clone()} ")."</p>
+                            {user.is_admin().then(|| view! { <p><A href="/admin/smtp">"Admin"</A></p> })}
+                            <ActionForm action=logout><button type="submit">"Sign out"</button></ActionForm>
+                        </section>
+                    }.into_any(),
+                    _ => view! { <Redirect path="/login"/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}

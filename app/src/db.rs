@@ -1,0 +1,57 @@
+//! The SurrealDB connection (the `any` engine: `surrealkv://`, `mem://` or `ws://`) and the
+//! schema, applied at every start-up. Every query binds its values as `$params`.
+
+use crate::state::Db;
+use surrealdb::opt::auth::Root;
+
+pub const SCHEMA: &str = include_str!("schema.surql");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot open the database at {url}: {source}")]
+    Connect { url: String, source: surrealdb::Error },
+    #[error("cannot sign in to the database as {user}: {source}")]
+    SignIn { user: String, source: surrealdb::Error },
+    #[error("cannot select namespace {ns} / database {db}: {source}")]
+    Select { ns: String, db: String, source: surrealdb::Error },
+    #[error("cannot apply the database schema: {0}")]
+    Schema(surrealdb::Error),
+}
+
+pub struct DbOptions<'a> {
+    pub url: &'a str,
+    pub namespace: &'a str,
+    pub database: &'a str,
+    pub credentials: Option<(&'a str, &'a str)>,
+}
+
+pub async fn connect(options: DbOptions<'_>) -> Result<Db, DbError> {
+    let db = surrealdb::engine::any::connect(options.url)
+        .await
+        .map_err(|source| DbError::Connect { url: options.url.to_owned(), source })?;
+    if let Some((user, password)) = options.credentials {
+        db.signin(Root { username: user.to_owned(), password: password.to_owned() })
+            .await
+            .map_err(|source| DbError::SignIn { user: user.to_owned(), source })?;
+    }
+    db.use_ns(options.namespace).use_db(options.database).await.map_err(|source| DbError::Select {
+        ns: options.namespace.to_owned(),
+        db: options.database.to_owned(),
+        source,
+    })?;
+    apply_schema(&db).await?;
+    Ok(db)
+}
+
+pub async fn apply_schema(db: &Db) -> Result<(), DbError> {
+    db.query(SCHEMA).await.and_then(|response| response.check()).map_err(DbError::Schema)?;
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch: how every timestamp is stored.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,174 @@
+//! One error type for every server function.
+//!
+//! Internal causes are logged once, with their cause chain, where they are turned into
+//! [`AppError::Internal`]; the client only ever learns "Something went wrong".
+
+use serde::{Deserialize, Serialize};
+use server_fn::{
+    ServerFnError,
+    codec::JsonEncoding,
+    error::{FromServerFnError, ServerFnErrorErr},
+};
+use std::collections::BTreeMap;
+
+/// Messages keyed by the form field they belong to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldErrors(pub BTreeMap<String, String>);
+
+impl FieldErrors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.entry(field.to_owned()).or_insert_with(|| message.into());
+    }
+
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0.get(field).map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Err(AppError::Validation)` when any field failed.
+    pub fn into_result(self) -> Result<(), AppError> {
+        if self.is_empty() { Ok(()) } else { Err(AppError::Validation(self)) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum AppError {
+    #[error("Some fields need attention.")]
+    Validation(FieldErrors),
+    #[error("Sign in to continue.")]
+    Unauthorized,
+    /// Deliberately the same for an unknown email and a wrong password.
+    #[error("Wrong email or password.")]
+    InvalidCredentials,
+    #[error("You do not have access to this page.")]
+    Forbidden,
+    #[error("Too many attempts. Try again in {retry_after_secs} seconds.")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("Something went wrong. Try again, and tell the operator if it keeps happening.")]
+    Internal,
+    /// The request never reached the function (network, encoding).
+    #[error("Could not reach the server: {0}")]
+    Transport(String),
+}
+
+impl AppError {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = FieldErrors::new();
+        errors.add(field, message);
+        Self::Validation(errors)
+    }
+
+    pub fn field_errors(&self) -> Option<&FieldErrors> {
+        match self {
+            Self::Validation(errors) => Some(errors),
+            _ => None,
+        }
+    }
+
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::Validation(_) => 422,
+            Self::Unauthorized | Self::InvalidCredentials => 401,
+            Self::Forbidden => 403,
+            Self::RateLimited { .. } => 429,
+            Self::Conflict(_) => 409,
+            Self::NotFound(_) => 404,
+            Self::Transport(_) => 400,
+            Self::Internal => 500,
+        }
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        Self::Transport(value.to_string())
+    }
+}
+
+impl From<ServerFnError> for AppError {
+    fn from(value: ServerFnError) -> Self {
+        Self::Transport(value.to_string())
+    }
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use super::AppError;
+    use std::fmt::Write;
+
+    /// Logs `err` with its whole cause chain and returns the opaque [`AppError::Internal`].
+    pub fn internal(context: &str, err: &(dyn std::error::Error + 'static)) -> AppError {
+        let mut chain = err.to_string();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            let _ = write!(chain, ": {cause}");
+            source = cause.source();
+        }
+        tracing::error!(error = %chain, "{context}");
+        AppError::Internal
+    }
+
+    impl From<surrealdb::Error> for AppError {
+        fn from(err: surrealdb::Error) -> Self {
+            internal("database error", &err)
+        }
+    }
+
+    /// Puts the error's HTTP status (and `Retry-After`) on the response of the current
+    /// request, so clients that are not Leptos still see 401/403/429/...
+    pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+        if let Err(err) = &result {
+            if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+                let status = http::StatusCode::from_u16(err.http_status())
+                    .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+                response.set_status(status);
+                if let AppError::RateLimited { retry_after_secs } = err {
+                    if let Ok(value) = http::HeaderValue::from_str(&retry_after_secs.to_string()) {
+                        response.insert_header(http::header::RETRY_AFTER, value);
+                    }
+                }
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_travel_as_json_and_come_back_equal() {
+        let mut fields = FieldErrors::new();
+        fields.add("from", "bad");
+        for err in [
+            AppError::Validation(fields),
+            AppError::RateLimited { retry_after_secs: 7 },
+            AppError::Conflict("saved by x".into()),
+            AppError::Internal,
+        ] {
+            let bytes = err.ser();
+            assert_eq!(AppError::de(bytes), err);
+        }
+    }
+
+    #[test]
+    fn unknown_email_and_wrong_password_share_one_message_and_status() {
+        assert_eq!(AppError::InvalidCredentials.http_status(), 401);
+        assert_eq!(AppError::InvalidCredentials.to_string(), "Wrong email or password.");
+    }
+}

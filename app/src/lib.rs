@@ -1,0 +1,56 @@
+//! Mailroom's app: the pages, their server functions and, behind the `ssr` feature, the
+//! server half of each domain. The browser build (`hydrate`) never sees server-only crates.
+
+pub mod admin_shell;
+pub mod auth;
+pub mod error;
+pub mod smtp_settings;
+
+#[cfg(feature = "ssr")]
+pub mod db;
+#[cfg(feature = "ssr")]
+pub mod state;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::{
+    SsrMode,
+    components::{Redirect, Route, Router, Routes},
+    path,
+};
+
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/mailroom.css"/>
+        <Title text="Mailroom"/>
+        <Router>
+            <Routes fallback=|| view! { <p class="card narrow">"Page not found."</p> }>
+                <Route path=path!("/") view=auth::HomePage ssr=SsrMode::Async/>
+                <Route path=path!("/login") view=auth::LoginPage ssr=SsrMode::Async/>
+                <Route path=path!("/setup") view=auth::SetupPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin") view=|| view! { <Redirect path="/admin/smtp"/> }/>
+                <Route path=path!("/admin/smtp") view=smtp_settings::SmtpPage ssr=SsrMode::Async/>
+            </Routes>
+        </Router>
+    }
+}

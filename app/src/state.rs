@@ -1,0 +1,113 @@
+//! Server state shared by every request: the database, the instance settings and the limiters.
+
+use crate::error::AppError;
+use axum::extract::FromRef;
+use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
+use leptos::prelude::LeptosOptions;
+use std::{num::NonZeroU32, sync::Arc};
+use surrealdb::{Surreal, engine::any::Any};
+
+pub type Db = Surreal<Any>;
+
+/// What the app needs to know about its deployment; built by the server from its config.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub instance_name: String,
+    /// Cookies get `Secure` when the public URL is https.
+    pub cookie_secure: bool,
+    /// Extra origin accepted for POSTs (the public URL behind a proxy).
+    pub public_origin: Option<String>,
+    pub login_per_minute: NonZeroU32,
+}
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub shared: Arc<Shared>,
+}
+
+pub struct Shared {
+    pub db: Db,
+    /// The instance key that encrypts stored secrets.
+    pub secret_key: secrecy::SecretBox<[u8; 32]>,
+    pub settings: Settings,
+    pub login_by_email: Limiter,
+    pub login_by_ip: Limiter,
+}
+
+impl AppState {
+    pub fn new(leptos_options: LeptosOptions, db: Db, settings: Settings, secret_key: [u8; 32]) -> Self {
+        let per_minute = settings.login_per_minute;
+        let by_ip = per_minute.saturating_mul(NonZeroU32::new(3).expect("3 is not zero"));
+        Self {
+            leptos_options,
+            shared: Arc::new(Shared {
+                db,
+                secret_key: secrecy::SecretBox::new(Box::new(secret_key)),
+                login_by_email: Limiter::per_minute(per_minute),
+                login_by_ip: Limiter::per_minute(by_ip),
+                settings,
+            }),
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.shared.db
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.shared.settings
+    }
+
+    /// Forgets keys whose quota has fully refilled; call now and then.
+    pub fn prune_limiters(&self) {
+        self.shared.login_by_email.prune();
+        self.shared.login_by_ip.prune();
+    }
+}
+
+/// A keyed GCRA limiter (governor) that answers with [`AppError::RateLimited`].
+pub struct Limiter(DefaultKeyedRateLimiter<String>);
+
+impl Limiter {
+    pub fn per_minute(quota: NonZeroU32) -> Self {
+        Self(DefaultKeyedRateLimiter::keyed(Quota::per_minute(quota)))
+    }
+
+    pub fn check(&self, key: &str) -> Result<(), AppError> {
+        self.0.check_key(&key.to_owned()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            AppError::RateLimited { retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64 }
+        })
+    }
+
+    pub fn prune(&self) {
+        self.0.retain_recent();
+        self.0.shrink_to_fit();
+    }
+}
+
+/// The state of the current request, from the Leptos context.
+pub fn app_state() -> Result<AppState, AppError> {
+    leptos::prelude::use_context::<AppState>().ok_or_else(|| {
+        tracing::error!("AppState missing from the Leptos context");
+        AppError::Internal
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_refuses_past_its_quota_and_names_the_wait() {
+        let limiter = Limiter::per_minute(NonZeroU32::new(2).unwrap());
+        assert!(limiter.check("a").is_ok());
+        assert!(limiter.check("a").is_ok());
+        match limiter.check("a") {
+            Err(AppError::RateLimited { retry_after_secs }) => assert!((1..=60).contains(&retry_after_secs)),
+            other => panic!("expected a rate limit, got {other:?}"),
+        }
+        assert!(limiter.check("b").is_ok(), "keys are limited separately");
+    }
+}

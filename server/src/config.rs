@@ -1,0 +1,251 @@
+//! Typed configuration from `MAILROOM_*` environment variables (and an optional `.env`).
+//! Every problem names the variable, so a bad deployment stops at start-up with a clear
+//! message rather than misbehaving later.
+
+use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf, str::FromStr};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+/// The database to open and how to sign in to it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub namespace: String,
+    pub database: String,
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &self.url)
+            .field("namespace", &self.namespace)
+            .field("database", &self.database)
+            .field("user", &self.credentials.as_ref().map(|(user, _)| user))
+            .finish()
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub database: DatabaseConfig,
+    pub instance_name: String,
+    /// The first admin, created when the database has no user yet.
+    pub first_admin: Option<(String, String)>,
+    pub secret_key_file: PathBuf,
+    pub public_url: Option<String>,
+    pub login_per_minute: NonZeroU32,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("database", &self.database)
+            .field("instance_name", &self.instance_name)
+            .field("first_admin", &self.first_admin.as_ref().map(|(email, _)| email))
+            .field("secret_key_file", &self.secret_key_file)
+            .field("public_url", &self.public_url)
+            .field("login_per_minute", &self.login_per_minute)
+            .finish()
+    }
+}
+
+/// Every variable Mailroom reads, with its default; the README's table mirrors this list.
+pub const VARIABLES: &[(&str, &str)] = &[
+    ("MAILROOM_BIND", "127.0.0.1:3000"),
+    ("MAILROOM_DATABASE_URL", "surrealkv://data/db"),
+    ("MAILROOM_DATABASE_NS", "mailroom"),
+    ("MAILROOM_DATABASE_DB", "mailroom"),
+    ("MAILROOM_DATABASE_USER", ""),
+    ("MAILROOM_DATABASE_PASSWORD", ""),
+    ("MAILROOM_INSTANCE_NAME", "Mailroom"),
+    ("MAILROOM_ADMIN_EMAIL", ""),
+    ("MAILROOM_ADMIN_PASSWORD", ""),
+    ("MAILROOM_SECRET_KEY_FILE", "data/secret.key"),
+    ("MAILROOM_PUBLIC_URL", ""),
+    ("MAILROOM_LOGIN_PER_MINUTE", "10"),
+];
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |var: &'static str| lookup(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let parse = |var: &'static str, default: &str, what: &str| -> Result<String, ConfigError> {
+            let value = get(var).unwrap_or_else(|| default.to_owned());
+            if value.is_empty() { Err(ConfigError { var, reason: format!("must be {what}") }) } else { Ok(value) }
+        };
+
+        let bind_text = parse("MAILROOM_BIND", "127.0.0.1:3000", "host:port")?;
+        let bind = SocketAddr::from_str(&bind_text).map_err(|_| ConfigError {
+            var: "MAILROOM_BIND",
+            reason: format!("'{bind_text}' is not an address and port such as 127.0.0.1:3000"),
+        })?;
+
+        let url = parse("MAILROOM_DATABASE_URL", "surrealkv://data/db", "a database URL")?;
+        let known = ["surrealkv://", "mem://", "ws://", "wss://"];
+        if !known.iter().any(|scheme| url.starts_with(scheme)) {
+            return Err(ConfigError {
+                var: "MAILROOM_DATABASE_URL",
+                reason: format!("'{url}' is not supported; use surrealkv://PATH, mem://, or ws://HOST:PORT"),
+            });
+        }
+        let credentials = match (get("MAILROOM_DATABASE_USER"), get("MAILROOM_DATABASE_PASSWORD")) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError {
+                    var: "MAILROOM_DATABASE_PASSWORD",
+                    reason: "is required when MAILROOM_DATABASE_USER is set".into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError {
+                    var: "MAILROOM_DATABASE_USER",
+                    reason: "is required when MAILROOM_DATABASE_PASSWORD is set".into(),
+                });
+            }
+        };
+        let database = DatabaseConfig {
+            url,
+            namespace: parse("MAILROOM_DATABASE_NS", "mailroom", "a namespace name")?,
+            database: parse("MAILROOM_DATABASE_DB", "mailroom", "a database name")?,
+            credentials,
+        };
+
+        let instance_name = parse("MAILROOM_INSTANCE_NAME", "Mailroom", "a name")?;
+        if instance_name.chars().any(char::is_control) || instance_name.chars().count() > 80 {
+            return Err(ConfigError {
+                var: "MAILROOM_INSTANCE_NAME",
+                reason: "must be at most 80 characters without control characters".into(),
+            });
+        }
+
+        let first_admin = match (get("MAILROOM_ADMIN_EMAIL"), lookup("MAILROOM_ADMIN_PASSWORD")) {
+            (Some(email), Some(password)) if !password.is_empty() => {
+                if email.parse::<app::smtp_settings::Address>().is_err() {
+                    return Err(ConfigError {
+                        var: "MAILROOM_ADMIN_EMAIL",
+                        reason: format!("'{email}' is not an email address"),
+                    });
+                }
+                if password.chars().count() < app::auth::MIN_PASSWORD_LEN {
+                    return Err(ConfigError {
+                        var: "MAILROOM_ADMIN_PASSWORD",
+                        reason: format!("must be at least {} characters", app::auth::MIN_PASSWORD_LEN),
+                    });
+                }
+                Some((email, password))
+            }
+            (None, None) => None,
+            (Some(_), _) => {
+                return Err(ConfigError {
+                    var: "MAILROOM_ADMIN_PASSWORD",
+                    reason: "is required when MAILROOM_ADMIN_EMAIL is set".into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError {
+                    var: "MAILROOM_ADMIN_EMAIL",
+                    reason: "is required when MAILROOM_ADMIN_PASSWORD is set".into(),
+                });
+            }
+        };
+
+        let secret_key_file = PathBuf::from(parse("MAILROOM_SECRET_KEY_FILE", "data/secret.key", "a file path")?);
+
+        let public_url = get("MAILROOM_PUBLIC_URL").map(|url| url.trim_end_matches('/').to_owned());
+        if let Some(url) = &public_url {
+            let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+            if rest.is_none_or(|host| host.is_empty() || host.contains('/')) {
+                return Err(ConfigError {
+                    var: "MAILROOM_PUBLIC_URL",
+                    reason: format!("'{url}' must be an origin such as https://mail.example.com"),
+                });
+            }
+        }
+
+        let per_minute = parse("MAILROOM_LOGIN_PER_MINUTE", "10", "a number")?;
+        let login_per_minute = per_minute.parse::<NonZeroU32>().map_err(|_| ConfigError {
+            var: "MAILROOM_LOGIN_PER_MINUTE",
+            reason: format!("'{per_minute}' is not a whole number of at least 1"),
+        })?;
+
+        Ok(Self { bind, database, instance_name, first_admin, secret_key_file, public_url, login_per_minute })
+    }
+
+    pub fn cookie_secure(&self) -> bool {
+        self.public_url.as_deref().is_some_and(|url| url.starts_with("https://"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_need_no_variables() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.bind.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.database.url, "surrealkv://data/db");
+        assert_eq!(config.instance_name, "Mailroom");
+        assert!(config.first_admin.is_none());
+        assert!(!config.cookie_secure());
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("MAILROOM_BIND", "localhost")], "MAILROOM_BIND"),
+            (&[("MAILROOM_DATABASE_URL", "postgres://x")], "MAILROOM_DATABASE_URL"),
+            (&[("MAILROOM_DATABASE_USER", "root")], "MAILROOM_DATABASE_PASSWORD"),
+            (&[("MAILROOM_ADMIN_EMAIL", "admin@example.com")], "MAILROOM_ADMIN_PASSWORD"),
+            (&[("MAILROOM_ADMIN_EMAIL", "not-an-email"), ("MAILROOM_ADMIN_PASSWORD", "long enough pass")], "MAILROOM_ADMIN_EMAIL"),
+            (&[("MAILROOM_ADMIN_EMAIL", "a@example.com"), ("MAILROOM_ADMIN_PASSWORD", "short")], "MAILROOM_ADMIN_PASSWORD"),
+            (&[("MAILROOM_PUBLIC_URL", "mail.example.com")], "MAILROOM_PUBLIC_URL"),
+            (&[("MAILROOM_LOGIN_PER_MINUTE", "0")], "MAILROOM_LOGIN_PER_MINUTE"),
+            (&[("MAILROOM_INSTANCE_NAME", "bad\nname")], "MAILROOM_INSTANCE_NAME"),
+        ];
+        for (vars, expected) in cases {
+            let err = config(vars).expect_err(expected);
+            assert_eq!(err.var, *expected, "{vars:?}");
+            assert!(err.to_string().starts_with(expected));
+        }
+    }
+
+    #[test]
+    fn an_https_public_url_makes_cookies_secure() {
+        let config = config(&[("MAILROOM_PUBLIC_URL", "https://mail.example.com/")]).unwrap();
+        assert_eq!(config.public_url.as_deref(), Some("https://mail.example.com"));
+        assert!(config.cookie_secure());
+    }
+
+    #[test]
+    fn debug_output_never_shows_passwords() {
+        let config = config(&[
+            ("MAILROOM_ADMIN_EMAIL", "admin@example.com"),
+            ("MAILROOM_ADMIN_PASSWORD", "correct horse battery"),
+            ("MAILROOM_DATABASE_USER", "root"),
+            ("MAILROOM_DATABASE_PASSWORD", "db-secret-value"),
+        ])
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("correct horse battery") && !shown.contains("db-secret-value"), "{shown}");
+    }
+}

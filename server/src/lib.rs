@@ -1,0 +1,184 @@
+//! Mailroom's server: configuration, start-up and the router. The pages and server functions
+//! live in `app`; this crate wires them to axum, SurrealDB and the session layer.
+
+pub mod config;
+mod origin;
+mod secret_key;
+
+use app::{
+    auth::ssr::{SurrealSessionStore, ensure_first_admin},
+    db::{DbError, DbOptions},
+    state::{AppState, Settings},
+};
+use axum::{
+    Router,
+    body::Body,
+    extract::State,
+    http::Request,
+    response::{IntoResponse, Response},
+    routing::any,
+};
+use config::Config;
+use leptos::prelude::{LeptosOptions, provide_context};
+use leptos_axum::{LeptosRoutes, generate_route_list, handle_server_fns_with_context};
+use std::{future::Future, net::SocketAddr, time::Duration};
+use tokio::net::TcpListener;
+use tower_sessions::{
+    Expiry, SessionManagerLayer,
+    cookie::{SameSite, time::Duration as CookieDuration},
+};
+
+pub use secret_key::SecretKeyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error(transparent)]
+    SecretKey(#[from] SecretKeyError),
+    #[error("cannot listen on {addr} (MAILROOM_BIND): {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot create the first admin from MAILROOM_ADMIN_EMAIL: {0}")]
+    FirstAdmin(app::error::AppError),
+}
+
+/// A server that has opened its database and bound its port, ready to serve.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Server {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let secret_key = secret_key::load_or_create(&config.secret_key_file)?;
+        let db = app::db::connect(DbOptions {
+            url: &config.database.url,
+            namespace: &config.database.namespace,
+            database: &config.database.database,
+            credentials: config.database.credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+        })
+        .await?;
+
+        let listener =
+            TcpListener::bind(config.bind).await.map_err(|source| StartupError::Bind { addr: config.bind, source })?;
+        let addr = listener.local_addr().map_err(|source| StartupError::Bind { addr: config.bind, source })?;
+
+        let leptos_options = leptos_options(addr);
+        let settings = Settings {
+            instance_name: config.instance_name.clone(),
+            cookie_secure: config.cookie_secure(),
+            public_origin: config.public_url.clone(),
+            login_per_minute: config.login_per_minute,
+        };
+        let state = AppState::new(leptos_options, db.clone(), settings, secret_key);
+
+        if let Some((email, password)) = &config.first_admin {
+            if ensure_first_admin(&state, email, password).await.map_err(StartupError::FirstAdmin)? {
+                tracing::info!("created the first admin from MAILROOM_ADMIN_EMAIL");
+            }
+        }
+
+        let router = router(state.clone(), SurrealSessionStore::new(db));
+        Ok(Self { listener, router, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let result = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        housekeeping.abort();
+        result
+    }
+}
+
+/// Where cargo-leptos put the compiled site, from its `LEPTOS_*` variables.
+fn leptos_options(addr: SocketAddr) -> LeptosOptions {
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    let env = match var("LEPTOS_ENV", "DEV").as_str() {
+        "PROD" | "prod" | "production" => leptos::config::Env::PROD,
+        _ => leptos::config::Env::DEV,
+    };
+    LeptosOptions::builder()
+        .output_name(var("LEPTOS_OUTPUT_NAME", "mailroom"))
+        .site_root(var("LEPTOS_SITE_ROOT", "target/site"))
+        .site_pkg_dir(var("LEPTOS_SITE_PKG_DIR", "pkg"))
+        .site_addr(addr)
+        .env(env)
+        .build()
+}
+
+fn router(state: AppState, store: SurrealSessionStore) -> Router {
+    let sessions = SessionManagerLayer::new(store)
+        .with_name("mailroom_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_secure(state.settings().cookie_secure)
+        .with_expiry(Expiry::OnInactivity(CookieDuration::days(7)));
+    let routes = generate_route_list(app::App);
+    let context_state = state.clone();
+    Router::new()
+        .route("/api/{*fn_name}", any(server_fn_handler))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(context_state.clone()),
+            {
+                let options = state.leptos_options.clone();
+                move || app::shell(options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), origin::refuse_cross_site))
+        .layer(sessions)
+        .with_state(state)
+}
+
+async fn server_fn_handler(State(state): State<AppState>, request: Request<Body>) -> Response {
+    handle_server_fns_with_context(move || provide_context(state.clone()), request).await.into_response()
+}
+
+/// Prunes rate-limiter keys and expired sessions every few minutes.
+async fn housekeeping(state: AppState) {
+    let store = SurrealSessionStore::new(state.db().clone());
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        state.prune_limiters();
+        if let Err(err) = store.delete_expired().await {
+            tracing::warn!(error = %err, "cannot delete expired sessions");
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

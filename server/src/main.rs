@@ -1,0 +1,38 @@
+use server::{Server, config::Config, shutdown_signal};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // surrealdb brings aws-lc-rs and lettre brings ring: pick one provider for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = dotenvy::dotenv();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,surrealdb=warn,surrealdb_core=warn")))
+        .with_writer(std::io::stderr)
+        .init();
+
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("mailroom: configuration error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let server = match Server::build(config).await {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("mailroom: cannot start: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    // Tests and scripts read this line to find the port (MAILROOM_BIND may say port 0).
+    println!("Mailroom is listening on http://{}", server.local_addr());
+    match server.run(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("mailroom: server stopped: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
