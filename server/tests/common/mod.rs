@@ -1,0 +1,104 @@
+//! Test support: the real server on port 0 with a fresh `mem://` database, and an HTTP client
+//! with its own cookie jar.
+#![allow(dead_code)]
+
+use app::{
+    auth::{Role, ssr::NewUser},
+    state::AppState,
+};
+use server::{Server, config::Config};
+use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf};
+use tokio::sync::oneshot;
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "admin password 1";
+pub const USER_EMAIL: &str = "user@example.com";
+pub const USER_PASSWORD: &str = "user password 12";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    _shutdown: oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn test_config(dir: &std::path::Path) -> Config {
+    Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database: server::config::DatabaseConfig {
+            url: "mem://".into(),
+            namespace: "test".into(),
+            database: "test".into(),
+            credentials: None,
+        },
+        instance_name: "Mailroom Test".into(),
+        first_admin: Some((ADMIN_EMAIL.into(), ADMIN_PASSWORD.into())),
+        secret_key_file: dir.join("secret.key"),
+        public_url: None,
+        login_per_minute: NonZeroU32::new(1000).unwrap(),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    adjust(&mut config);
+    let server = Server::build(config).await.expect("server starts");
+    let addr = server.local_addr();
+    let state = server.state().clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    TestApp { addr, state, _shutdown: tx, _dir: dir }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A client with its own cookie jar that does not follow redirects.
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    pub async fn create_user(&self, email: &str, password: &str, role: Role) {
+        app::auth::ssr::create_user(
+            self.state.db(),
+            NewUser { email, name: "Test User", role, password: Some(password) },
+        )
+        .await
+        .expect("user created");
+    }
+
+    /// Calls a server function with a form body.
+    pub async fn call(&self, client: &reqwest::Client, endpoint: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        client.post(self.url(&format!("/api/{endpoint}"))).form(form).send().await.unwrap()
+    }
+
+    pub async fn sign_in(&self, client: &reqwest::Client, email: &str, password: &str) -> reqwest::Response {
+        self.call(client, "login", &[("email", email), ("password", password)]).await
+    }
+
+    pub async fn admin_client(&self) -> reqwest::Client {
+        let client = self.client();
+        let response = self.sign_in(&client, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        assert!(response.status().is_success() || response.status().is_redirection(), "{}", response.status());
+        client
+    }
+}
+
+/// The compiled server binary, for tests that need a separate process.
+pub fn server_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_server"))
+}
