@@ -1,3 +1,4 @@
+#![recursion_limit = "512"]
 //! Mailroom's app: the pages, their server functions and, behind the `ssr` feature, the
 //! server half of each domain. The browser build (`hydrate`) never sees server-only crates.
 
@@ -40,6 +41,12 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    // Marks the page once the WASM has taken over, so end-to-end tests never click too early.
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
     view! {
         <Stylesheet id="leptos" href="/pkg/mailroom.css"/>
         <Title text="Mailroom"/>

@@ -18,6 +18,9 @@ pub struct Settings {
     /// Extra origin accepted for POSTs (the public URL behind a proxy).
     pub public_origin: Option<String>,
     pub login_per_minute: NonZeroU32,
+    /// Save / Send Test Email per admin, and for the whole instance.
+    pub smtp_per_admin_per_minute: NonZeroU32,
+    pub smtp_per_instance_per_minute: NonZeroU32,
 }
 
 #[derive(Clone, FromRef)]
@@ -33,6 +36,8 @@ pub struct Shared {
     pub settings: Settings,
     pub login_by_email: Limiter,
     pub login_by_ip: Limiter,
+    pub smtp_by_admin: Limiter,
+    pub smtp_instance: Limiter,
 }
 
 impl AppState {
@@ -46,6 +51,8 @@ impl AppState {
                 secret_key: secrecy::SecretBox::new(Box::new(secret_key)),
                 login_by_email: Limiter::per_minute(per_minute),
                 login_by_ip: Limiter::per_minute(by_ip),
+                smtp_by_admin: Limiter::per_minute(settings.smtp_per_admin_per_minute),
+                smtp_instance: Limiter::per_minute(settings.smtp_per_instance_per_minute),
                 settings,
             }),
         }
@@ -63,6 +70,8 @@ impl AppState {
     pub fn prune_limiters(&self) {
         self.shared.login_by_email.prune();
         self.shared.login_by_ip.prune();
+        self.shared.smtp_by_admin.prune();
+        self.shared.smtp_instance.prune();
     }
 }
 

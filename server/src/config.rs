@@ -38,9 +38,13 @@ pub struct Config {
     pub instance_name: String,
     /// The first admin, created when the database has no user yet.
     pub first_admin: Option<(String, String)>,
+    /// A non-admin user created at start-up when absent (demos and end-to-end tests).
+    pub seed_user: Option<(String, String)>,
     pub secret_key_file: PathBuf,
     pub public_url: Option<String>,
     pub login_per_minute: NonZeroU32,
+    pub smtp_per_admin_per_minute: NonZeroU32,
+    pub smtp_per_instance_per_minute: NonZeroU32,
 }
 
 impl std::fmt::Debug for Config {
@@ -50,9 +54,12 @@ impl std::fmt::Debug for Config {
             .field("database", &self.database)
             .field("instance_name", &self.instance_name)
             .field("first_admin", &self.first_admin.as_ref().map(|(email, _)| email))
+            .field("seed_user", &self.seed_user.as_ref().map(|(email, _)| email))
             .field("secret_key_file", &self.secret_key_file)
             .field("public_url", &self.public_url)
             .field("login_per_minute", &self.login_per_minute)
+            .field("smtp_per_admin_per_minute", &self.smtp_per_admin_per_minute)
+            .field("smtp_per_instance_per_minute", &self.smtp_per_instance_per_minute)
             .finish()
     }
 }
@@ -68,9 +75,13 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("MAILROOM_INSTANCE_NAME", "Mailroom"),
     ("MAILROOM_ADMIN_EMAIL", ""),
     ("MAILROOM_ADMIN_PASSWORD", ""),
+    ("MAILROOM_USER_EMAIL", ""),
+    ("MAILROOM_USER_PASSWORD", ""),
     ("MAILROOM_SECRET_KEY_FILE", "data/secret.key"),
     ("MAILROOM_PUBLIC_URL", ""),
     ("MAILROOM_LOGIN_PER_MINUTE", "10"),
+    ("MAILROOM_SMTP_ACTIONS_PER_MINUTE", "10"),
+    ("MAILROOM_SMTP_ACTIONS_PER_MINUTE_INSTANCE", "30"),
 ];
 
 impl Config {
@@ -131,36 +142,8 @@ impl Config {
             });
         }
 
-        let first_admin = match (get("MAILROOM_ADMIN_EMAIL"), lookup("MAILROOM_ADMIN_PASSWORD")) {
-            (Some(email), Some(password)) if !password.is_empty() => {
-                if email.parse::<app::smtp_settings::Address>().is_err() {
-                    return Err(ConfigError {
-                        var: "MAILROOM_ADMIN_EMAIL",
-                        reason: format!("'{email}' is not an email address"),
-                    });
-                }
-                if password.chars().count() < app::auth::MIN_PASSWORD_LEN {
-                    return Err(ConfigError {
-                        var: "MAILROOM_ADMIN_PASSWORD",
-                        reason: format!("must be at least {} characters", app::auth::MIN_PASSWORD_LEN),
-                    });
-                }
-                Some((email, password))
-            }
-            (None, None) => None,
-            (Some(_), _) => {
-                return Err(ConfigError {
-                    var: "MAILROOM_ADMIN_PASSWORD",
-                    reason: "is required when MAILROOM_ADMIN_EMAIL is set".into(),
-                });
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError {
-                    var: "MAILROOM_ADMIN_EMAIL",
-                    reason: "is required when MAILROOM_ADMIN_PASSWORD is set".into(),
-                });
-            }
-        };
+        let first_admin = account(&lookup, "MAILROOM_ADMIN_EMAIL", "MAILROOM_ADMIN_PASSWORD")?;
+        let seed_user = account(&lookup, "MAILROOM_USER_EMAIL", "MAILROOM_USER_PASSWORD")?;
 
         let secret_key_file = PathBuf::from(parse("MAILROOM_SECRET_KEY_FILE", "data/secret.key", "a file path")?);
 
@@ -175,17 +158,58 @@ impl Config {
             }
         }
 
-        let per_minute = parse("MAILROOM_LOGIN_PER_MINUTE", "10", "a number")?;
-        let login_per_minute = per_minute.parse::<NonZeroU32>().map_err(|_| ConfigError {
-            var: "MAILROOM_LOGIN_PER_MINUTE",
-            reason: format!("'{per_minute}' is not a whole number of at least 1"),
-        })?;
+        let per_minute = |var: &'static str, default: &str| -> Result<NonZeroU32, ConfigError> {
+            let text = parse(var, default, "a number")?;
+            text.parse::<NonZeroU32>()
+                .map_err(|_| ConfigError { var, reason: format!("'{text}' is not a whole number of at least 1") })
+        };
+        let login_per_minute = per_minute("MAILROOM_LOGIN_PER_MINUTE", "10")?;
+        let smtp_per_admin_per_minute = per_minute("MAILROOM_SMTP_ACTIONS_PER_MINUTE", "10")?;
+        let smtp_per_instance_per_minute = per_minute("MAILROOM_SMTP_ACTIONS_PER_MINUTE_INSTANCE", "30")?;
 
-        Ok(Self { bind, database, instance_name, first_admin, secret_key_file, public_url, login_per_minute })
+        Ok(Self {
+            bind,
+            database,
+            instance_name,
+            first_admin,
+            seed_user,
+            secret_key_file,
+            public_url,
+            login_per_minute,
+            smtp_per_admin_per_minute,
+            smtp_per_instance_per_minute,
+        })
     }
 
     pub fn cookie_secure(&self) -> bool {
         self.public_url.as_deref().is_some_and(|url| url.starts_with("https://"))
+    }
+}
+
+/// An email + password pair: both or neither, a real address, a long enough password.
+fn account(
+    lookup: &impl Fn(&str) -> Option<String>,
+    email_var: &'static str,
+    password_var: &'static str,
+) -> Result<Option<(String, String)>, ConfigError> {
+    let email = lookup(email_var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let password = lookup(password_var).filter(|v| !v.is_empty());
+    match (email, password) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError { var: password_var, reason: format!("is required when {email_var} is set") }),
+        (None, Some(_)) => Err(ConfigError { var: email_var, reason: format!("is required when {password_var} is set") }),
+        (Some(email), Some(password)) => {
+            if email.parse::<app::smtp_settings::Address>().is_err() {
+                return Err(ConfigError { var: email_var, reason: format!("'{email}' is not an email address") });
+            }
+            if password.chars().count() < app::auth::MIN_PASSWORD_LEN {
+                return Err(ConfigError {
+                    var: password_var,
+                    reason: format!("must be at least {} characters", app::auth::MIN_PASSWORD_LEN),
+                });
+            }
+            Ok(Some((email, password)))
+        }
     }
 }
 
@@ -220,6 +244,8 @@ mod tests {
             (&[("MAILROOM_ADMIN_EMAIL", "a@example.com"), ("MAILROOM_ADMIN_PASSWORD", "short")], "MAILROOM_ADMIN_PASSWORD"),
             (&[("MAILROOM_PUBLIC_URL", "mail.example.com")], "MAILROOM_PUBLIC_URL"),
             (&[("MAILROOM_LOGIN_PER_MINUTE", "0")], "MAILROOM_LOGIN_PER_MINUTE"),
+            (&[("MAILROOM_SMTP_ACTIONS_PER_MINUTE", "ten")], "MAILROOM_SMTP_ACTIONS_PER_MINUTE"),
+            (&[("MAILROOM_USER_EMAIL", "u@example.com")], "MAILROOM_USER_PASSWORD"),
             (&[("MAILROOM_INSTANCE_NAME", "bad\nname")], "MAILROOM_INSTANCE_NAME"),
         ];
         for (vars, expected) in cases {

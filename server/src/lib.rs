@@ -6,7 +6,7 @@ mod origin;
 mod secret_key;
 
 use app::{
-    auth::ssr::{SurrealSessionStore, ensure_first_admin},
+    auth::ssr::{SurrealSessionStore, ensure_first_admin, ensure_user},
     db::{DbError, DbOptions},
     state::{AppState, Settings},
 };
@@ -38,7 +38,7 @@ pub enum StartupError {
     SecretKey(#[from] SecretKeyError),
     #[error("cannot listen on {addr} (MAILROOM_BIND): {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("cannot create the first admin from MAILROOM_ADMIN_EMAIL: {0}")]
+    #[error("cannot create the users named by MAILROOM_ADMIN_EMAIL / MAILROOM_USER_EMAIL: {0}")]
     FirstAdmin(app::error::AppError),
 }
 
@@ -70,6 +70,8 @@ impl Server {
             cookie_secure: config.cookie_secure(),
             public_origin: config.public_url.clone(),
             login_per_minute: config.login_per_minute,
+            smtp_per_admin_per_minute: config.smtp_per_admin_per_minute,
+            smtp_per_instance_per_minute: config.smtp_per_instance_per_minute,
         };
         let state = AppState::new(leptos_options, db.clone(), settings, secret_key);
 
@@ -77,6 +79,10 @@ impl Server {
             if ensure_first_admin(&state, email, password).await.map_err(StartupError::FirstAdmin)? {
                 tracing::info!("created the first admin from MAILROOM_ADMIN_EMAIL");
             }
+        }
+
+        if let Some((email, password)) = &config.seed_user {
+            ensure_user(&state, email, password).await.map_err(StartupError::FirstAdmin)?;
         }
 
         let router = router(state.clone(), SurrealSessionStore::new(db));

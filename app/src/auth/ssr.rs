@@ -224,6 +224,16 @@ pub async fn ensure_first_admin(state: &AppState, email: &str, password: &str) -
     Ok(true)
 }
 
+/// Creates a non-admin user from the environment unless that email already exists.
+pub async fn ensure_user(state: &AppState, email: &str, password: &str) -> Result<(), AppError> {
+    if find_by_email(state.db(), email).await?.is_some() {
+        return Ok(());
+    }
+    let name = email.split('@').next().unwrap_or("User");
+    create_user(state.db(), NewUser { email, name, role: Role::User, password: Some(password) }).await?;
+    Ok(())
+}
+
 /// tower-sessions store on SurrealDB. Sessions survive restarts of the server.
 #[derive(Clone)]
 pub struct SurrealSessionStore {
@@ -266,6 +276,28 @@ fn backend(err: impl std::fmt::Display) -> session_store::Error {
 
 #[async_trait]
 impl SessionStore for SurrealSessionStore {
+    /// `CREATE` fails on an existing key, so a colliding id is replaced, never shared.
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let expires_at = (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64;
+        for _ in 0..8 {
+            let created = self
+                .db
+                .query("CREATE $id CONTENT { data: $data, expires_at: $expires_at }")
+                .bind(("id", Self::key(&record.id)))
+                .bind(("data", data.clone()))
+                .bind(("expires_at", expires_at))
+                .await
+                .and_then(|r| r.check());
+            match created {
+                Ok(_) => return Ok(()),
+                Err(err) if err.to_string().contains("already exists") => record.id = Id::default(),
+                Err(err) => return Err(backend(err)),
+            }
+        }
+        Err(session_store::Error::Backend("could not find a free session id".into()))
+    }
+
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let expires_at = (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64;

@@ -1,14 +1,68 @@
-//! Admin > Platform > SMTP.
+//! Admin > Platform > SMTP: how the instance sends mail.
 
-use crate::admin_shell::AdminFrame;
+pub mod form;
+mod page;
+#[cfg(feature = "ssr")]
+pub mod ssr;
+pub mod types;
+
+use crate::error::AppError;
+use form::SmtpForm;
 pub use lettre::Address;
 use leptos::prelude::*;
+pub use page::SmtpPage;
+use serde::{Deserialize, Serialize};
+use server_fn::codec::Json;
 
-#[component]
-pub fn SmtpPage() -> impl IntoView {
-    view! {
-        <AdminFrame>
-            <h1>"SMTP"</h1>
-        </AdminFrame>
-    }
+/// The settings as the browser sees them: no secret, only whether one is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmtpSettingsView {
+    pub form: SmtpForm,
+    pub password_set: bool,
+    pub client_secret_set: bool,
+    /// Bumped by every save; a save made from an older version is refused.
+    pub version: u64,
+    pub saved_by: Option<String>,
+    pub saved_at: Option<i64>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaveOutcome {
+    pub version: u64,
+    pub saved_by: Option<String>,
+    pub saved_at: Option<i64>,
+    pub password_set: bool,
+    pub client_secret_set: bool,
+    /// Names of the fields this save changed (never their secret values).
+    pub changed: Vec<String>,
+}
+
+#[server(endpoint = "smtp_load")]
+pub async fn load_smtp_settings() -> Result<SmtpSettingsView, AppError> {
+    crate::error::ssr::respond(ssr::load().await)
+}
+
+#[server(endpoint = "smtp_save", input = Json)]
+pub async fn save_smtp_settings(form: SmtpForm, version: u64) -> Result<SaveOutcome, AppError> {
+    crate::error::ssr::respond(ssr::save(form, version).await)
+}
+
+/// `2026-11-28 14:05 UTC` from milliseconds since the epoch (same text on server and browser).
+pub fn format_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+}
+
+#[cfg(test)]
+mod tests;

@@ -33,9 +33,12 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         },
         instance_name: "Mailroom Test".into(),
         first_admin: Some((ADMIN_EMAIL.into(), ADMIN_PASSWORD.into())),
+        seed_user: None,
         secret_key_file: dir.join("secret.key"),
         public_url: None,
         login_per_minute: NonZeroU32::new(1000).unwrap(),
+        smtp_per_admin_per_minute: NonZeroU32::new(1000).unwrap(),
+        smtp_per_instance_per_minute: NonZeroU32::new(1000).unwrap(),
     }
 }
 

@@ -1,0 +1,161 @@
+//! What the SMTP form holds (plain strings, as typed) and how it becomes [`CustomSettings`].
+
+use super::types::*;
+use crate::error::FieldErrors;
+use serde::{Deserialize, Serialize};
+
+/// Field names: the keys of field errors and the ids of the inputs.
+pub mod field {
+    pub const HOST: &str = "host";
+    pub const FROM: &str = "from";
+    pub const PORT: &str = "port";
+    pub const USERNAME: &str = "username";
+    pub const PASSWORD: &str = "password";
+    pub const CLIENT_ID: &str = "client_id";
+    pub const CLIENT_SECRET: &str = "client_secret";
+    pub const TOKEN_URL: &str = "token_url";
+    pub const SCOPE: &str = "scope";
+}
+
+/// The form as the browser sends it. Secrets are blank unless the admin typed one; blank means
+/// "keep the stored one" where the re-entry rule allows.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmtpForm {
+    pub mode: Mode,
+    pub host: String,
+    pub port: String,
+    pub from: String,
+    pub tls_enabled: bool,
+    pub tls_version: MinTlsVersion,
+    pub tls_mode: TlsMode,
+    pub auth_type: AuthType,
+    pub username: String,
+    pub password: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub token_url: String,
+    pub scope: String,
+}
+
+impl std::fmt::Debug for SmtpForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |s: &str| if s.is_empty() { "" } else { "[redacted]" };
+        f.debug_struct("SmtpForm")
+            .field("mode", &self.mode)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("from", &self.from)
+            .field("tls_enabled", &self.tls_enabled)
+            .field("tls_version", &self.tls_version)
+            .field("tls_mode", &self.tls_mode)
+            .field("auth_type", &self.auth_type)
+            .field("username", &self.username)
+            .field("password", &redacted(&self.password))
+            .field("client_id", &self.client_id)
+            .field("client_secret", &redacted(&self.client_secret))
+            .field("token_url", &self.token_url)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthSettings {
+    /// An empty username means no AUTH at all (IP-allowlisted relays).
+    Basic { username: String },
+    OAuth2 { username: String, client_id: String, token_url: TokenUrl, scopes: Vec<String> },
+}
+
+impl AuthSettings {
+    pub fn kind(&self) -> AuthType {
+        match self {
+            Self::Basic { .. } => AuthType::Basic,
+            Self::OAuth2 { .. } => AuthType::OAuth2,
+        }
+    }
+
+    pub fn username(&self) -> &str {
+        match self {
+            Self::Basic { username } | Self::OAuth2 { username, .. } => username,
+        }
+    }
+}
+
+/// Custom settings that passed every parser (secrets are handled apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomSettings {
+    pub host: SmtpHost,
+    pub port: SmtpPort,
+    pub from: FromMailbox,
+    pub tls: Tls,
+    pub auth: AuthSettings,
+}
+
+impl SmtpForm {
+    /// Parses every custom field; the errors are keyed by field.
+    pub fn parse_custom(&self) -> Result<CustomSettings, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let mut check = |field: &str, result: Result<(), String>| {
+            if let Err(message) = result {
+                errors.add(field, message);
+            }
+        };
+        let host = self.host.parse::<SmtpHost>();
+        check(field::HOST, host.as_ref().map(|_| ()).map_err(ToString::to_string));
+        let port = self.port.parse::<SmtpPort>();
+        check(field::PORT, port.as_ref().map(|_| ()).map_err(ToString::to_string));
+        let from = self.from.parse::<FromMailbox>();
+        check(field::FROM, from.as_ref().map(|_| ()).map_err(ToString::to_string));
+
+        let required = self.auth_type == AuthType::OAuth2;
+        let username = parse_line(&self.username, required, 320);
+        check(
+            field::USERNAME,
+            username.as_ref().map(|_| ()).map_err(|e| match e {
+                TextError::Empty => "Enter the mailbox to send as, e.g. mail@example.com.".to_owned(),
+                other => other.to_string(),
+            }),
+        );
+        let auth = match self.auth_type {
+            AuthType::Basic => username.ok().map(|username| AuthSettings::Basic { username }),
+            AuthType::OAuth2 => {
+                let client_id = parse_line(&self.client_id, true, 255);
+                check(field::CLIENT_ID, client_id.as_ref().map(|_| ()).map_err(ToString::to_string));
+                let token_url = self.token_url.parse::<TokenUrl>();
+                check(field::TOKEN_URL, token_url.as_ref().map(|_| ()).map_err(ToString::to_string));
+                let scopes = parse_scopes(&self.scope);
+                check(field::SCOPE, scopes.as_ref().map(|_| ()).map_err(ToString::to_string));
+                match (username, client_id, token_url, scopes) {
+                    (Ok(username), Ok(client_id), Ok(token_url), Ok(scopes)) => {
+                        Some(AuthSettings::OAuth2 { username, client_id, token_url, scopes })
+                    }
+                    _ => None,
+                }
+            }
+        };
+        if self.password.chars().any(|c| c == '\r' || c == '\n') {
+            errors.add(field::PASSWORD, "The password cannot contain line breaks.");
+        }
+        if self.client_secret.chars().any(char::is_control) {
+            errors.add(field::CLIENT_SECRET, "The client secret cannot contain control characters.");
+        }
+        match (host, port, from, auth) {
+            (Ok(host), Ok(port), Ok(from), Some(auth)) if errors.is_empty() => Ok(CustomSettings {
+                host,
+                port,
+                from,
+                tls: Tls { enabled: self.tls_enabled, min_version: self.tls_version, mode: self.tls_mode },
+                auth,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// The message for one field, for live validation while the admin types.
+    pub fn field_error(&self, name: &str) -> Option<String> {
+        if self.mode == Mode::Default {
+            return None;
+        }
+        self.parse_custom().err().and_then(|errors| errors.get(name).map(str::to_owned))
+    }
+}

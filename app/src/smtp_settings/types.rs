@@ -1,0 +1,464 @@
+//! The SMTP settings as types that can only be built by parsing. The same parsers run in the
+//! browser (live validation) and in the server function (the authority).
+
+use serde::{Deserialize, Serialize};
+use std::{
+    fmt,
+    net::{Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
+
+/// One character the From policy refuses, shown the way an admin can find it.
+fn describe(ch: char) -> String {
+    match ch {
+        '\r' => "a carriage return (CR)".into(),
+        '\n' => "a line break (LF)".into(),
+        '\t' => "a tab".into(),
+        c if c.is_control() => format!("the control character U+{:04X}", c as u32),
+        c => format!("'{c}'"),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FromError {
+    #[error("Enter a From address, e.g. Mailroom <mail@example.com>.")]
+    Empty,
+    #[error(
+        "{} at position {position} is not allowed in the {part}: only letters, digits and spaces in the name, and letters, digits and . - _ + in the address.",
+        describe(*ch)
+    )]
+    Character { ch: char, position: usize, part: FromPart },
+    #[error("Only one address is allowed (found another '{ch}' at position {position}).")]
+    SecondAddress { ch: char, position: usize },
+    #[error("Close the address with '>' (e.g. Mailroom <mail@example.com>).")]
+    Unclosed,
+    #[error("Nothing may follow the '>' that closes the address (position {position}).")]
+    TrailingText { position: usize },
+    #[error("Put a name before the '<', or leave out the angle brackets.")]
+    EmptyName,
+    #[error("The address needs one '@' between a name and a domain, e.g. mail@example.com.")]
+    MissingAt,
+    #[error("'{0}' is not a valid email address.")]
+    InvalidAddress(String),
+    #[error("The address must use ASCII; write an international domain in its xn-- form.")]
+    NonAsciiAddress,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FromPart {
+    Name,
+    Address,
+}
+
+impl fmt::Display for FromPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Name => "name",
+            Self::Address => "address",
+        })
+    }
+}
+
+/// The From of every email: `Display Name <name@example.com>` or `name@example.com`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromMailbox {
+    name: Option<String>,
+    address: lettre::Address,
+}
+
+impl FromMailbox {
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    pub fn address(&self) -> &lettre::Address {
+        &self.address
+    }
+
+    pub fn mailbox(&self) -> lettre::message::Mailbox {
+        lettre::message::Mailbox::new(self.name.clone(), self.address.clone())
+    }
+}
+
+impl fmt::Display for FromMailbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(name) => write!(f, "{name} <{}>", self.address),
+            None => write!(f, "{}", self.address),
+        }
+    }
+}
+
+fn name_char_ok(c: char) -> bool {
+    c.is_alphanumeric() || c == ' ' || is_mark(c)
+}
+
+/// Combining marks, which many scripts need between letters.
+fn is_mark(c: char) -> bool {
+    matches!(c as u32, 0x0300..=0x036F | 0x0900..=0x0DFF | 0x0E31..=0x0E4E | 0x1AB0..=0x1AFF | 0x200C | 0x200D)
+        && !c.is_control()
+}
+
+fn address_char_ok(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '+' | '@')
+}
+
+impl FromStr for FromMailbox {
+    type Err = FromError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        // Positions are 1-based and count characters, as an admin would.
+        let chars: Vec<char> = input.chars().collect();
+        if chars.iter().all(|c| *c == ' ') {
+            return Err(FromError::Empty);
+        }
+        let open = chars.iter().position(|c| *c == '<');
+        let close = chars.iter().position(|c| *c == '>');
+        let (name_range, address_range) = match (open, close) {
+            (None, None) => (0..0, 0..chars.len()),
+            (Some(open), Some(close)) if close > open => (0..open, open + 1..close),
+            (Some(open), None) => {
+                if let Some(i) = (0..open).find(|i| chars[*i] == '@' || !name_char_ok(chars[*i])) {
+                    return Err(FromError::Character { ch: chars[i], position: i + 1, part: FromPart::Name });
+                }
+                return Err(FromError::Unclosed);
+            }
+            (_, Some(close)) => {
+                return Err(FromError::Character { ch: '>', position: close + 1, part: FromPart::Name });
+            }
+        };
+        if let Some(close) = close {
+            for (i, c) in chars.iter().enumerate().skip(close + 1) {
+                match c {
+                    ' ' => {}
+                    '<' | '>' | ',' | ';' => return Err(FromError::SecondAddress { ch: *c, position: i + 1 }),
+                    _ => return Err(FromError::TrailingText { position: i + 1 }),
+                }
+            }
+        }
+        // Name first, then address, so the first offending character is reported.
+        for i in name_range.clone() {
+            let c = chars[i];
+            if c == '@' || !name_char_ok(c) {
+                return Err(FromError::Character { ch: c, position: i + 1, part: FromPart::Name });
+            }
+        }
+        let mut address_chars = address_range.clone();
+        let trimmed_start = address_chars.clone().find(|i| chars[*i] != ' ').unwrap_or(address_range.end);
+        let trimmed_end = address_chars.rfind(|i| chars[*i] != ' ').map_or(trimmed_start, |i| i + 1);
+        for i in trimmed_start..trimmed_end {
+            let c = chars[i];
+            if c == ' ' && open.is_none() {
+                // "a@example.com b@example.com": a name needs angle brackets around the address.
+                return Err(FromError::SecondAddress { ch: ' ', position: i + 1 });
+            }
+            if !address_char_ok(c) {
+                if c == ',' || c == ';' {
+                    return Err(FromError::SecondAddress { ch: c, position: i + 1 });
+                }
+                return Err(FromError::Character { ch: c, position: i + 1, part: FromPart::Address });
+            }
+        }
+        let address: String = chars[trimmed_start..trimmed_end].iter().collect();
+        let name: String = chars[name_range].iter().collect::<String>().trim().to_owned();
+        if open.is_some() && name.is_empty() {
+            return Err(FromError::EmptyName);
+        }
+        if !address.is_ascii() {
+            return Err(FromError::NonAsciiAddress);
+        }
+        if address.matches('@').count() != 1 {
+            return Err(FromError::MissingAt);
+        }
+        let parsed = lettre::Address::from_str(&address).map_err(|_| FromError::InvalidAddress(address.clone()))?;
+        // lettre accepts dotless domains and stray dots; mail to them never arrives.
+        let domain_ok = parsed.domain().contains('.')
+            && !parsed.domain().split('.').any(str::is_empty)
+            && !parsed.user().starts_with('.')
+            && !parsed.user().ends_with('.')
+            && !parsed.user().contains("..");
+        if !domain_ok {
+            return Err(FromError::InvalidAddress(address));
+        }
+        // The whole value must also be a mailbox lettre accepts (it refuses CR/LF itself).
+        let mailbox = if name.is_empty() { address.clone() } else { format!("{name} <{address}>") };
+        lettre::message::Mailbox::from_str(&mailbox).map_err(|_| FromError::InvalidAddress(address.clone()))?;
+        Ok(Self { name: (!name.is_empty()).then_some(name), address: parsed })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("Enter the email server's host name or IP address, e.g. smtp.example.com.")]
+    Empty,
+    #[error("Leave out the scheme and path: enter just {bare}")]
+    SchemeOrPath { bare: String },
+    #[error("Put the port in the Port field: enter just {bare}")]
+    HasPort { bare: String },
+    #[error("'{0}' is not a host name or IP address.")]
+    Invalid(String),
+}
+
+/// The email server: a DNS name, an IPv4 or an IPv6 address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SmtpHost {
+    Domain(String),
+    Ipv4(Ipv4Addr),
+    Ipv6(Ipv6Addr),
+}
+
+impl fmt::Display for SmtpHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Domain(name) => f.write_str(name),
+            Self::Ipv4(ip) => write!(f, "{ip}"),
+            Self::Ipv6(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+impl FromStr for SmtpHost {
+    type Err = HostError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let host = input.trim();
+        if host.is_empty() {
+            return Err(HostError::Empty);
+        }
+        if host.contains("://") || host.contains('/') {
+            let without_scheme = host.split_once("://").map_or(host, |(_, rest)| rest);
+            let authority = without_scheme.split('/').next().unwrap_or_default();
+            let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            let bare = strip_port(authority).unwrap_or(authority).trim_matches(['[', ']']);
+            let bare = if bare.is_empty() { "the host name, e.g. smtp.example.com".to_owned() } else { bare.to_owned() };
+            return Err(HostError::SchemeOrPath { bare });
+        }
+        if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            return inner.parse().map(Self::Ipv6).map_err(|_| HostError::Invalid(host.to_owned()));
+        }
+        if let Ok(ip) = host.parse::<Ipv6Addr>() {
+            return Ok(Self::Ipv6(ip));
+        }
+        if let Some(bare) = strip_port(host) {
+            return Err(HostError::HasPort { bare: bare.trim_matches(['[', ']']).to_owned() });
+        }
+        if let Ok(ip) = host.parse::<Ipv4Addr>() {
+            return Ok(Self::Ipv4(ip));
+        }
+        let name = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        let labels_ok = name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        let last_is_numeric = name.rsplit('.').next().is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()));
+        if !labels_ok || last_is_numeric {
+            return Err(HostError::Invalid(host.to_owned()));
+        }
+        Ok(Self::Domain(name))
+    }
+}
+
+/// `host:port` → `host`, when the part after the last colon is a number.
+fn strip_port(authority: &str) -> Option<&str> {
+    let (host, port) = authority.rsplit_once(':')?;
+    (!port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) && (!host.contains(':') || host.ends_with(']')))
+        .then_some(host)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("Enter a port between 1 and 65535.")]
+    Empty,
+    #[error("'{0}' is not a number; enter a port between 1 and 65535.")]
+    NotANumber(String),
+    #[error("{0} is outside 1–65535.")]
+    OutOfRange(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmtpPort(u16);
+
+impl SmtpPort {
+    pub fn get(self) -> u16 {
+        self.0
+    }
+
+    /// The conventional port for a TLS choice: 465 implicit TLS, 587 STARTTLS, 25 none.
+    pub fn suggested(tls: Option<TlsMode>) -> Self {
+        Self(match tls {
+            Some(TlsMode::Implicit) => 465,
+            Some(TlsMode::StartTls) => 587,
+            None => 25,
+        })
+    }
+}
+
+impl fmt::Display for SmtpPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for SmtpPort {
+    type Err = PortError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let text = input.trim();
+        if text.is_empty() {
+            return Err(PortError::Empty);
+        }
+        if !text.chars().all(|c| c.is_ascii_digit()) {
+            return Err(PortError::NotANumber(text.to_owned()));
+        }
+        match text.parse::<u32>() {
+            Ok(port @ 1..=65535) => Ok(Self(port as u16)),
+            _ => Err(PortError::OutOfRange(text.to_owned())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum MinTlsVersion {
+    /// TLS 1.2 or newer.
+    #[default]
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum TlsMode {
+    #[default]
+    StartTls,
+    Implicit,
+}
+
+impl TlsMode {
+    /// The mode an admin most likely means for a port: 465 is implicit TLS.
+    pub fn for_port(port: u16) -> Self {
+        if port == 465 { Self::Implicit } else { Self::StartTls }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tls {
+    pub enabled: bool,
+    pub min_version: MinTlsVersion,
+    pub mode: TlsMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum AuthType {
+    #[default]
+    Basic,
+    OAuth2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Mode {
+    #[default]
+    Default,
+    Custom,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenUrlError {
+    #[error("Enter the token endpoint URL, e.g. https://login.example.com/oauth2/token.")]
+    Empty,
+    #[error("'{0}' is not a URL.")]
+    Invalid(String),
+    #[error("The token URL must use https:// (http:// only for a local test server on 127.0.0.1 or localhost).")]
+    NotHttps,
+    #[error("Leave user name and password out of the token URL; use Client ID and Client Secret.")]
+    HasCredentials,
+}
+
+/// The OAuth 2.0 token endpoint: https, or http on a loopback host for local testing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenUrl(url::Url);
+
+impl TokenUrl {
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn url(&self) -> &url::Url {
+        &self.0
+    }
+}
+
+impl fmt::Display for TokenUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+impl FromStr for TokenUrl {
+    type Err = TokenUrlError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let text = input.trim();
+        if text.is_empty() {
+            return Err(TokenUrlError::Empty);
+        }
+        let url = url::Url::parse(text).map_err(|_| TokenUrlError::Invalid(text.to_owned()))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(TokenUrlError::HasCredentials);
+        }
+        let loopback = match url.host() {
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => return Err(TokenUrlError::Invalid(text.to_owned())),
+        };
+        match url.scheme() {
+            "https" => Ok(Self(url)),
+            "http" if loopback => Ok(Self(url)),
+            "http" => Err(TokenUrlError::NotHttps),
+            _ => Err(TokenUrlError::Invalid(text.to_owned())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    #[error("Enter a value.")]
+    Empty,
+    #[error("{} at position {position} is not allowed here.", describe(*ch))]
+    Character { ch: char, position: usize },
+    #[error("Use at most {0} characters.")]
+    TooLong(usize),
+}
+
+/// A single-line value (username, client ID): no control characters, bounded length.
+pub fn parse_line(input: &str, required: bool, max: usize) -> Result<String, TextError> {
+    let text = input.trim();
+    if text.is_empty() && required {
+        return Err(TextError::Empty);
+    }
+    if let Some((i, ch)) = text.chars().enumerate().find(|(_, c)| c.is_control()) {
+        return Err(TextError::Character { ch, position: i + 1 });
+    }
+    if text.chars().count() > max {
+        return Err(TextError::TooLong(max));
+    }
+    Ok(text.to_owned())
+}
+
+/// OAuth 2.0 scopes, space separated (RFC 6749 §3.3 scope-tokens).
+pub fn parse_scopes(input: &str) -> Result<Vec<String>, TextError> {
+    for (i, ch) in input.chars().enumerate() {
+        let allowed = ch == ' ' || (ch.is_ascii_graphic() && ch != '"' && ch != '\\');
+        if !allowed {
+            return Err(TextError::Character { ch, position: i + 1 });
+        }
+    }
+    if input.len() > 1024 {
+        return Err(TextError::TooLong(1024));
+    }
+    Ok(input.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+}

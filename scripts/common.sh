@@ -1,0 +1,54 @@
+# Shared by serve.sh and test.sh: installs what is missing, skips what is present.
+# Safe to source twice; every step checks before it installs.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# Build outside the clone so a fresh clone (and CI) reuses earlier builds on this machine.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mailroom/target}"
+mkdir -p "$CARGO_TARGET_DIR"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+CARGO_LEPTOS_VERSION=0.3.10
+# wasm-bindgen-cli must equal the wasm-bindgen crate in Cargo.lock.
+WASM_BINDGEN_VERSION="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_rust_tools() {
+    if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+        log "adding the wasm32-unknown-unknown target"
+        rustup target add wasm32-unknown-unknown
+    fi
+    if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
+        log "installing cargo-leptos $CARGO_LEPTOS_VERSION (about 20 minutes, once)"
+        cargo install cargo-leptos --locked --version "$CARGO_LEPTOS_VERSION"
+    fi
+    if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
+        log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+        # Not --locked: its lock file pins a crate this registry lacks.
+        cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+    fi
+}
+
+install_test_tools() {
+    if ! command -v chromium >/dev/null; then
+        log "installing Chromium from Debian"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium
+    fi
+    if [ ! -d end2end/node_modules/@playwright/test ] || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
+        log "installing the end-to-end test packages"
+        (cd end2end && npm ci --no-audit --no-fund)
+    fi
+}
+
+build_site() {
+    log "building the site (cargo leptos build, debug)"
+    cargo leptos build
+}
