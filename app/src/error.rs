@@ -131,16 +131,16 @@ pub mod ssr {
     /// Puts the error's HTTP status (and `Retry-After`) on the response of the current
     /// request, so clients that are not Leptos still see 401/403/429/...
     pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
-        if let Err(err) = &result {
-            if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
-                let status = http::StatusCode::from_u16(err.http_status())
-                    .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-                response.set_status(status);
-                if let AppError::RateLimited { retry_after_secs } = err {
-                    if let Ok(value) = http::HeaderValue::from_str(&retry_after_secs.to_string()) {
-                        response.insert_header(http::header::RETRY_AFTER, value);
-                    }
-                }
+        if let Err(err) = &result
+            && let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>()
+        {
+            let status =
+                http::StatusCode::from_u16(err.http_status()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+            response.set_status(status);
+            if let AppError::RateLimited { retry_after_secs } = err
+                && let Ok(value) = http::HeaderValue::from_str(&retry_after_secs.to_string())
+            {
+                response.insert_header(http::header::RETRY_AFTER, value);
             }
         }
         result

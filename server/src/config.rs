@@ -196,8 +196,12 @@ fn account(
     let password = lookup(password_var).filter(|v| !v.is_empty());
     match (email, password) {
         (None, None) => Ok(None),
-        (Some(_), None) => Err(ConfigError { var: password_var, reason: format!("is required when {email_var} is set") }),
-        (None, Some(_)) => Err(ConfigError { var: email_var, reason: format!("is required when {password_var} is set") }),
+        (Some(_), None) => {
+            Err(ConfigError { var: password_var, reason: format!("is required when {email_var} is set") })
+        }
+        (None, Some(_)) => {
+            Err(ConfigError { var: email_var, reason: format!("is required when {password_var} is set") })
+        }
         (Some(email), Some(password)) => {
             if email.parse::<app::smtp_settings::Address>().is_err() {
                 return Err(ConfigError { var: email_var, reason: format!("'{email}' is not an email address") });
@@ -240,8 +244,14 @@ mod tests {
             (&[("MAILROOM_DATABASE_URL", "postgres://x")], "MAILROOM_DATABASE_URL"),
             (&[("MAILROOM_DATABASE_USER", "root")], "MAILROOM_DATABASE_PASSWORD"),
             (&[("MAILROOM_ADMIN_EMAIL", "admin@example.com")], "MAILROOM_ADMIN_PASSWORD"),
-            (&[("MAILROOM_ADMIN_EMAIL", "not-an-email"), ("MAILROOM_ADMIN_PASSWORD", "long enough pass")], "MAILROOM_ADMIN_EMAIL"),
-            (&[("MAILROOM_ADMIN_EMAIL", "a@example.com"), ("MAILROOM_ADMIN_PASSWORD", "short")], "MAILROOM_ADMIN_PASSWORD"),
+            (
+                &[("MAILROOM_ADMIN_EMAIL", "not-an-email"), ("MAILROOM_ADMIN_PASSWORD", "long enough pass")],
+                "MAILROOM_ADMIN_EMAIL",
+            ),
+            (
+                &[("MAILROOM_ADMIN_EMAIL", "a@example.com"), ("MAILROOM_ADMIN_PASSWORD", "short")],
+                "MAILROOM_ADMIN_PASSWORD",
+            ),
             (&[("MAILROOM_PUBLIC_URL", "mail.example.com")], "MAILROOM_PUBLIC_URL"),
             (&[("MAILROOM_LOGIN_PER_MINUTE", "0")], "MAILROOM_LOGIN_PER_MINUTE"),
             (&[("MAILROOM_SMTP_ACTIONS_PER_MINUTE", "ten")], "MAILROOM_SMTP_ACTIONS_PER_MINUTE"),

@@ -75,10 +75,10 @@ impl Server {
         };
         let state = AppState::new(leptos_options, db.clone(), settings, secret_key);
 
-        if let Some((email, password)) = &config.first_admin {
-            if ensure_first_admin(&state, email, password).await.map_err(StartupError::FirstAdmin)? {
-                tracing::info!("created the first admin from MAILROOM_ADMIN_EMAIL");
-            }
+        if let Some((email, password)) = &config.first_admin
+            && ensure_first_admin(&state, email, password).await.map_err(StartupError::FirstAdmin)?
+        {
+            tracing::info!("created the first admin from MAILROOM_ADMIN_EMAIL");
         }
 
         if let Some((email, password)) = &config.seed_user {
@@ -135,15 +135,10 @@ fn router(state: AppState, store: SurrealSessionStore) -> Router {
     let context_state = state.clone();
     Router::new()
         .route("/api/{*fn_name}", any(server_fn_handler))
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            move || provide_context(context_state.clone()),
-            {
-                let options = state.leptos_options.clone();
-                move || app::shell(options.clone())
-            },
-        )
+        .leptos_routes_with_context(&state, routes, move || provide_context(context_state.clone()), {
+            let options = state.leptos_options.clone();
+            move || app::shell(options.clone())
+        })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
         .layer(axum::middleware::from_fn_with_state(state.clone(), origin::refuse_cross_site))
         .layer(sessions)

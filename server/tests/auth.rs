@@ -69,9 +69,11 @@ async fn a_cross_site_post_is_refused() {
     let app = spawn_app().await;
     let client = app.client();
     let form = [("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)];
-    let forged = client.post(app.url("/api/login")).header("Origin", "https://evil.example").form(&form).send().await.unwrap();
+    let forged =
+        client.post(app.url("/api/login")).header("Origin", "https://evil.example").form(&form).send().await.unwrap();
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
-    let fetched = client.post(app.url("/api/login")).header("Sec-Fetch-Site", "cross-site").form(&form).send().await.unwrap();
+    let fetched =
+        client.post(app.url("/api/login")).header("Sec-Fetch-Site", "cross-site").form(&form).send().await.unwrap();
     assert_eq!(fetched.status(), StatusCode::FORBIDDEN);
     let same_origin = client
         .post(app.url("/api/login"))
@@ -124,7 +126,9 @@ async fn the_first_admin_page_works_once_and_only_without_an_admin() {
     let client = app.client();
     let needed: bool = app.call(&client, "first_admin_needed", &[]).await.json().await.unwrap();
     assert!(needed);
-    let short = app.call(&client, "create_first_admin", &[("name", "Ada"), ("email", "ada@example.com"), ("password", "short")]).await;
+    let short = app
+        .call(&client, "create_first_admin", &[("name", "Ada"), ("email", "ada@example.com"), ("password", "short")])
+        .await;
     assert_eq!(short.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let form = [("name", "Ada"), ("email", "ada@example.com"), ("password", "a long enough password")];
     assert_eq!(app.call(&client, "create_first_admin", &form).await.status(), StatusCode::OK);

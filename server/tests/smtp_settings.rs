@@ -188,7 +188,8 @@ async fn switching_to_default_keeps_the_custom_settings_and_audits_every_save() 
     assert_eq!(view["form"]["host"], "smtp.example.com");
     assert_eq!(view["password_set"], true);
 
-    let mut audit = app.state.db().query("SELECT fields, actor, version FROM smtp_audit ORDER BY version").await.unwrap();
+    let mut audit =
+        app.state.db().query("SELECT fields, actor, version FROM smtp_audit ORDER BY version").await.unwrap();
     let rows: Vec<AuditRow> = audit.take(0).unwrap();
     assert_eq!(rows.len(), 2);
     assert!(rows[0].fields.contains(&"Email Server".to_owned()) && rows[0].fields.contains(&"Password".to_owned()));
@@ -218,8 +219,12 @@ async fn saves_past_the_quota_get_429_with_the_wait() {
     for _ in 0..2 {
         assert_eq!(save(&app, &admin, &form, 0).await.0, StatusCode::UNPROCESSABLE_ENTITY);
     }
-    let response =
-        admin.post(app.url("/api/smtp_save")).json(&json!({ "form": basic_form(), "version": 0 })).send().await.unwrap();
+    let response = admin
+        .post(app.url("/api/smtp_save"))
+        .json(&json!({ "form": basic_form(), "version": 0 }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().get("retry-after").is_some());
     let error: Value = response.json().await.unwrap();

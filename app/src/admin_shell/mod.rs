@@ -15,12 +15,14 @@ pub struct AdminContext {
 /// Who is looking at the Admin area. Admins only.
 #[server(endpoint = "admin_context")]
 pub async fn get_admin_context() -> Result<AdminContext, AppError> {
-    crate::error::ssr::respond(async {
-        let user = crate::auth::ssr::require_admin().await?;
-        let state = crate::state::app_state()?;
-        Ok(AdminContext { user, instance_name: state.settings().instance_name.clone() })
-    }
-    .await)
+    crate::error::ssr::respond(
+        async {
+            let user = crate::auth::ssr::require_admin().await?;
+            let state = crate::state::app_state()?;
+            Ok(AdminContext { user, instance_name: state.settings().instance_name.clone() })
+        }
+        .await,
+    )
 }
 
 /// Wraps an admin page: checks the caller, then draws the sidebar beside `children`.

@@ -39,63 +39,71 @@ pub async fn get_current_user() -> Result<Option<CurrentUser>, AppError> {
 
 #[server(endpoint = "login")]
 pub async fn login(email: String, password: String) -> Result<(), AppError> {
-    crate::error::ssr::respond(async {
-        let user = ssr::sign_in(&email, &password).await?;
-        leptos_axum::redirect(if user.is_admin() { "/admin/smtp" } else { "/" });
-        Ok(())
-    }
-    .await)
+    crate::error::ssr::respond(
+        async {
+            let user = ssr::sign_in(&email, &password).await?;
+            leptos_axum::redirect(if user.is_admin() { "/admin/smtp" } else { "/" });
+            Ok(())
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "logout")]
 pub async fn logout() -> Result<(), AppError> {
-    crate::error::ssr::respond(async {
-        ssr::sign_out().await?;
-        leptos_axum::redirect("/login");
-        Ok(())
-    }
-    .await)
+    crate::error::ssr::respond(
+        async {
+            ssr::sign_out().await?;
+            leptos_axum::redirect("/login");
+            Ok(())
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "first_admin_needed")]
 pub async fn first_admin_needed() -> Result<bool, AppError> {
-    crate::error::ssr::respond(async {
-        let state = crate::state::app_state()?;
-        Ok(!ssr::admin_exists(state.db()).await?)
-    }
-    .await)
+    crate::error::ssr::respond(
+        async {
+            let state = crate::state::app_state()?;
+            Ok(!ssr::admin_exists(state.db()).await?)
+        }
+        .await,
+    )
 }
 
 #[server(endpoint = "create_first_admin")]
 pub async fn create_first_admin(name: String, email: String, password: String) -> Result<(), AppError> {
-    crate::error::ssr::respond(async {
-        let state = crate::state::app_state()?;
-        let mut errors = crate::error::FieldErrors::new();
-        if name.trim().is_empty() {
-            errors.add("name", "Enter a name.");
+    crate::error::ssr::respond(
+        async {
+            let state = crate::state::app_state()?;
+            let mut errors = crate::error::FieldErrors::new();
+            if name.trim().is_empty() {
+                errors.add("name", "Enter a name.");
+            }
+            if let Err(err) = email.trim().parse::<lettre::Address>() {
+                errors.add("email", format!("Enter an email address like name@example.com ({err})."));
+            }
+            if password.chars().count() < MIN_PASSWORD_LEN {
+                errors.add("password", format!("Use at least {MIN_PASSWORD_LEN} characters."));
+            }
+            errors.into_result()?;
+            // Checked and created in one request; a second admin created concurrently is caught
+            // by the unique email index or by this check on the next try.
+            if ssr::admin_exists(state.db()).await? {
+                return Err(AppError::Forbidden);
+            }
+            ssr::create_user(
+                state.db(),
+                ssr::NewUser { email: &email, name: &name, role: Role::Admin, password: Some(&password) },
+            )
+            .await?;
+            ssr::sign_in(&email, &password).await?;
+            leptos_axum::redirect("/admin/smtp");
+            Ok(())
         }
-        if let Err(err) = email.trim().parse::<lettre::Address>() {
-            errors.add("email", format!("Enter an email address like name@example.com ({err})."));
-        }
-        if password.chars().count() < MIN_PASSWORD_LEN {
-            errors.add("password", format!("Use at least {MIN_PASSWORD_LEN} characters."));
-        }
-        errors.into_result()?;
-        // Checked and created in one request; a second admin created concurrently is caught
-        // by the unique email index or by this check on the next try.
-        if ssr::admin_exists(state.db()).await? {
-            return Err(AppError::Forbidden);
-        }
-        ssr::create_user(
-            state.db(),
-            ssr::NewUser { email: &email, name: &name, role: Role::Admin, password: Some(&password) },
-        )
-        .await?;
-        ssr::sign_in(&email, &password).await?;
-        leptos_axum::redirect("/admin/smtp");
-        Ok(())
-    }
-    .await)
+        .await,
+    )
 }
 
 /// Shows the message of a failed action with role "alert".

@@ -58,10 +58,8 @@ async fn find_by_email(db: &Db, email: &str) -> Result<Option<UserRow>, AppError
 }
 
 async fn find_by_id(db: &Db, uid: &str) -> Result<Option<UserRow>, AppError> {
-    let mut response = db
-        .query(format!("SELECT {USER_FIELDS} FROM $id"))
-        .bind(("id", RecordId::new("user", uid)))
-        .await?;
+    let mut response =
+        db.query(format!("SELECT {USER_FIELDS} FROM $id")).bind(("id", RecordId::new("user", uid))).await?;
     Ok(response.take::<Option<UserRow>>(0)?)
 }
 

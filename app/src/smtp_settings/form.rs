@@ -62,8 +62,15 @@ impl std::fmt::Debug for SmtpForm {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthSettings {
     /// An empty username means no AUTH at all (IP-allowlisted relays).
-    Basic { username: String },
-    OAuth2 { username: String, client_id: String, token_url: TokenUrl, scopes: Vec<String> },
+    Basic {
+        username: String,
+    },
+    OAuth2 {
+        username: String,
+        client_id: String,
+        token_url: TokenUrl,
+        scopes: Vec<String>,
+    },
 }
 
 impl AuthSettings {

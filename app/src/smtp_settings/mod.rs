@@ -8,8 +8,8 @@ pub mod types;
 
 use crate::error::AppError;
 use form::SmtpForm;
-pub use lettre::Address;
 use leptos::prelude::*;
+pub use lettre::Address;
 pub use page::SmtpPage;
 use serde::{Deserialize, Serialize};
 use server_fn::codec::Json;

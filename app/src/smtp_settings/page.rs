@@ -1,9 +1,9 @@
 //! The SMTP page: every field validates live through the same parsers the server uses.
 
 use super::{
-    SaveOutcome, SaveSmtpSettings, SmtpSettingsView, format_utc,
+    SaveOutcome, SaveSmtpSettings, SmtpSettingsView,
     form::{SmtpForm, field},
-    load_smtp_settings,
+    format_utc, load_smtp_settings,
     types::{AuthType, MinTlsVersion, Mode, SmtpPort, TlsMode},
 };
 use crate::{
@@ -67,7 +67,9 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
     let outcome = RwSignal::new(None::<Outcome>);
 
     let live_errors = Memo::new(move |_| {
-        form.with(|f| if f.mode == Mode::Custom { f.parse_custom().err().unwrap_or_default() } else { FieldErrors::new() })
+        form.with(
+            |f| if f.mode == Mode::Custom { f.parse_custom().err().unwrap_or_default() } else { FieldErrors::new() },
+        )
     });
     let error_for = move |name: &'static str| {
         Signal::derive(move || {

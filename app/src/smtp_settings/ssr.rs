@@ -157,8 +157,9 @@ pub fn decrypt(key: &[u8; 32], purpose: &str, blob: &str) -> Result<SecretString
     }
     let (nonce, sealed) = bytes.split_at(24);
     let cipher = XChaCha20Poly1305::new(key.into());
-    let plain =
-        cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: purpose.as_bytes() }).map_err(|_| DecryptError)?;
+    let plain = cipher
+        .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: purpose.as_bytes() })
+        .map_err(|_| DecryptError)?;
     String::from_utf8(plain).map(SecretString::from).map_err(|_| DecryptError)
 }
 
@@ -187,10 +188,10 @@ pub fn secret_source(
     if !typed.is_empty() {
         return Ok(SecretSource::Typed);
     }
-    if let AuthSettings::Basic { username } = &settings.auth {
-        if username.is_empty() {
-            return Ok(SecretSource::NotNeeded);
-        }
+    if let AuthSettings::Basic { username } = &settings.auth
+        && username.is_empty()
+    {
+        return Ok(SecretSource::NotNeeded);
     }
     let (Some(stored), Some(_)) = (stored, stored_secret) else {
         return Err((field, format!("Enter the {noun}.")));
@@ -394,7 +395,10 @@ mod tests {
     fn each_guarded_change_demands_the_password_again() {
         let stored = stored_from(&form());
         let cases = [
-            (SmtpForm { host: "smtp.other.example".into(), ..form() }, "Re-enter the password: the email server changed"),
+            (
+                SmtpForm { host: "smtp.other.example".into(), ..form() },
+                "Re-enter the password: the email server changed",
+            ),
             (SmtpForm { port: "2525".into(), ..form() }, "Re-enter the password: the port changed"),
             (SmtpForm { username: "someone".into(), ..form() }, "Re-enter the password: the username changed"),
         ];

@@ -146,8 +146,7 @@ impl FromStr for FromMailbox {
         let mut address_chars = address_range.clone();
         let trimmed_start = address_chars.clone().find(|i| chars[*i] != ' ').unwrap_or(address_range.end);
         let trimmed_end = address_chars.rfind(|i| chars[*i] != ' ').map_or(trimmed_start, |i| i + 1);
-        for i in trimmed_start..trimmed_end {
-            let c = chars[i];
+        for (i, &c) in chars.iter().enumerate().take(trimmed_end).skip(trimmed_start) {
             if c == ' ' && open.is_none() {
                 // "a@example.com b@example.com": a name needs angle brackets around the address.
                 return Err(FromError::SecondAddress { ch: ' ', position: i + 1 });
@@ -230,7 +229,8 @@ impl FromStr for SmtpHost {
             let authority = without_scheme.split('/').next().unwrap_or_default();
             let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
             let bare = strip_port(authority).unwrap_or(authority).trim_matches(['[', ']']);
-            let bare = if bare.is_empty() { "the host name, e.g. smtp.example.com".to_owned() } else { bare.to_owned() };
+            let bare =
+                if bare.is_empty() { "the host name, e.g. smtp.example.com".to_owned() } else { bare.to_owned() };
             return Err(HostError::SchemeOrPath { bare });
         }
         if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
