@@ -56,6 +56,9 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    /// Sending failed; the page shows the failure and its hint.
+    #[error("{0}")]
+    Smtp(crate::mail::SmtpFailure),
     #[error("Something went wrong. Try again, and tell the operator if it keeps happening.")]
     Internal,
     /// The request never reached the function (network, encoding).
@@ -87,6 +90,7 @@ impl AppError {
             Self::NotFound(_) => 404,
             Self::Transport(_) => 400,
             Self::Internal => 500,
+            Self::Smtp(_) => 502,
         }
     }
 }

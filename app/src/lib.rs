@@ -5,6 +5,8 @@
 pub mod admin_shell;
 pub mod auth;
 pub mod error;
+pub mod mail;
+pub mod mailbox;
 pub mod smtp_settings;
 
 #[cfg(feature = "ssr")]
@@ -57,6 +59,8 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/setup") view=auth::SetupPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin") view=|| view! { <Redirect path="/admin/smtp"/> }/>
                 <Route path=path!("/admin/smtp") view=smtp_settings::SmtpPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/mailbox") view=mailbox::MailboxPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/mailbox/:id") view=mailbox::MailboxMessagePage ssr=SsrMode::Async/>
             </Routes>
         </Router>
     }

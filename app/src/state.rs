@@ -21,6 +21,9 @@ pub struct Settings {
     /// Save / Send Test Email per admin, and for the whole instance.
     pub smtp_per_admin_per_minute: NonZeroU32,
     pub smtp_per_instance_per_minute: NonZeroU32,
+    pub mail: crate::mail::ssr::MailConfig,
+    /// From for mail of the default service when the form has none.
+    pub default_from: String,
 }
 
 #[derive(Clone, FromRef)]
@@ -38,6 +41,8 @@ pub struct Shared {
     pub login_by_ip: Limiter,
     pub smtp_by_admin: Limiter,
     pub smtp_instance: Limiter,
+    pub tokens: crate::mail::ssr::oauth::TokenCache,
+    pub mailers: crate::mail::ssr::MailerCache,
 }
 
 impl AppState {
@@ -53,6 +58,8 @@ impl AppState {
                 login_by_ip: Limiter::per_minute(by_ip),
                 smtp_by_admin: Limiter::per_minute(settings.smtp_per_admin_per_minute),
                 smtp_instance: Limiter::per_minute(settings.smtp_per_instance_per_minute),
+                tokens: Default::default(),
+                mailers: Default::default(),
                 settings,
             }),
         }

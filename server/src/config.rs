@@ -45,6 +45,10 @@ pub struct Config {
     pub login_per_minute: NonZeroU32,
     pub smtp_per_admin_per_minute: NonZeroU32,
     pub smtp_per_instance_per_minute: NonZeroU32,
+    pub default_smtp_url: Option<String>,
+    pub smtp_ca_file: Option<PathBuf>,
+    pub smtp_timeout_secs: u64,
+    pub default_from: String,
 }
 
 impl std::fmt::Debug for Config {
@@ -60,6 +64,10 @@ impl std::fmt::Debug for Config {
             .field("login_per_minute", &self.login_per_minute)
             .field("smtp_per_admin_per_minute", &self.smtp_per_admin_per_minute)
             .field("smtp_per_instance_per_minute", &self.smtp_per_instance_per_minute)
+            .field("default_smtp_url", &self.default_smtp_url.as_deref().map(redact_url))
+            .field("smtp_ca_file", &self.smtp_ca_file)
+            .field("smtp_timeout_secs", &self.smtp_timeout_secs)
+            .field("default_from", &self.default_from)
             .finish()
     }
 }
@@ -82,6 +90,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("MAILROOM_LOGIN_PER_MINUTE", "10"),
     ("MAILROOM_SMTP_ACTIONS_PER_MINUTE", "10"),
     ("MAILROOM_SMTP_ACTIONS_PER_MINUTE_INSTANCE", "30"),
+    ("MAILROOM_DEFAULT_SMTP_URL", ""),
+    ("MAILROOM_DEFAULT_FROM", "no-reply@mailroom.localhost"),
+    ("MAILROOM_SMTP_CA_FILE", ""),
+    ("MAILROOM_SMTP_TIMEOUT_SECS", "20"),
 ];
 
 impl Config {
@@ -167,6 +179,26 @@ impl Config {
         let smtp_per_admin_per_minute = per_minute("MAILROOM_SMTP_ACTIONS_PER_MINUTE", "10")?;
         let smtp_per_instance_per_minute = per_minute("MAILROOM_SMTP_ACTIONS_PER_MINUTE_INSTANCE", "30")?;
 
+        let default_smtp_url = get("MAILROOM_DEFAULT_SMTP_URL");
+        if let Some(url) = &default_smtp_url
+            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+        {
+            return Err(ConfigError {
+                var: "MAILROOM_DEFAULT_SMTP_URL",
+                reason: format!("'{}' must start with smtp:// or smtps://", redact_url(url)),
+            });
+        }
+        let default_from = parse("MAILROOM_DEFAULT_FROM", "no-reply@mailroom.localhost", "an address")?;
+        if default_from.parse::<app::smtp_settings::Mailbox>().is_err() {
+            return Err(ConfigError { var: "MAILROOM_DEFAULT_FROM", reason: format!("'{default_from}' is not a mailbox") });
+        }
+        let smtp_ca_file = get("MAILROOM_SMTP_CA_FILE").map(PathBuf::from);
+        let timeout = parse("MAILROOM_SMTP_TIMEOUT_SECS", "20", "a number of seconds")?;
+        let smtp_timeout_secs = timeout.parse::<u64>().ok().filter(|s| (1..=600).contains(s)).ok_or_else(|| ConfigError {
+            var: "MAILROOM_SMTP_TIMEOUT_SECS",
+            reason: format!("'{timeout}' is not a number of seconds between 1 and 600"),
+        })?;
+
         Ok(Self {
             bind,
             database,
@@ -178,11 +210,27 @@ impl Config {
             login_per_minute,
             smtp_per_admin_per_minute,
             smtp_per_instance_per_minute,
+            default_smtp_url,
+            smtp_ca_file,
+            smtp_timeout_secs,
+            default_from,
         })
     }
 
     pub fn cookie_secure(&self) -> bool {
         self.public_url.as_deref().is_some_and(|url| url.starts_with("https://"))
+    }
+}
+
+/// `smtps://user:secret@host` → `smtps://user:***@host`, for messages and logs.
+fn redact_url(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, rest)), Some(_)) => {
+            let (userinfo, host) = rest.rsplit_once('@').unwrap_or((rest, ""));
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -256,6 +304,9 @@ mod tests {
             (&[("MAILROOM_LOGIN_PER_MINUTE", "0")], "MAILROOM_LOGIN_PER_MINUTE"),
             (&[("MAILROOM_SMTP_ACTIONS_PER_MINUTE", "ten")], "MAILROOM_SMTP_ACTIONS_PER_MINUTE"),
             (&[("MAILROOM_USER_EMAIL", "u@example.com")], "MAILROOM_USER_PASSWORD"),
+            (&[("MAILROOM_DEFAULT_SMTP_URL", "relay.example.com")], "MAILROOM_DEFAULT_SMTP_URL"),
+            (&[("MAILROOM_SMTP_TIMEOUT_SECS", "0")], "MAILROOM_SMTP_TIMEOUT_SECS"),
+            (&[("MAILROOM_DEFAULT_FROM", "not a mailbox")], "MAILROOM_DEFAULT_FROM"),
             (&[("MAILROOM_INSTANCE_NAME", "bad\nname")], "MAILROOM_INSTANCE_NAME"),
         ];
         for (vars, expected) in cases {
@@ -279,9 +330,11 @@ mod tests {
             ("MAILROOM_ADMIN_PASSWORD", "correct horse battery"),
             ("MAILROOM_DATABASE_USER", "root"),
             ("MAILROOM_DATABASE_PASSWORD", "db-secret-value"),
+            ("MAILROOM_DEFAULT_SMTP_URL", "smtps://relay:relay-secret-value@relay.example.com"),
         ])
         .unwrap();
         let shown = format!("{config:?}");
         assert!(!shown.contains("correct horse battery") && !shown.contains("db-secret-value"), "{shown}");
+        assert!(!shown.contains("relay-secret-value") && shown.contains("relay.example.com"), "{shown}");
     }
 }

@@ -6,6 +6,7 @@ mod origin;
 mod secret_key;
 
 use app::{
+    mail::ssr::MailConfig,
     auth::ssr::{SurrealSessionStore, ensure_first_admin, ensure_user},
     db::{DbError, DbOptions},
     state::{AppState, Settings},
@@ -36,6 +37,8 @@ pub enum StartupError {
     Database(#[from] DbError),
     #[error(transparent)]
     SecretKey(#[from] SecretKeyError),
+    #[error("MAILROOM_SMTP_CA_FILE: cannot read {path}: {source}")]
+    CaFile { path: String, source: std::io::Error },
     #[error("cannot listen on {addr} (MAILROOM_BIND): {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot create the users named by MAILROOM_ADMIN_EMAIL / MAILROOM_USER_EMAIL: {0}")]
@@ -52,6 +55,10 @@ pub struct Server {
 impl Server {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let secret_key = secret_key::load_or_create(&config.secret_key_file)?;
+        let ca_pem = match &config.smtp_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|source| StartupError::CaFile { path: path.display().to_string(), source })?),
+            None => None,
+        };
         let db = app::db::connect(DbOptions {
             url: &config.database.url,
             namespace: &config.database.namespace,
@@ -72,6 +79,13 @@ impl Server {
             login_per_minute: config.login_per_minute,
             smtp_per_admin_per_minute: config.smtp_per_admin_per_minute,
             smtp_per_instance_per_minute: config.smtp_per_instance_per_minute,
+            mail: MailConfig {
+                ca_pem,
+                overall_timeout: Duration::from_secs(config.smtp_timeout_secs),
+                step_timeout: Duration::from_secs(config.smtp_timeout_secs.div_ceil(2)),
+                default_relay: config.default_smtp_url.clone(),
+            },
+            default_from: config.default_from.clone(),
         };
         let state = AppState::new(leptos_options, db.clone(), settings, secret_key);
 

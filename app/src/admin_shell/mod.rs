@@ -58,6 +58,7 @@ fn Sidebar(context: AdminContext) -> impl IntoView {
             <h2 class="section">"Platform"</h2>
             <ul>
                 <li><A href="/admin/smtp">"SMTP"</A></li>
+                <li><A href="/admin/mailbox">"Mailbox"</A></li>
             </ul>
             <div class="who">
                 <p>{context.user.name}</p>

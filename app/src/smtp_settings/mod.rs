@@ -9,7 +9,7 @@ pub mod types;
 use crate::error::AppError;
 use form::SmtpForm;
 use leptos::prelude::*;
-pub use lettre::Address;
+pub use lettre::{Address, message::Mailbox};
 pub use page::SmtpPage;
 use serde::{Deserialize, Serialize};
 use server_fn::codec::Json;
@@ -24,6 +24,16 @@ pub struct SmtpSettingsView {
     pub version: u64,
     pub saved_by: Option<String>,
     pub saved_at: Option<i64>,
+    pub default_service: DefaultService,
+}
+
+/// What "Use default email settings" means on this deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DefaultService {
+    /// No relay configured: mail stays in the built-in Mailbox.
+    LocalMailbox,
+    /// `MAILROOM_DEFAULT_SMTP_URL` points at this host.
+    Relay { host: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +55,13 @@ pub async fn load_smtp_settings() -> Result<SmtpSettingsView, AppError> {
 #[server(endpoint = "smtp_save", input = Json)]
 pub async fn save_smtp_settings(form: SmtpForm, version: u64) -> Result<SaveOutcome, AppError> {
     crate::error::ssr::respond(ssr::save(form, version).await)
+}
+
+/// Sends "<Instance> Mail Test" to the admin who asks, through the values on the form (saved or
+/// not, under the same re-entry rule). Answers the address it was sent to.
+#[server(endpoint = "smtp_test", input = Json)]
+pub async fn send_test_email(form: SmtpForm) -> Result<String, AppError> {
+    crate::error::ssr::respond(ssr::send_test(form).await)
 }
 
 /// `2026-11-28 14:05 UTC` from milliseconds since the epoch (same text on server and browser).

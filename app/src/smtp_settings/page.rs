@@ -1,7 +1,7 @@
 //! The SMTP page: every field validates live through the same parsers the server uses.
 
 use super::{
-    SaveOutcome, SaveSmtpSettings, SmtpSettingsView,
+    DefaultService, SaveOutcome, SaveSmtpSettings, SendTestEmail, SmtpSettingsView,
     form::{SmtpForm, field},
     format_utc, load_smtp_settings,
     types::{AuthType, MinTlsVersion, Mode, SmtpPort, TlsMode},
@@ -98,6 +98,42 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
     };
 
     let save = ServerAction::<SaveSmtpSettings>::new();
+    let test = ServerAction::<SendTestEmail>::new();
+    Effect::new(move |_| {
+        let Some(result) = test.value().get() else { return };
+        match result {
+            Ok(address) => outcome.set(Some(Outcome::Success(format!("Test email sent to {address}")))),
+            Err(AppError::Smtp(failure)) => {
+                outcome.set(Some(Outcome::Failure(format!("{failure}. {}", failure.hint()))));
+            }
+            Err(err) => {
+                let message = summary(&err);
+                if let AppError::Validation(errors) = err {
+                    server_errors.set(errors);
+                }
+                outcome.set(Some(Outcome::Failure(message)));
+            }
+        }
+    });
+    let on_test = move |_| {
+        submitted.set(true);
+        if !live_errors.with(FieldErrors::is_empty) {
+            outcome.set(Some(Outcome::Failure("Some fields need attention.".into())));
+            return;
+        }
+        outcome.set(None);
+        test.dispatch(SendTestEmail { form: form.get_untracked() });
+    };
+    let busy = move || save.pending().get() || test.pending().get();
+    let default_note = match &initial.default_service {
+        DefaultService::LocalMailbox => "The built-in mail service is the local Mailbox: mail does not leave the instance. \
+             Read it under Admin › Platform › Mailbox. Your custom settings stay stored for when you switch back."
+            .to_owned(),
+        DefaultService::Relay { host } => format!(
+            "The built-in mail service sends through the instance's relay {host}; no setup is needed. \
+             Your custom settings stay stored for when you switch back."
+        ),
+    };
     Effect::new(move |_| {
         let Some(result) = save.value().get() else { return };
         match result {
@@ -157,10 +193,7 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
             </fieldset>
 
             <Show when=move || !custom()>
-                <p class="note">
-                    "The built-in mail service sends for you; no setup is needed. "
-                    "Your custom settings stay stored for when you switch back."
-                </p>
+                <p class="note">{default_note.clone()}</p>
             </Show>
 
             <Show when=custom>
@@ -261,8 +294,11 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
             </Show>
 
             <div class="buttons">
-                <button type="submit" disabled=move || save.pending().get()>
+                <button type="submit" disabled=busy>
                     {move || if save.pending().get() { "Saving…" } else { "Save" }}
+                </button>
+                <button type="button" class="secondary" disabled=busy on:click=on_test>
+                    {move || if test.pending().get() { "Sending…" } else { "Send Test Email" }}
                 </button>
             </div>
             <p class="result" role="status" aria-live="polite"

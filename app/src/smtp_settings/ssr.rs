@@ -7,6 +7,7 @@ use super::{
     types::{AuthType, MinTlsVersion, Mode, TlsMode},
 };
 use crate::{
+    mail::ssr::{Mailer, OutgoingMessage, SmtpTarget, TargetAuth},
     auth::{CurrentUser, ssr::require_admin},
     db::now_ms,
     error::{AppError, FieldErrors},
@@ -220,8 +221,14 @@ pub async fn load_stored(db: &Db) -> Result<Option<StoredSettings>, AppError> {
     Ok(response.take::<Option<StoredSettings>>(0)?)
 }
 
-fn view_of(stored: Option<StoredSettings>) -> SmtpSettingsView {
+fn view_of(stored: Option<StoredSettings>, state: &AppState) -> SmtpSettingsView {
     let stored = stored.unwrap_or_default();
+    let default_service = match &state.settings().mail.default_relay {
+        Some(url) => super::DefaultService::Relay {
+            host: url.split("://").nth(1).unwrap_or(url).rsplit('@').next().unwrap_or_default().split(['/', '?']).next().unwrap_or_default().to_owned(),
+        },
+        None => super::DefaultService::LocalMailbox,
+    };
     SmtpSettingsView {
         form: stored.to_form(),
         password_set: stored.password_enc.is_some(),
@@ -229,13 +236,14 @@ fn view_of(stored: Option<StoredSettings>) -> SmtpSettingsView {
         version: stored.version.max(0) as u64,
         saved_by: stored.saved_by.clone(),
         saved_at: stored.saved_at,
+        default_service,
     }
 }
 
 pub async fn load() -> Result<SmtpSettingsView, AppError> {
     require_admin().await?;
     let state = app_state()?;
-    Ok(view_of(load_stored(state.db()).await?))
+    Ok(view_of(load_stored(state.db()).await?, &state))
 }
 
 /// Every SMTP action (save, test) counts against the admin's and the instance's quota.
@@ -359,6 +367,85 @@ fn conflict(stored: Option<&StoredSettings>) -> AppError {
     AppError::Conflict(format!(
         "Not saved: {who} changed these settings at {when} while you were editing. Reload the page to see their version, then make your changes again."
     ))
+}
+
+/// The stored settings as something to connect to, secrets decrypted.
+pub fn target_from(stored: &StoredSettings, key: &[u8; 32]) -> Result<SmtpTarget, AppError> {
+    let settings = stored.to_form().parse_custom().map_err(AppError::Validation)?;
+    let secret = |blob: &Option<String>, purpose| -> Result<Option<SecretString>, AppError> {
+        blob.as_deref()
+            .map(|b| decrypt(key, purpose, b))
+            .transpose()
+            .map_err(|err| crate::error::ssr::internal("cannot decrypt a stored SMTP secret", &err))
+    };
+    let auth = match &settings.auth {
+        AuthSettings::Basic { username } if username.is_empty() => TargetAuth::None,
+        AuthSettings::Basic { username } => TargetAuth::Basic {
+            username: username.clone(),
+            password: secret(&stored.password_enc, PASSWORD_PURPOSE)?.ok_or_else(|| AppError::field(field::PASSWORD, "Enter the password."))?,
+        },
+        AuthSettings::OAuth2 { username, client_id, token_url, scopes } => TargetAuth::OAuth2 {
+            username: username.clone(),
+            client_id: client_id.clone(),
+            client_secret: secret(&stored.client_secret_enc, CLIENT_SECRET_PURPOSE)?
+                .ok_or_else(|| AppError::field(field::CLIENT_SECRET, "Enter the client secret."))?,
+            token_url: token_url.to_string(),
+            scopes: scopes.clone(),
+        },
+    };
+    Ok(SmtpTarget { host: settings.host, port: settings.port.get(), tls: settings.tls, auth })
+}
+
+fn test_message(state: &AppState, from: lettre::message::Mailbox, admin: &CurrentUser) -> Result<OutgoingMessage, AppError> {
+    let instance = &state.settings().instance_name;
+    let to = lettre::message::Mailbox::new(
+        Some(admin.name.clone()),
+        admin.email.parse().map_err(|_| AppError::Conflict(format!("Your account's email {} cannot receive mail.", admin.email)))?,
+    );
+    Ok(OutgoingMessage {
+        from,
+        to,
+        subject: format!("{instance} Mail Test"),
+        text: format!("{instance} mail is working!"),
+        html: None,
+    })
+}
+
+/// The Mailer for what "Use default email settings" means here.
+pub fn default_mailer(state: &AppState) -> Result<Mailer, AppError> {
+    Mailer::default_service(state.db().clone(), &state.settings().mail).map_err(AppError::Smtp)
+}
+
+pub async fn send_test(form: SmtpForm) -> Result<String, AppError> {
+    let admin = require_admin().await?;
+    let state = app_state()?;
+    check_rate(&state, &admin)?;
+    let mail = &state.settings().mail;
+    let result = if form.mode == Mode::Default {
+        let from = match form.from.parse::<crate::smtp_settings::types::FromMailbox>() {
+            Ok(from) => from.mailbox(),
+            Err(_) => state.settings().default_from.parse().map_err(|_| AppError::Internal)?,
+        };
+        let message = test_message(&state, from, &admin)?;
+        default_mailer(&state)?.send(&message, mail).await
+    } else {
+        let stored = load_stored(state.db()).await?;
+        let next = next_settings(&state, stored.as_ref(), &form)?;
+        let target = target_from(&next, state.shared.secret_key.expose_secret())?;
+        let from = form.parse_custom().map_err(AppError::Validation)?.from.mailbox();
+        let message = test_message(&state, from, &admin)?;
+        crate::mail::ssr::deliver(&target, mail, &state.shared.tokens, Some(&message)).await
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(admin = %admin.id, "test email sent");
+            Ok(admin.email)
+        }
+        Err(failure) => {
+            tracing::warn!(admin = %admin.id, failure = %failure, "test email failed");
+            Err(AppError::Smtp(failure))
+        }
+    }
 }
 
 #[cfg(test)]

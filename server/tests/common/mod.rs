@@ -39,6 +39,10 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         login_per_minute: NonZeroU32::new(1000).unwrap(),
         smtp_per_admin_per_minute: NonZeroU32::new(1000).unwrap(),
         smtp_per_instance_per_minute: NonZeroU32::new(1000).unwrap(),
+        default_smtp_url: None,
+        smtp_ca_file: None,
+        smtp_timeout_secs: 6,
+        default_from: "no-reply@mailroom.localhost".into(),
     }
 }
 

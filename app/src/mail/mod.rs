@@ -1,0 +1,192 @@
+//! Sending mail: the classified SMTP failures every admin sees (shared with the browser) and,
+//! behind `ssr`, the transports that produce them.
+
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Where in a delivery something went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Step {
+    Connect,
+    TlsHandshake,
+    Greeting,
+    StartTls,
+    Auth,
+    MailFrom,
+    RcptTo,
+    Data,
+    TokenRequest,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Connect => "connecting",
+            Self::TlsHandshake => "the TLS handshake",
+            Self::Greeting => "waiting for the server's greeting",
+            Self::StartTls => "STARTTLS",
+            Self::Auth => "authentication (AUTH)",
+            Self::MailFrom => "MAIL FROM",
+            Self::RcptTo => "RCPT TO",
+            Self::Data => "sending the message (DATA)",
+            Self::TokenRequest => "the OAuth 2.0 token request",
+        })
+    }
+}
+
+/// What went wrong at the token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenFailure {
+    InvalidClient(String),
+    InvalidScope(String),
+    Rejected { error: String, description: String },
+    HttpStatus(u16),
+    NotJson { status: u16 },
+    Unreachable(String),
+    TooLarge,
+}
+
+/// An SMTP failure classified for an admin: what happened, and (see [`SmtpFailure::hint`]) what
+/// to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SmtpFailure {
+    Dns { host: String },
+    ConnectionRefused { host: String, port: u16 },
+    Timeout { step: Step, secs: u64 },
+    TlsHandshake { detail: String },
+    /// The client and the port disagree about TLS: `server_expects_tls` is true when the port
+    /// speaks implicit TLS and we spoke plaintext (or STARTTLS), false for the reverse.
+    TlsModeMismatch { port: u16, server_expects_tls: bool },
+    InvalidCertificate { detail: String },
+    StartTlsNotOffered,
+    NoCommonAuthMechanism { offered: String },
+    AuthRejected { code: u16, text: String },
+    XOAuth2Rejected { text: String },
+    TokenEndpoint(TokenFailure),
+    SenderRejected { code: u16, text: String },
+    RecipientRejected { code: u16, text: String },
+    ServiceUnavailable { code: u16, text: String },
+    ConnectionLost { step: Step },
+    Rejected { step: Step, code: u16, text: String },
+    Other { detail: String },
+}
+
+impl SmtpFailure {
+    /// 4xx answers, lost connections and timeouts may succeed later; the rest will not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::ConnectionLost { .. } | Self::ServiceUnavailable { .. } => true,
+            Self::ConnectionRefused { .. } | Self::Dns { .. } => true,
+            Self::Rejected { code, .. } | Self::SenderRejected { code, .. } | Self::RecipientRejected { code, .. } => {
+                (400..500).contains(code)
+            }
+            Self::TokenEndpoint(TokenFailure::Unreachable(_) | TokenFailure::HttpStatus(500..=599)) => true,
+            _ => false,
+        }
+    }
+
+    /// What the admin can do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            Self::Dns { host } => format!("Check the Email Server name: {host} does not resolve."),
+            Self::ConnectionRefused { port, .. } => format!(
+                "Nothing accepts connections on port {port}. Check the Email Server and Port, and that a firewall allows the connection."
+            ),
+            Self::Timeout { step: Step::Connect, .. } => {
+                "The server did not answer. Check the Email Server and Port, and that outbound connections to that port are allowed.".into()
+            }
+            Self::Timeout { step: Step::Greeting, .. } => {
+                "The server accepted the connection but never greeted. If this port expects implicit TLS (often 465), tick TLS/SSL and choose Implicit TLS.".into()
+            }
+            Self::Timeout { step, .. } => format!("The server stopped answering during {step}. Try again later or ask its operator."),
+            Self::TlsHandshake { .. } => {
+                "The TLS handshake failed. If the server only offers an older TLS version, choose \"TLS 1.2 (recommended)\"; otherwise check the TLS mode for this port.".into()
+            }
+            Self::TlsModeMismatch { port, server_expects_tls: true } => {
+                format!("Port {port} expects implicit TLS: tick TLS/SSL and choose TLS mode \"Implicit TLS\".")
+            }
+            Self::TlsModeMismatch { port, server_expects_tls: false } => format!(
+                "Port {port} speaks plain SMTP: choose TLS mode \"STARTTLS\" (usually port 587) instead of Implicit TLS."
+            ),
+            Self::InvalidCertificate { .. } => {
+                "The server's certificate is not trusted for this name. Use the host name on its certificate, or give Mailroom the private CA with MAILROOM_SMTP_CA_FILE.".into()
+            }
+            Self::StartTlsNotOffered => {
+                "The server does not offer STARTTLS, so mail would travel unencrypted. Use Implicit TLS on its TLS port, or untick TLS/SSL only for a trusted local relay.".into()
+            }
+            Self::NoCommonAuthMechanism { offered } => format!(
+                "The server offers no login method Mailroom speaks (it offers: {offered}). Use OAuth 2.0 if it offers XOAUTH2, or ask for PLAIN or LOGIN over TLS."
+            ),
+            Self::AuthRejected { text, .. } if text.contains("5.7.139") || text.to_lowercase().contains("smtp auth") => {
+                "The provider has SMTP AUTH disabled for this mailbox or tenant: enable authenticated SMTP for it, or use OAuth 2.0.".into()
+            }
+            Self::AuthRejected { .. } => {
+                "535: check the Username and Password, and that SMTP AUTH is enabled for this account.".into()
+            }
+            Self::XOAuth2Rejected { .. } => {
+                "The server refused the OAuth 2.0 token: check that Username is the mailbox the app may send as, and that the app has the SMTP.Send permission for the Scope.".into()
+            }
+            Self::TokenEndpoint(TokenFailure::InvalidClient(_)) => {
+                "The token endpoint rejected the client: check the Client ID and Client Secret (it may have expired).".into()
+            }
+            Self::TokenEndpoint(TokenFailure::InvalidScope(_)) => {
+                "The token endpoint rejected the Scope: for Microsoft 365 use https://outlook.office365.com/.default.".into()
+            }
+            Self::TokenEndpoint(TokenFailure::Rejected { .. }) => "Check the Client ID, Client Secret, Token URL and Scope.".into(),
+            Self::TokenEndpoint(TokenFailure::HttpStatus(_) | TokenFailure::NotJson { .. } | TokenFailure::TooLarge) => {
+                "The Token URL does not look like an OAuth 2.0 token endpoint: check it.".into()
+            }
+            Self::TokenEndpoint(TokenFailure::Unreachable(_)) => {
+                "The token endpoint could not be reached: check the Token URL and the network.".into()
+            }
+            Self::SenderRejected { .. } => {
+                "The server refused the sender: make the From address one this account may send as.".into()
+            }
+            Self::RecipientRejected { .. } => "The server refused the recipient address.".into(),
+            Self::ServiceUnavailable { .. } => "The server is busy or closing (421). Mailroom will retry; try again later.".into(),
+            Self::ConnectionLost { .. } => "The server closed the connection. Try again; if it keeps happening, check the TLS mode and port.".into(),
+            Self::Rejected { .. } => "The server refused the request; its answer says why.".into(),
+            Self::Other { .. } => "Check the settings and try again.".into(),
+        }
+    }
+}
+
+impl fmt::Display for SmtpFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Dns { host } => write!(f, "DNS lookup failed for {host}"),
+            Self::ConnectionRefused { host, port } => write!(f, "Connection refused by {host}:{port}"),
+            Self::Timeout { step, secs } => write!(f, "Timed out after {secs} s during {step}"),
+            Self::TlsHandshake { detail } => write!(f, "TLS handshake failed: {detail}"),
+            Self::TlsModeMismatch { port, server_expects_tls: true } => {
+                write!(f, "TLS mode mismatch: port {port} expects implicit TLS")
+            }
+            Self::TlsModeMismatch { port, server_expects_tls: false } => {
+                write!(f, "TLS mode mismatch: port {port} does not speak implicit TLS")
+            }
+            Self::InvalidCertificate { detail } => write!(f, "Invalid certificate: {detail}"),
+            Self::StartTlsNotOffered => write!(f, "The server does not offer STARTTLS"),
+            Self::NoCommonAuthMechanism { offered } => write!(f, "No common authentication mechanism (server offers: {offered})"),
+            Self::AuthRejected { code, text } => write!(f, "Authentication rejected: {code} {text}"),
+            Self::XOAuth2Rejected { text } => write!(f, "XOAUTH2 token rejected: {text}"),
+            Self::TokenEndpoint(failure) => match failure {
+                TokenFailure::InvalidClient(d) => write!(f, "Token endpoint: invalid_client {d}"),
+                TokenFailure::InvalidScope(d) => write!(f, "Token endpoint: invalid_scope {d}"),
+                TokenFailure::Rejected { error, description } => write!(f, "Token endpoint: {error} {description}"),
+                TokenFailure::HttpStatus(status) => write!(f, "Token endpoint answered HTTP {status}"),
+                TokenFailure::NotJson { status } => write!(f, "Token endpoint answered HTTP {status} without a JSON token"),
+                TokenFailure::Unreachable(d) => write!(f, "Token endpoint unreachable: {d}"),
+                TokenFailure::TooLarge => write!(f, "Token endpoint answer too large"),
+            },
+            Self::SenderRejected { code, text } => write!(f, "Sender rejected: {code} {text}"),
+            Self::RecipientRejected { code, text } => write!(f, "Recipient rejected: {code} {text}"),
+            Self::ServiceUnavailable { code, text } => write!(f, "Service unavailable: {code} {text}"),
+            Self::ConnectionLost { step } => write!(f, "Connection lost during {step}"),
+            Self::Rejected { step, code, text } => write!(f, "Refused during {step}: {code} {text}"),
+            Self::Other { detail } => write!(f, "{detail}"),
+        }
+    }
+}

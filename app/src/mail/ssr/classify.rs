@@ -1,0 +1,103 @@
+//! lettre errors → [`SmtpFailure`], using the step where they happened.
+
+use super::{SmtpTarget, Step};
+use crate::{mail::SmtpFailure, smtp_settings::types::TlsMode};
+use lettre::transport::smtp::{Error, response::Response};
+use std::error::Error as _;
+
+fn chain(err: &Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn io_kind(err: &Error) -> Option<std::io::ErrorKind> {
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// The reply text lettre puts after "(code): ".
+fn reply_text(err: &Error) -> String {
+    let text = err.to_string();
+    text.split_once("): ").map_or(text.clone(), |(_, rest)| rest.to_owned())
+}
+
+pub fn classify(err: &Error, step: Step, target: &SmtpTarget) -> SmtpFailure {
+    if let Some(code) = err.status() {
+        let code: u16 = code.to_string().parse().unwrap_or(0);
+        return classify_code(code, reply_text(err), step);
+    }
+    let text = chain(err);
+    let lower = text.to_lowercase();
+    let implicit = target.tls.enabled && target.tls.mode == TlsMode::Implicit;
+    if lower.contains("failed to lookup address") || lower.contains("name or service not known") || lower.contains("no address")
+    {
+        return SmtpFailure::Dns { host: target.host.to_string() };
+    }
+    match io_kind(err) {
+        Some(std::io::ErrorKind::ConnectionRefused) => {
+            return SmtpFailure::ConnectionRefused { host: target.host.to_string(), port: target.port };
+        }
+        Some(std::io::ErrorKind::TimedOut) => return SmtpFailure::Timeout { step: Step::Connect, secs: 10 },
+        _ => {}
+    }
+    if lower.contains("invalid peer certificate") || lower.contains("certificate") && lower.contains("invalid") {
+        return SmtpFailure::InvalidCertificate { detail: text };
+    }
+    if implicit
+        && step == Step::TlsHandshake
+        && (lower.contains("corrupt message") || lower.contains("invalidcontenttype") || lower.contains("invalid content type"))
+    {
+        return SmtpFailure::TlsModeMismatch { port: target.port, server_expects_tls: false };
+    }
+    if err.is_tls() || lower.contains("tls") || lower.contains("handshake") || lower.contains("alert") {
+        return SmtpFailure::TlsHandshake { detail: text };
+    }
+    if lower.contains("no compatible authentication mechanism") {
+        return SmtpFailure::NoCommonAuthMechanism { offered: String::new() };
+    }
+    if err.is_timeout() {
+        return SmtpFailure::Timeout { step, secs: 10 };
+    }
+    if matches!(
+        io_kind(err),
+        Some(
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::ConnectionAborted
+        )
+    ) || lower.contains("incomplete response")
+        || lower.contains("connection closed")
+        || lower.contains("eof")
+    {
+        return SmtpFailure::ConnectionLost { step };
+    }
+    SmtpFailure::Other { detail: text }
+}
+
+pub fn classify_response(response: &Response, step: Step) -> SmtpFailure {
+    let code: u16 = response.code().to_string().parse().unwrap_or(0);
+    classify_code(code, response.message().collect::<Vec<_>>().join(" "), step)
+}
+
+fn classify_code(code: u16, text: String, step: Step) -> SmtpFailure {
+    match (code, step) {
+        (421, _) => SmtpFailure::ServiceUnavailable { code, text },
+        (500..=599, Step::Auth) => SmtpFailure::AuthRejected { code, text },
+        (_, Step::MailFrom) => SmtpFailure::SenderRejected { code, text },
+        (_, Step::RcptTo) => SmtpFailure::RecipientRejected { code, text },
+        _ => SmtpFailure::Rejected { step, code, text },
+    }
+}

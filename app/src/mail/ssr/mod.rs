@@ -1,0 +1,300 @@
+//! Transports. Every network step runs under its own `tokio::time::timeout` (lettre's own
+//! timeout covers only the TCP connect) and the whole delivery under an overall limit, so
+//! nothing hangs. Failures are classified into [`SmtpFailure`] at the step where they happen.
+
+mod classify;
+pub mod mailbox;
+mod mailer;
+pub mod oauth;
+
+pub use mailer::{Mailer, MailerCache};
+
+use super::{SmtpFailure, Step};
+use crate::smtp_settings::types::{MinTlsVersion, SmtpHost, Tls, TlsMode};
+use classify::{classify, classify_response};
+use lettre::{
+    Address,
+    message::{Mailbox, Message, MultiPart, header::ContentType},
+    transport::smtp::{
+        authentication::{Credentials, Mechanism},
+        client::{AsyncSmtpConnection, Certificate, TlsParameters, TlsVersion},
+        commands::{Data, Mail, Rcpt},
+        extension::ClientId,
+    },
+};
+use secrecy::{ExposeSecret, SecretString};
+use std::{future::Future, time::Duration};
+
+/// How Mailroom talks SMTP on this deployment.
+#[derive(Clone, Debug)]
+pub struct MailConfig {
+    /// Extra trusted CA certificates (PEM) for private relays, on top of the web roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The limit for one whole delivery or check.
+    pub overall_timeout: Duration,
+    /// The limit for each step (connect, greeting, TLS, AUTH, each command).
+    pub step_timeout: Duration,
+    /// `MAILROOM_DEFAULT_SMTP_URL`: the relay behind "Use default email settings".
+    pub default_relay: Option<String>,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            ca_pem: None,
+            overall_timeout: Duration::from_secs(20),
+            step_timeout: Duration::from_secs(10),
+            default_relay: None,
+        }
+    }
+}
+
+/// How to log in.
+#[derive(Clone)]
+pub enum TargetAuth {
+    None,
+    Basic { username: String, password: SecretString },
+    OAuth2 { username: String, client_id: String, client_secret: SecretString, token_url: String, scopes: Vec<String> },
+}
+
+/// One SMTP server with everything needed to reach it.
+#[derive(Clone)]
+pub struct SmtpTarget {
+    pub host: SmtpHost,
+    pub port: u16,
+    pub tls: Tls,
+    pub auth: TargetAuth,
+}
+
+impl std::fmt::Debug for SmtpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SmtpTarget({}:{}, tls={:?})", self.host, self.port, self.tls)
+    }
+}
+
+/// A message to send: plain text and an optional HTML part.
+#[derive(Clone, Debug)]
+pub struct OutgoingMessage {
+    pub from: Mailbox,
+    pub to: Mailbox,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+impl OutgoingMessage {
+    pub fn build(&self) -> Result<Message, SmtpFailure> {
+        let builder = Message::builder()
+            .from(self.from.clone())
+            .to(self.to.clone())
+            .subject(self.subject.clone())
+            .message_id(Some(format!("<{}@mailroom>", crate::auth::ssr::random_token(16))));
+        let built = match &self.html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(self.text.clone(), html.clone())),
+            None => builder.header(ContentType::TEXT_PLAIN).body(self.text.clone()),
+        };
+        built.map_err(|err| SmtpFailure::Other { detail: format!("cannot build the message: {err}") })
+    }
+}
+
+pub fn tls_parameters(host: &SmtpHost, min: MinTlsVersion, config: &MailConfig) -> Result<TlsParameters, SmtpFailure> {
+    let mut builder = TlsParameters::builder(host.to_string()).set_min_tls_version(match min {
+        MinTlsVersion::Tls12 => TlsVersion::Tlsv12,
+        MinTlsVersion::Tls13 => TlsVersion::Tlsv13,
+    });
+    if let Some(pem) = &config.ca_pem {
+        let certificate = Certificate::from_pem(pem)
+            .map_err(|err| SmtpFailure::Other { detail: format!("MAILROOM_SMTP_CA_FILE is not a PEM certificate: {err}") })?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder.build_rustls().map_err(|err| SmtpFailure::TlsHandshake { detail: err.to_string() })
+}
+
+fn hello_name() -> ClientId {
+    ClientId::Domain("mailroom.localhost".into())
+}
+
+async fn step<T>(
+    step: Step,
+    limit: Duration,
+    work: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
+    target: &SmtpTarget,
+) -> Result<T, SmtpFailure> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(classify(&err, step, target)),
+        Err(_) => Err(SmtpFailure::Timeout { step, secs: limit.as_secs().max(1) }),
+    }
+}
+
+/// Connects, secures, logs in and — when `message` is given — sends it, one step at a time.
+/// Without a message this is the check that a configuration works (no mail is sent).
+pub async fn deliver(
+    target: &SmtpTarget,
+    config: &MailConfig,
+    tokens: &oauth::TokenCache,
+    message: Option<&OutgoingMessage>,
+) -> Result<(), SmtpFailure> {
+    let overall = config.overall_timeout;
+    match tokio::time::timeout(overall, deliver_steps(target, config, tokens, message)).await {
+        Ok(result) => result,
+        Err(_) => Err(SmtpFailure::Timeout { step: Step::Connect, secs: overall.as_secs().max(1) }),
+    }
+}
+
+async fn deliver_steps(
+    target: &SmtpTarget,
+    config: &MailConfig,
+    tokens: &oauth::TokenCache,
+    message: Option<&OutgoingMessage>,
+) -> Result<(), SmtpFailure> {
+    let limit = config.step_timeout;
+    // The token first: a bad client must not cost an SMTP connection.
+    let mut token = match &target.auth {
+        TargetAuth::OAuth2 { .. } => Some(tokens.token(target, config, false).await?),
+        _ => None,
+    };
+    let host = target.host.to_string();
+    let implicit = target.tls.enabled && target.tls.mode == TlsMode::Implicit;
+    let tls = if target.tls.enabled { Some(tls_parameters(&target.host, target.tls.min_version, config)?) } else { None };
+
+    let hello = hello_name();
+    let connect = AsyncSmtpConnection::connect_tokio1(
+        (host.as_str(), target.port),
+        Some(limit),
+        &hello,
+        if implicit { tls.clone() } else { None },
+        None,
+    );
+    let first_step = if implicit { Step::TlsHandshake } else { Step::Greeting };
+    let mut conn = match step(first_step, limit + Duration::from_secs(1), connect, target).await {
+        Ok(conn) => conn,
+        Err(SmtpFailure::Timeout { step: Step::Greeting, secs }) => {
+            // Silence after connecting: an implicit-TLS port waits for our ClientHello.
+            return Err(if speaks_tls(target, config).await {
+                SmtpFailure::TlsModeMismatch { port: target.port, server_expects_tls: true }
+            } else {
+                SmtpFailure::Timeout { step: Step::Greeting, secs }
+            });
+        }
+        Err(failure) => return Err(failure),
+    };
+
+    if target.tls.enabled && !implicit {
+        if !conn.can_starttls() {
+            conn.abort().await;
+            return Err(SmtpFailure::StartTlsNotOffered);
+        }
+        let params = tls.clone().expect("TLS parameters exist when TLS is enabled");
+        step(Step::StartTls, limit, conn.starttls(params, &hello), target).await?;
+    }
+
+    match &target.auth {
+        TargetAuth::None => {}
+        TargetAuth::Basic { username, password } => {
+            let credentials = Credentials::new(username.clone(), password.expose_secret().to_owned());
+            let offered = offered_mechanisms(&conn);
+            if !offered.iter().any(|m| m == "PLAIN" || m == "LOGIN") {
+                conn.abort().await;
+                return Err(SmtpFailure::NoCommonAuthMechanism { offered: offered.join(" ") });
+            }
+            step(Step::Auth, limit, conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials), target).await?;
+        }
+        TargetAuth::OAuth2 { username, .. } => {
+            if !offered_mechanisms(&conn).iter().any(|m| m == "XOAUTH2") {
+                let offered = offered_mechanisms(&conn).join(" ");
+                conn.abort().await;
+                return Err(SmtpFailure::NoCommonAuthMechanism { offered });
+            }
+            let mut result = xoauth2(&mut conn, username, token.as_ref().expect("token fetched"), limit, target).await;
+            if matches!(result, Err(SmtpFailure::XOAuth2Rejected { .. })) {
+                // A token revoked early: fetch a fresh one once and try again.
+                let fresh = tokens.token(target, config, true).await?;
+                if token.as_ref().map(ExposeSecret::expose_secret) != Some(fresh.expose_secret()) {
+                    token = Some(fresh);
+                    result = xoauth2(&mut conn, username, token.as_ref().expect("token"), limit, target).await;
+                }
+            }
+            result?;
+        }
+    }
+
+    if let Some(message) = message {
+        let built = message.build()?;
+        let envelope = built.envelope().clone();
+        let bytes = built.formatted();
+        let from: Option<Address> = envelope.from().cloned();
+        let response = step(Step::MailFrom, limit, conn.command(Mail::new(from, vec![])), target).await?;
+        check_positive(response, Step::MailFrom)?;
+        for to in envelope.to() {
+            let response = step(Step::RcptTo, limit, conn.command(Rcpt::new(to.clone(), vec![])), target).await?;
+            check_positive(response, Step::RcptTo)?;
+        }
+        let response = step(Step::Data, limit, conn.command(Data), target).await?;
+        check_positive(response, Step::Data)?;
+        let response = step(Step::Data, limit, conn.message(&bytes), target).await?;
+        check_positive(response, Step::Data)?;
+    }
+    let _ = tokio::time::timeout(limit, conn.quit()).await;
+    Ok(())
+}
+
+fn check_positive(response: lettre::transport::smtp::response::Response, step: Step) -> Result<(), SmtpFailure> {
+    if response.is_positive() { Ok(()) } else { Err(classify_response(&response, step)) }
+}
+
+fn offered_mechanisms(conn: &AsyncSmtpConnection) -> Vec<String> {
+    let info = conn.server_info();
+    [("PLAIN", Mechanism::Plain), ("LOGIN", Mechanism::Login), ("XOAUTH2", Mechanism::Xoauth2)]
+        .into_iter()
+        .filter(|(_, m)| info.supports_auth_mechanism(*m))
+        .map(|(name, _)| name.to_owned())
+        .collect()
+}
+
+/// `AUTH XOAUTH2` by hand, so a 334 challenge (the provider's JSON reason) reaches the admin.
+async fn xoauth2(
+    conn: &mut AsyncSmtpConnection,
+    username: &str,
+    token: &SecretString,
+    limit: Duration,
+    target: &SmtpTarget,
+) -> Result<(), SmtpFailure> {
+    use base64::{Engine, engine::general_purpose::STANDARD as B64};
+    let initial = B64.encode(format!("user={username}\x01auth=Bearer {}\x01\x01", token.expose_secret()));
+    let response = step(Step::Auth, limit, conn.command(format!("AUTH XOAUTH2 {initial}")), target).await;
+    let response = match response {
+        Ok(response) => response,
+        Err(SmtpFailure::AuthRejected { text, .. }) => return Err(SmtpFailure::XOAuth2Rejected { text }),
+        Err(other) => return Err(other),
+    };
+    if response.is_positive() {
+        return Ok(());
+    }
+    let challenge = response.message().collect::<Vec<_>>().join(" ");
+    let text = B64.decode(challenge.trim()).ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or(challenge);
+    // The client answers the challenge with an empty line; the server then says 535.
+    let _ = tokio::time::timeout(limit, conn.command("")).await;
+    Err(SmtpFailure::XOAuth2Rejected { text })
+}
+
+/// Whether the port completes a TLS handshake (certificate not checked: only the mode matters).
+async fn speaks_tls(target: &SmtpTarget, config: &MailConfig) -> bool {
+    let Ok(params) = TlsParameters::builder(target.host.to_string())
+        .dangerous_accept_invalid_certs(true)
+        .dangerous_accept_invalid_hostnames(true)
+        .build_rustls()
+    else {
+        return false;
+    };
+    let host = target.host.to_string();
+    let hello = hello_name();
+    let probe = AsyncSmtpConnection::connect_tokio1(
+        (host.as_str(), target.port),
+        Some(config.step_timeout),
+        &hello,
+        Some(params),
+        None,
+    );
+    matches!(tokio::time::timeout(config.step_timeout, probe).await, Ok(Ok(_)))
+}

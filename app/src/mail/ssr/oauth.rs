@@ -1,0 +1,147 @@
+//! OAuth 2.0 client-credentials tokens for `AUTH XOAUTH2`: credentials in the request body, no
+//! redirects followed, a bounded answer, a timeout; tokens cached until 60 s before expiry.
+
+use super::{MailConfig, SmtpTarget, TargetAuth};
+use crate::mail::{SmtpFailure, TokenFailure};
+use oauth2::{
+    AuthType, ClientId, ClientSecret, HttpRequest, HttpResponse, RequestTokenError, Scope, TokenResponse, TokenUrl,
+    basic::{BasicClient, BasicErrorResponseType},
+};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU16, Ordering},
+    },
+    time::{Duration, Instant},
+};
+use tokio::sync::Mutex;
+
+const MAX_BODY: usize = 64 * 1024;
+const EARLY: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+pub struct TokenCache {
+    entries: Mutex<HashMap<String, (SecretString, Instant)>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum HttpError {
+    #[error("{0}")]
+    Request(String),
+    #[error("answer larger than {MAX_BODY} bytes")]
+    TooLarge,
+}
+
+impl TokenCache {
+    /// A valid token for `target`, from the cache unless `refresh`.
+    pub async fn token(
+        &self,
+        target: &SmtpTarget,
+        config: &MailConfig,
+        refresh: bool,
+    ) -> Result<SecretString, SmtpFailure> {
+        let TargetAuth::OAuth2 { client_id, client_secret, token_url, scopes, .. } = &target.auth else {
+            return Err(SmtpFailure::Other { detail: "no OAuth 2.0 settings".into() });
+        };
+        let mut hasher = Sha256::new();
+        for part in [token_url.as_str(), client_id.as_str(), &scopes.join(" "), client_secret.expose_secret()] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        let key: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let mut entries = self.entries.lock().await;
+        if !refresh
+            && let Some((token, valid_until)) = entries.get(&key)
+            && Instant::now() < *valid_until
+        {
+            return Ok(token.clone());
+        }
+        let (token, lifetime) = fetch(client_id, client_secret, token_url, scopes, config).await?;
+        let valid_until = Instant::now() + lifetime.saturating_sub(EARLY);
+        entries.insert(key, (token.clone(), valid_until));
+        Ok(token)
+    }
+}
+
+async fn fetch(
+    client_id: &str,
+    client_secret: &SecretString,
+    token_url: &str,
+    scopes: &[String],
+    config: &MailConfig,
+) -> Result<(SecretString, Duration), SmtpFailure> {
+    let unreachable = |detail: String| SmtpFailure::TokenEndpoint(TokenFailure::Unreachable(detail));
+    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(config.step_timeout);
+    if let Some(pem) = &config.ca_pem
+        && let Ok(certificate) = reqwest::Certificate::from_pem(pem)
+    {
+        builder = builder.add_root_certificate(certificate);
+    }
+    let http = builder.build().map_err(|e| unreachable(e.to_string()))?;
+    let status = Arc::new(AtomicU16::new(0));
+    let seen = status.clone();
+    let call = move |request: HttpRequest| {
+        let http = http.clone();
+        let seen = seen.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let mut response = http
+                .request(parts.method, parts.uri.to_string())
+                .headers(parts.headers)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| HttpError::Request(e.without_url().to_string()))?;
+            seen.store(response.status().as_u16(), Ordering::Relaxed);
+            let mut out = HttpResponse::new(Vec::new());
+            *out.status_mut() = response.status();
+            *out.headers_mut() = response.headers().clone();
+            while let Some(chunk) = response.chunk().await.map_err(|e| HttpError::Request(e.to_string()))? {
+                if out.body().len() + chunk.len() > MAX_BODY {
+                    return Err(HttpError::TooLarge);
+                }
+                out.body_mut().extend_from_slice(&chunk);
+            }
+            Ok::<_, HttpError>(out)
+        }
+    };
+    let client = BasicClient::new(ClientId::new(client_id.to_owned()))
+        .set_client_secret(ClientSecret::new(client_secret.expose_secret().to_owned()))
+        .set_auth_type(AuthType::RequestBody)
+        .set_token_uri(TokenUrl::new(token_url.to_owned()).map_err(|e| unreachable(e.to_string()))?);
+    let request = client
+        .exchange_client_credentials()
+        .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())))
+        .request_async(&call);
+    let result = tokio::time::timeout(config.step_timeout, request).await.map_err(|_| SmtpFailure::Timeout {
+        step: crate::mail::Step::TokenRequest,
+        secs: config.step_timeout.as_secs().max(1),
+    })?;
+    let status = status.load(Ordering::Relaxed);
+    match result {
+        Ok(token) => {
+            let lifetime = token.expires_in().unwrap_or(Duration::from_secs(3600));
+            Ok((SecretString::from(token.access_token().secret().to_owned()), lifetime))
+        }
+        Err(RequestTokenError::ServerResponse(response)) => {
+            let description = response.error_description().cloned().unwrap_or_default();
+            Err(SmtpFailure::TokenEndpoint(match response.error() {
+                BasicErrorResponseType::InvalidClient => TokenFailure::InvalidClient(description),
+                BasicErrorResponseType::InvalidScope => TokenFailure::InvalidScope(description),
+                other => TokenFailure::Rejected { error: other.to_string(), description },
+            }))
+        }
+        Err(RequestTokenError::Request(HttpError::TooLarge)) => Err(SmtpFailure::TokenEndpoint(TokenFailure::TooLarge)),
+        Err(RequestTokenError::Request(HttpError::Request(detail))) => Err(unreachable(detail)),
+        Err(RequestTokenError::Parse(..)) if (200..300).contains(&status) => {
+            Err(SmtpFailure::TokenEndpoint(TokenFailure::NotJson { status }))
+        }
+        Err(_) if !(200..300).contains(&status) && status != 0 => {
+            Err(SmtpFailure::TokenEndpoint(TokenFailure::HttpStatus(status)))
+        }
+        Err(err) => Err(unreachable(err.to_string())),
+    }
+}
