@@ -262,19 +262,20 @@ async fn xoauth2(
 ) -> Result<(), SmtpFailure> {
     use base64::{Engine, engine::general_purpose::STANDARD as B64};
     let initial = B64.encode(format!("user={username}\x01auth=Bearer {}\x01\x01", token.expose_secret()));
-    let response = step(Step::Auth, limit, conn.command(format!("AUTH XOAUTH2 {initial}")), target).await;
+    let response = step(Step::Auth, limit, conn.command(format!("AUTH XOAUTH2 {initial}\r\n")), target).await;
     let response = match response {
         Ok(response) => response,
         Err(SmtpFailure::AuthRejected { text, .. }) => return Err(SmtpFailure::XOAuth2Rejected { text }),
         Err(other) => return Err(other),
     };
-    if response.is_positive() {
+    // 235 is success; 334 (also "positive") carries the provider's reason for refusing the token.
+    if response.code().to_string().starts_with('2') {
         return Ok(());
     }
     let challenge = response.message().collect::<Vec<_>>().join(" ");
     let text = B64.decode(challenge.trim()).ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or(challenge);
     // The client answers the challenge with an empty line; the server then says 535.
-    let _ = tokio::time::timeout(limit, conn.command("")).await;
+    let _ = tokio::time::timeout(limit, conn.command("\r\n")).await;
     Err(SmtpFailure::XOAuth2Rejected { text })
 }
 

@@ -136,7 +136,7 @@ async fn fetch(
         }
         Err(RequestTokenError::Request(HttpError::TooLarge)) => Err(SmtpFailure::TokenEndpoint(TokenFailure::TooLarge)),
         Err(RequestTokenError::Request(HttpError::Request(detail))) => Err(unreachable(detail)),
-        Err(RequestTokenError::Parse(..)) if (200..300).contains(&status) => {
+        Err(RequestTokenError::Parse(..) | RequestTokenError::Other(_)) if (200..300).contains(&status) => {
             Err(SmtpFailure::TokenEndpoint(TokenFailure::NotJson { status }))
         }
         Err(_) if !(200..300).contains(&status) && status != 0 => {

@@ -1,0 +1,253 @@
+//! Real peers for the sending tests: aiosmtpd (an independent SMTP implementation) in every
+//! mode we support, an OAuth 2.0 token endpoint, and a scriptable tokio fake for faults.
+//! Certificates are generated here, at test time.
+#![allow(dead_code)]
+
+use axum::{Form, Json, Router, http::StatusCode, response::IntoResponse, routing::post};
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader as TokioBufReader},
+    net::TcpListener,
+};
+
+pub const SMTP_USER: &str = "mailer";
+pub const SMTP_PASSWORD: &str = "peer-password-1";
+pub const TOKEN: &str = "issued-token-4c1f9a";
+pub const CLIENT_ID: &str = "client-id-1";
+pub const CLIENT_SECRET: &str = "client-secret-1";
+pub const SCOPE: &str = "https://mail.example/.default";
+
+pub fn python() -> PathBuf {
+    std::env::var_os("MAILROOM_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/mailroom/venv/bin/python")
+    })
+}
+
+/// A CA and a certificate for `localhost` / 127.0.0.1 signed by it, as PEM files.
+pub struct Certs {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Certs {
+    pub fn generate(dir: &Path) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Mailroom Test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        let certs = Self { ca: dir.join("ca.pem"), cert: dir.join("cert.pem"), key: dir.join("key.pem") };
+        std::fs::write(&certs.ca, ca.pem()).unwrap();
+        std::fs::write(&certs.cert, cert.pem()).unwrap();
+        std::fs::write(&certs.key, key.serialize_pem()).unwrap();
+        certs
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct PeerOptions {
+    pub mode: &'static str,
+    pub auth: &'static str,
+    pub tls12_only: bool,
+    pub auth_fail_text: Option<&'static str>,
+    pub reject_sender: Option<&'static str>,
+    pub reject_recipient: Option<&'static str>,
+}
+
+/// aiosmtpd in a child process; killed on drop.
+pub struct SmtpPeer {
+    pub port: u16,
+    mbox: PathBuf,
+    child: Child,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct Received {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+    pub tls: bool,
+}
+
+impl SmtpPeer {
+    pub fn start(dir: &Path, certs: Option<&Certs>, options: PeerOptions) -> Self {
+        let mbox = dir.join(format!("mbox-{}.jsonl", rand_suffix()));
+        let mut command = Command::new(python());
+        command
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_peer.py"))
+            .args(["--mode", if options.mode.is_empty() { "plain" } else { options.mode }])
+            .args(["--auth", options.auth, "--user", SMTP_USER, "--password", SMTP_PASSWORD, "--token", TOKEN])
+            .arg("--mbox")
+            .arg(&mbox)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(certs) = certs {
+            command.arg("--cert").arg(&certs.cert).arg("--key").arg(&certs.key);
+        }
+        if options.tls12_only {
+            command.arg("--tls12-only");
+        }
+        if let Some(text) = options.auth_fail_text {
+            command.args(["--auth-fail-text", text]);
+        }
+        if let Some(sender) = options.reject_sender {
+            command.args(["--reject-sender", sender]);
+        }
+        if let Some(recipient) = options.reject_recipient {
+            command.args(["--reject-recipient", recipient]);
+        }
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", python().display()));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().strip_prefix("READY ").and_then(|p| p.parse().ok()).expect("aiosmtpd printed READY");
+        Self { port, mbox, child }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        std::fs::read_to_string(&self.mbox)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for SmtpPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 + COUNTER.fetch_add(1, Ordering::Relaxed) as u64
+}
+
+/// An OAuth 2.0 token endpoint on 127.0.0.1: `/token` issues [`TOKEN`] for the right client and
+/// scope; `/token-500` answers 500 with HTML; `/token-html` answers 200 with HTML.
+pub struct TokenEndpoint {
+    pub addr: SocketAddr,
+    pub calls: Arc<AtomicUsize>,
+}
+
+impl TokenEndpoint {
+    pub async fn start() -> Self {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let app = Router::new()
+            .route(
+                "/token",
+                post(move |Form(form): Form<HashMap<String, String>>| {
+                    let counter = counter.clone();
+                    async move {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+                        if field("grant_type") != "client_credentials"
+                            || field("client_id") != CLIENT_ID
+                            || field("client_secret") != CLIENT_SECRET
+                        {
+                            let body = serde_json::json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."});
+                            return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+                        }
+                        if field("scope") != SCOPE {
+                            let body = serde_json::json!({"error": "invalid_scope", "error_description": "AADSTS70011: The provided scope is not valid."});
+                            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+                        }
+                        Json(serde_json::json!({"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600}))
+                            .into_response()
+                    }
+                }),
+            )
+            .route("/token-500", post(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "<html>oops</html>") }))
+            .route("/token-html", post(|| async { (StatusCode::OK, "<html>a login page</html>") }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { addr, calls }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// A misbehaving SMTP server for faults.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    NeverGreets,
+    Answers421,
+    DropsAfterEhlo,
+    StallsInData,
+}
+
+/// Starts the fault server; answers the port. It serves until the test ends.
+pub async fn fault_server(fault: Fault) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = TokioBufReader::new(read).lines();
+                match fault {
+                    Fault::NeverGreets => {
+                        let _ = lines.next_line().await;
+                        return;
+                    }
+                    Fault::Answers421 => {
+                        let _ = write.write_all(b"421 4.3.2 Service not available, closing channel\r\n").await;
+                        return;
+                    }
+                    _ => {}
+                }
+                let _ = write.write_all(b"220 fault.test ESMTP\r\n").await;
+                let mut in_data = false;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let upper = line.to_ascii_uppercase();
+                    if in_data {
+                        if line == "." {
+                            // StallsInData: never answer the end of the message.
+                            std::future::pending::<()>().await;
+                        }
+                        continue;
+                    }
+                    let reply: &[u8] = if upper.starts_with("EHLO") {
+                        if matches!(fault, Fault::DropsAfterEhlo) {
+                            return;
+                        }
+                        b"250-fault.test\r\n250 8BITMIME\r\n"
+                    } else if upper.starts_with("DATA") {
+                        in_data = true;
+                        b"354 go ahead\r\n"
+                    } else if upper.starts_with("QUIT") {
+                        b"221 bye\r\n"
+                    } else {
+                        b"250 OK\r\n"
+                    };
+                    if write.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
