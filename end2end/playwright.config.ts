@@ -2,12 +2,27 @@ import { defineConfig, devices } from '@playwright/test';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 
 const port = Number(process.env.MAILROOM_E2E_PORT ?? 3210);
 const baseURL = `http://127.0.0.1:${port}`;
 const serverBin =
   process.env.MAILROOM_SERVER_BIN ?? path.join(os.homedir(), '.cache/mailroom/target/debug/server');
-const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailroom-e2e-'));
+const smtpPort = port + 15;
+// One directory per run, made by the main process; workers load this file too and reuse it.
+export const stateDir = path.join(os.tmpdir(), `mailroom-e2e-${port}`);
+if (!process.env.TEST_WORKER_INDEX) {
+  fs.rmSync(stateDir, { recursive: true, force: true });
+  fs.mkdirSync(stateDir, { recursive: true });
+  // Test certificates, made at test time: a CA and a localhost certificate it signs.
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: stateDir, stdio: 'ignore' });
+  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=Mailroom E2E CA');
+  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'key.pem', '-out', 'leaf.csr', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1');
+  openssl('x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'cert.pem',
+    '-days', '2', '-copy_extensions', 'copy');
+}
+const python = process.env.MAILROOM_TEST_PYTHON ?? path.join(os.homedir(), '.cache/mailroom/venv/bin/python');
 
 export const ADMIN = { email: 'admin@example.com', password: 'e2e admin password' };
 export const USER = { email: 'user@example.com', password: 'e2e user password' };
@@ -38,7 +53,16 @@ export default defineConfig({
     },
   },
   projects: [{ name: 'chromium', use: { ...devices['Desktop Chrome'] } }],
-  webServer: {
+  webServer: [{
+    // aiosmtpd with STARTTLS and AUTH PLAIN/LOGIN: the real server the test mail must reach.
+    command: [python, path.resolve(__dirname, '../server/tests/support/smtp_peer.py'), '--port', String(smtpPort),
+      '--mode', 'starttls', '--auth', 'PLAIN,LOGIN', '--user', 'mailer', '--password', 'peer-password-1',
+      '--cert', path.join(stateDir, 'cert.pem'), '--key', path.join(stateDir, 'key.pem'),
+      '--mbox', path.join(stateDir, 'mbox.jsonl')].map((a) => `'${a}'`).join(' '),
+    port: smtpPort,
+    reuseExistingServer: false,
+    timeout: 30_000,
+  }, {
     command: serverBin,
     url: `${baseURL}/login`,
     reuseExistingServer: !process.env.CI,
@@ -55,9 +79,12 @@ export default defineConfig({
       MAILROOM_USER_EMAIL: USER.email,
       MAILROOM_USER_PASSWORD: USER.password,
       MAILROOM_LOGIN_PER_MINUTE: '100',
+      MAILROOM_SMTP_ACTIONS_PER_MINUTE: '100',
+      MAILROOM_SMTP_CA_FILE: path.join(stateDir, 'ca.pem'),
+      MAILROOM_SMTP_TIMEOUT_SECS: '10',
       LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? path.resolve(__dirname, '../target/site'),
       LEPTOS_OUTPUT_NAME: 'mailroom',
       RUST_LOG: 'info',
     },
-  },
+  }],
 });

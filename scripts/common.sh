@@ -48,6 +48,18 @@ install_test_tools() {
     fi
 }
 
+# The independent SMTP peer the tests talk to (aiosmtpd), in a venv outside the clone.
+AIOSMTPD_VERSION=1.4.6
+export MAILROOM_TEST_PYTHON="${MAILROOM_TEST_PYTHON:-$HOME/.cache/mailroom/venv/bin/python}"
+install_test_peers() {
+    if ! "$MAILROOM_TEST_PYTHON" -c "import aiosmtpd, sys; sys.exit(aiosmtpd.__version__ != '$AIOSMTPD_VERSION')" 2>/dev/null; then
+        log "installing aiosmtpd $AIOSMTPD_VERSION into $(dirname "$(dirname "$MAILROOM_TEST_PYTHON")")"
+        python3 -m venv "$(dirname "$(dirname "$MAILROOM_TEST_PYTHON")")"
+        "$MAILROOM_TEST_PYTHON" -m pip install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
+    fi
+    command -v openssl >/dev/null || { as_root apt-get update -qq; DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq openssl; }
+}
+
 build_site() {
     log "building the site (cargo leptos build, debug)"
     cargo leptos build

@@ -5,6 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 install_rust_tools
 install_test_tools
+install_test_peers
 
 log "cargo fmt --check"
 cargo fmt --all --check

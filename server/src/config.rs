@@ -190,14 +190,18 @@ impl Config {
         }
         let default_from = parse("MAILROOM_DEFAULT_FROM", "no-reply@mailroom.localhost", "an address")?;
         if default_from.parse::<app::smtp_settings::Mailbox>().is_err() {
-            return Err(ConfigError { var: "MAILROOM_DEFAULT_FROM", reason: format!("'{default_from}' is not a mailbox") });
+            return Err(ConfigError {
+                var: "MAILROOM_DEFAULT_FROM",
+                reason: format!("'{default_from}' is not a mailbox"),
+            });
         }
         let smtp_ca_file = get("MAILROOM_SMTP_CA_FILE").map(PathBuf::from);
         let timeout = parse("MAILROOM_SMTP_TIMEOUT_SECS", "20", "a number of seconds")?;
-        let smtp_timeout_secs = timeout.parse::<u64>().ok().filter(|s| (1..=600).contains(s)).ok_or_else(|| ConfigError {
-            var: "MAILROOM_SMTP_TIMEOUT_SECS",
-            reason: format!("'{timeout}' is not a number of seconds between 1 and 600"),
-        })?;
+        let smtp_timeout_secs =
+            timeout.parse::<u64>().ok().filter(|s| (1..=600).contains(s)).ok_or_else(|| ConfigError {
+                var: "MAILROOM_SMTP_TIMEOUT_SECS",
+                reason: format!("'{timeout}' is not a number of seconds between 1 and 600"),
+            })?;
 
         Ok(Self {
             bind,

@@ -6,9 +6,9 @@ mod origin;
 mod secret_key;
 
 use app::{
-    mail::ssr::MailConfig,
     auth::ssr::{SurrealSessionStore, ensure_first_admin, ensure_user},
     db::{DbError, DbOptions},
+    mail::ssr::MailConfig,
     state::{AppState, Settings},
 };
 use axum::{
@@ -56,7 +56,10 @@ impl Server {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let secret_key = secret_key::load_or_create(&config.secret_key_file)?;
         let ca_pem = match &config.smtp_ca_file {
-            Some(path) => Some(std::fs::read(path).map_err(|source| StartupError::CaFile { path: path.display().to_string(), source })?),
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|source| StartupError::CaFile { path: path.display().to_string(), source })?,
+            ),
             None => None,
         };
         let db = app::db::connect(DbOptions {

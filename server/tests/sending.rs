@@ -65,8 +65,7 @@ fn with_oauth(mut form: Value, token_url: &str, secret: &str, scope: &str) -> Va
 }
 
 async fn send_test(case: &Case, form: &Value) -> (StatusCode, Value) {
-    let response =
-        case.admin.post(case.app.url("/api/smtp_test")).json(&json!({ "form": form })).send().await.unwrap();
+    let response = case.admin.post(case.app.url("/api/smtp_test")).json(&json!({ "form": form })).send().await.unwrap();
     let status = response.status();
     let text = response.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
@@ -115,7 +114,11 @@ async fn plaintext_without_auth_delivers_the_test_mail() {
 async fn starttls_with_plain_or_login_delivers() {
     let case = case().await;
     for auth in ["PLAIN,LOGIN", "LOGIN"] {
-        let peer = SmtpPeer::start(case.dir.path(), Some(&case.certs), PeerOptions { mode: "starttls", auth, ..Default::default() });
+        let peer = SmtpPeer::start(
+            case.dir.path(),
+            Some(&case.certs),
+            PeerOptions { mode: "starttls", auth, ..Default::default() },
+        );
         let form = with_login(with_tls(form("localhost", peer.port), "StartTls"), SMTP_PASSWORD);
         let (status, body) = send_test(&case, &form).await;
         assert_eq!(status, StatusCode::OK, "{auth}: {body}");
@@ -126,13 +129,21 @@ async fn starttls_with_plain_or_login_delivers() {
 #[tokio::test]
 async fn implicit_tls_delivers_and_tls_1_3_is_refused_by_a_tls_1_2_only_server() {
     let case = case().await;
-    let peer = SmtpPeer::start(case.dir.path(), Some(&case.certs), PeerOptions { mode: "implicit", auth: "PLAIN,LOGIN", ..Default::default() });
+    let peer = SmtpPeer::start(
+        case.dir.path(),
+        Some(&case.certs),
+        PeerOptions { mode: "implicit", auth: "PLAIN,LOGIN", ..Default::default() },
+    );
     let form_implicit = with_login(with_tls(form("localhost", peer.port), "Implicit"), SMTP_PASSWORD);
     let (status, body) = send_test(&case, &form_implicit).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_test_mail_arrived(&peer, true);
 
-    let old = SmtpPeer::start(case.dir.path(), Some(&case.certs), PeerOptions { mode: "starttls", auth: "PLAIN", tls12_only: true, ..Default::default() });
+    let old = SmtpPeer::start(
+        case.dir.path(),
+        Some(&case.certs),
+        PeerOptions { mode: "starttls", auth: "PLAIN", tls12_only: true, ..Default::default() },
+    );
     let mut strict = with_login(with_tls(form("localhost", old.port), "StartTls"), SMTP_PASSWORD);
     strict["tls_version"] = json!("Tls13");
     let (name, _) = failure(&case, &strict).await;
@@ -146,8 +157,13 @@ async fn implicit_tls_delivers_and_tls_1_3_is_refused_by_a_tls_1_2_only_server()
 async fn oauth2_gets_a_token_and_sends_with_xoauth2_caching_the_token() {
     let case = case().await;
     let endpoint = TokenEndpoint::start().await;
-    let peer = SmtpPeer::start(case.dir.path(), Some(&case.certs), PeerOptions { mode: "starttls", auth: "XOAUTH2", ..Default::default() });
-    let form = with_oauth(with_tls(form("localhost", peer.port), "StartTls"), &endpoint.url("/token"), CLIENT_SECRET, SCOPE);
+    let peer = SmtpPeer::start(
+        case.dir.path(),
+        Some(&case.certs),
+        PeerOptions { mode: "starttls", auth: "XOAUTH2", ..Default::default() },
+    );
+    let form =
+        with_oauth(with_tls(form("localhost", peer.port), "StartTls"), &endpoint.url("/token"), CLIENT_SECRET, SCOPE);
     let (status, body) = send_test(&case, &form).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_test_mail_arrived(&peer, true);
@@ -160,19 +176,28 @@ async fn oauth2_gets_a_token_and_sends_with_xoauth2_caching_the_token() {
 async fn token_endpoint_failures_are_classified() {
     let case = case().await;
     let endpoint = TokenEndpoint::start().await;
-    let peer = SmtpPeer::start(case.dir.path(), Some(&case.certs), PeerOptions { mode: "starttls", auth: "XOAUTH2", ..Default::default() });
+    let peer = SmtpPeer::start(
+        case.dir.path(),
+        Some(&case.certs),
+        PeerOptions { mode: "starttls", auth: "XOAUTH2", ..Default::default() },
+    );
     let base = with_tls(form("localhost", peer.port), "StartTls");
 
-    let (name, fields) = failure(&case, &with_oauth(base.clone(), &endpoint.url("/token"), "wrong-secret", SCOPE)).await;
+    let (name, fields) =
+        failure(&case, &with_oauth(base.clone(), &endpoint.url("/token"), "wrong-secret", SCOPE)).await;
     assert_eq!((name.as_str(), fields["InvalidClient"].is_string()), ("TokenEndpoint", true), "{fields}");
-    let (_, fields) = failure(&case, &with_oauth(base.clone(), &endpoint.url("/token"), CLIENT_SECRET, "bad.scope")).await;
+    let (_, fields) =
+        failure(&case, &with_oauth(base.clone(), &endpoint.url("/token"), CLIENT_SECRET, "bad.scope")).await;
     assert!(fields["InvalidScope"].as_str().unwrap().contains("AADSTS70011"), "{fields}");
-    let (_, fields) = failure(&case, &with_oauth(base.clone(), &endpoint.url("/token-500"), CLIENT_SECRET, SCOPE)).await;
+    let (_, fields) =
+        failure(&case, &with_oauth(base.clone(), &endpoint.url("/token-500"), CLIENT_SECRET, SCOPE)).await;
     assert_eq!(fields["HttpStatus"], 500, "{fields}");
-    let (_, fields) = failure(&case, &with_oauth(base.clone(), &endpoint.url("/token-html"), CLIENT_SECRET, SCOPE)).await;
+    let (_, fields) =
+        failure(&case, &with_oauth(base.clone(), &endpoint.url("/token-html"), CLIENT_SECRET, SCOPE)).await;
     assert_eq!(fields["NotJson"]["status"], 200, "{fields}");
     let closed = closed_port().await;
-    let (_, fields) = failure(&case, &with_oauth(base, &format!("http://127.0.0.1:{closed}/token"), CLIENT_SECRET, SCOPE)).await;
+    let (_, fields) =
+        failure(&case, &with_oauth(base, &format!("http://127.0.0.1:{closed}/token"), CLIENT_SECRET, SCOPE)).await;
     assert!(fields["Unreachable"].is_string(), "{fields}");
     assert!(peer.received().is_empty());
 }
@@ -181,8 +206,13 @@ async fn token_endpoint_failures_are_classified() {
 async fn a_rejected_xoauth2_token_is_fetched_again_once_and_reported_with_the_challenge() {
     let case = case().await;
     let endpoint = TokenEndpoint::start().await;
-    let peer = SmtpPeer::start(case.dir.path(), Some(&case.certs), PeerOptions { mode: "starttls", auth: "XOAUTH2", ..Default::default() });
-    let mut form = with_oauth(with_tls(form("localhost", peer.port), "StartTls"), &endpoint.url("/token"), CLIENT_SECRET, SCOPE);
+    let peer = SmtpPeer::start(
+        case.dir.path(),
+        Some(&case.certs),
+        PeerOptions { mode: "starttls", auth: "XOAUTH2", ..Default::default() },
+    );
+    let mut form =
+        with_oauth(with_tls(form("localhost", peer.port), "StartTls"), &endpoint.url("/token"), CLIENT_SECRET, SCOPE);
     form["username"] = json!("someone-else@example.com");
     let (name, fields) = failure(&case, &form).await;
     assert_eq!(name, "XOAuth2Rejected");
@@ -193,13 +223,21 @@ async fn a_rejected_xoauth2_token_is_fetched_again_once_and_reported_with_the_ch
 #[tokio::test]
 async fn wrong_credentials_give_535_with_the_providers_text() {
     let case = case().await;
-    let peer = SmtpPeer::start(case.dir.path(), Some(&case.certs), PeerOptions { mode: "starttls", auth: "PLAIN,LOGIN", ..Default::default() });
+    let peer = SmtpPeer::start(
+        case.dir.path(),
+        Some(&case.certs),
+        PeerOptions { mode: "starttls", auth: "PLAIN,LOGIN", ..Default::default() },
+    );
     let (name, fields) = failure(&case, &with_login(with_tls(form("localhost", peer.port), "StartTls"), "wrong")).await;
     assert_eq!(name, "AuthRejected");
     assert_eq!(fields["code"], 535);
 
     let text = "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.";
-    let m365 = SmtpPeer::start(case.dir.path(), Some(&case.certs), PeerOptions { mode: "starttls", auth: "PLAIN,LOGIN", auth_fail_text: Some(text), ..Default::default() });
+    let m365 = SmtpPeer::start(
+        case.dir.path(),
+        Some(&case.certs),
+        PeerOptions { mode: "starttls", auth: "PLAIN,LOGIN", auth_fail_text: Some(text), ..Default::default() },
+    );
     let response = case
         .admin
         .post(case.app.url("/api/smtp_test"))
@@ -220,7 +258,8 @@ async fn connection_and_tls_mode_failures_are_classified() {
     let (name, _) = failure(&case, &form("127.0.0.1", refused)).await;
     assert_eq!(name, "ConnectionRefused");
 
-    let implicit = SmtpPeer::start(case.dir.path(), Some(&case.certs), PeerOptions { mode: "implicit", ..Default::default() });
+    let implicit =
+        SmtpPeer::start(case.dir.path(), Some(&case.certs), PeerOptions { mode: "implicit", ..Default::default() });
     let (name, fields) = failure(&case, &form("localhost", implicit.port)).await;
     assert_eq!(name, "TlsModeMismatch");
     assert_eq!(fields["server_expects_tls"], true);
@@ -238,7 +277,8 @@ async fn connection_and_tls_mode_failures_are_classified() {
 #[tokio::test]
 async fn an_untrusted_certificate_is_refused() {
     let case = case_with_ca(false).await;
-    let peer = SmtpPeer::start(case.dir.path(), Some(&case.certs), PeerOptions { mode: "starttls", ..Default::default() });
+    let peer =
+        SmtpPeer::start(case.dir.path(), Some(&case.certs), PeerOptions { mode: "starttls", ..Default::default() });
     let (name, fields) = failure(&case, &with_tls(form("localhost", peer.port), "StartTls")).await;
     assert_eq!(name, "InvalidCertificate", "{fields}");
     assert!(peer.received().is_empty());
@@ -247,8 +287,13 @@ async fn an_untrusted_certificate_is_refused() {
 #[tokio::test]
 async fn no_common_auth_mechanism_is_reported_with_what_the_server_offers() {
     let case = case().await;
-    let peer = SmtpPeer::start(case.dir.path(), Some(&case.certs), PeerOptions { mode: "starttls", auth: "XOAUTH2", ..Default::default() });
-    let (name, fields) = failure(&case, &with_login(with_tls(form("localhost", peer.port), "StartTls"), SMTP_PASSWORD)).await;
+    let peer = SmtpPeer::start(
+        case.dir.path(),
+        Some(&case.certs),
+        PeerOptions { mode: "starttls", auth: "XOAUTH2", ..Default::default() },
+    );
+    let (name, fields) =
+        failure(&case, &with_login(with_tls(form("localhost", peer.port), "StartTls"), SMTP_PASSWORD)).await;
     assert_eq!(name, "NoCommonAuthMechanism");
     assert_eq!(fields["offered"], "XOAUTH2");
 }
@@ -256,10 +301,18 @@ async fn no_common_auth_mechanism_is_reported_with_what_the_server_offers() {
 #[tokio::test]
 async fn rejected_sender_and_recipient_are_told_apart() {
     let case = case().await;
-    let peer = SmtpPeer::start(case.dir.path(), None, PeerOptions { reject_sender: Some("mail@example.com"), ..Default::default() });
+    let peer = SmtpPeer::start(
+        case.dir.path(),
+        None,
+        PeerOptions { reject_sender: Some("mail@example.com"), ..Default::default() },
+    );
     let (name, fields) = failure(&case, &form("127.0.0.1", peer.port)).await;
     assert_eq!((name.as_str(), fields["code"].as_u64()), ("SenderRejected", Some(550)));
-    let peer = SmtpPeer::start(case.dir.path(), None, PeerOptions { reject_recipient: Some(ADMIN_EMAIL), ..Default::default() });
+    let peer = SmtpPeer::start(
+        case.dir.path(),
+        None,
+        PeerOptions { reject_recipient: Some(ADMIN_EMAIL), ..Default::default() },
+    );
     let (name, fields) = failure(&case, &form("127.0.0.1", peer.port)).await;
     assert_eq!((name.as_str(), fields["code"].as_u64()), ("RecipientRejected", Some(550)));
 }
@@ -306,10 +359,19 @@ async fn default_mode_without_a_relay_puts_the_test_mail_in_the_local_mailbox() 
 #[tokio::test]
 async fn the_test_obeys_the_re_entry_rule_for_saved_secrets() {
     let case = case().await;
-    let peer = SmtpPeer::start(case.dir.path(), Some(&case.certs), PeerOptions { mode: "starttls", auth: "PLAIN", ..Default::default() });
+    let peer = SmtpPeer::start(
+        case.dir.path(),
+        Some(&case.certs),
+        PeerOptions { mode: "starttls", auth: "PLAIN", ..Default::default() },
+    );
     let saved = with_login(with_tls(form("localhost", peer.port), "StartTls"), SMTP_PASSWORD);
-    let response =
-        case.admin.post(case.app.url("/api/smtp_save")).json(&json!({ "form": saved, "version": 0 })).send().await.unwrap();
+    let response = case
+        .admin
+        .post(case.app.url("/api/smtp_save"))
+        .json(&json!({ "form": saved, "version": 0 }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     // The saved password is reused for an unchanged server…
     let blank = with_login(with_tls(form("localhost", peer.port), "StartTls"), "");
@@ -331,7 +393,11 @@ async fn the_pooled_mailer_sends_through_a_real_server() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let certs = Certs::generate(dir.path());
-    let peer = SmtpPeer::start(dir.path(), Some(&certs), PeerOptions { mode: "starttls", auth: "PLAIN,LOGIN", ..Default::default() });
+    let peer = SmtpPeer::start(
+        dir.path(),
+        Some(&certs),
+        PeerOptions { mode: "starttls", auth: "PLAIN,LOGIN", ..Default::default() },
+    );
     let config = MailConfig { ca_pem: Some(std::fs::read(&certs.ca).unwrap()), ..MailConfig::default() };
     let target = SmtpTarget {
         host: "localhost".parse().unwrap(),

@@ -53,25 +53,64 @@ pub enum TokenFailure {
 /// to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SmtpFailure {
-    Dns { host: String },
-    ConnectionRefused { host: String, port: u16 },
-    Timeout { step: Step, secs: u64 },
-    TlsHandshake { detail: String },
+    Dns {
+        host: String,
+    },
+    ConnectionRefused {
+        host: String,
+        port: u16,
+    },
+    Timeout {
+        step: Step,
+        secs: u64,
+    },
+    TlsHandshake {
+        detail: String,
+    },
     /// The client and the port disagree about TLS: `server_expects_tls` is true when the port
     /// speaks implicit TLS and we spoke plaintext (or STARTTLS), false for the reverse.
-    TlsModeMismatch { port: u16, server_expects_tls: bool },
-    InvalidCertificate { detail: String },
+    TlsModeMismatch {
+        port: u16,
+        server_expects_tls: bool,
+    },
+    InvalidCertificate {
+        detail: String,
+    },
     StartTlsNotOffered,
-    NoCommonAuthMechanism { offered: String },
-    AuthRejected { code: u16, text: String },
-    XOAuth2Rejected { text: String },
+    NoCommonAuthMechanism {
+        offered: String,
+    },
+    AuthRejected {
+        code: u16,
+        text: String,
+    },
+    XOAuth2Rejected {
+        text: String,
+    },
     TokenEndpoint(TokenFailure),
-    SenderRejected { code: u16, text: String },
-    RecipientRejected { code: u16, text: String },
-    ServiceUnavailable { code: u16, text: String },
-    ConnectionLost { step: Step },
-    Rejected { step: Step, code: u16, text: String },
-    Other { detail: String },
+    SenderRejected {
+        code: u16,
+        text: String,
+    },
+    RecipientRejected {
+        code: u16,
+        text: String,
+    },
+    ServiceUnavailable {
+        code: u16,
+        text: String,
+    },
+    ConnectionLost {
+        step: Step,
+    },
+    Rejected {
+        step: Step,
+        code: u16,
+        text: String,
+    },
+    Other {
+        detail: String,
+    },
 }
 
 impl SmtpFailure {
@@ -169,7 +208,9 @@ impl fmt::Display for SmtpFailure {
             }
             Self::InvalidCertificate { detail } => write!(f, "Invalid certificate: {detail}"),
             Self::StartTlsNotOffered => write!(f, "The server does not offer STARTTLS"),
-            Self::NoCommonAuthMechanism { offered } => write!(f, "No common authentication mechanism (server offers: {offered})"),
+            Self::NoCommonAuthMechanism { offered } => {
+                write!(f, "No common authentication mechanism (server offers: {offered})")
+            }
             Self::AuthRejected { code, text } => write!(f, "Authentication rejected: {code} {text}"),
             Self::XOAuth2Rejected { text } => write!(f, "XOAUTH2 token rejected: {text}"),
             Self::TokenEndpoint(failure) => match failure {
@@ -177,7 +218,9 @@ impl fmt::Display for SmtpFailure {
                 TokenFailure::InvalidScope(d) => write!(f, "Token endpoint: invalid_scope {d}"),
                 TokenFailure::Rejected { error, description } => write!(f, "Token endpoint: {error} {description}"),
                 TokenFailure::HttpStatus(status) => write!(f, "Token endpoint answered HTTP {status}"),
-                TokenFailure::NotJson { status } => write!(f, "Token endpoint answered HTTP {status} without a JSON token"),
+                TokenFailure::NotJson { status } => {
+                    write!(f, "Token endpoint answered HTTP {status} without a JSON token")
+                }
                 TokenFailure::Unreachable(d) => write!(f, "Token endpoint unreachable: {d}"),
                 TokenFailure::TooLarge => write!(f, "Token endpoint answer too large"),
             },

@@ -126,9 +126,11 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
     };
     let busy = move || save.pending().get() || test.pending().get();
     let default_note = match &initial.default_service {
-        DefaultService::LocalMailbox => "The built-in mail service is the local Mailbox: mail does not leave the instance. \
+        DefaultService::LocalMailbox => {
+            "The built-in mail service is the local Mailbox: mail does not leave the instance. \
              Read it under Admin › Platform › Mailbox. Your custom settings stay stored for when you switch back."
-            .to_owned(),
+                .to_owned()
+        }
         DefaultService::Relay { host } => format!(
             "The built-in mail service sends through the instance's relay {host}; no setup is needed. \
              Your custom settings stay stored for when you switch back."

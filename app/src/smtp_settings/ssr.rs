@@ -7,10 +7,10 @@ use super::{
     types::{AuthType, MinTlsVersion, Mode, TlsMode},
 };
 use crate::{
-    mail::ssr::{Mailer, OutgoingMessage, SmtpTarget, TargetAuth},
     auth::{CurrentUser, ssr::require_admin},
     db::now_ms,
     error::{AppError, FieldErrors},
+    mail::ssr::{Mailer, OutgoingMessage, SmtpTarget, TargetAuth},
     state::{AppState, Db, app_state},
 };
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
@@ -225,7 +225,17 @@ fn view_of(stored: Option<StoredSettings>, state: &AppState) -> SmtpSettingsView
     let stored = stored.unwrap_or_default();
     let default_service = match &state.settings().mail.default_relay {
         Some(url) => super::DefaultService::Relay {
-            host: url.split("://").nth(1).unwrap_or(url).rsplit('@').next().unwrap_or_default().split(['/', '?']).next().unwrap_or_default().to_owned(),
+            host: url
+                .split("://")
+                .nth(1)
+                .unwrap_or(url)
+                .rsplit('@')
+                .next()
+                .unwrap_or_default()
+                .split(['/', '?'])
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
         },
         None => super::DefaultService::LocalMailbox,
     };
@@ -382,7 +392,8 @@ pub fn target_from(stored: &StoredSettings, key: &[u8; 32]) -> Result<SmtpTarget
         AuthSettings::Basic { username } if username.is_empty() => TargetAuth::None,
         AuthSettings::Basic { username } => TargetAuth::Basic {
             username: username.clone(),
-            password: secret(&stored.password_enc, PASSWORD_PURPOSE)?.ok_or_else(|| AppError::field(field::PASSWORD, "Enter the password."))?,
+            password: secret(&stored.password_enc, PASSWORD_PURPOSE)?
+                .ok_or_else(|| AppError::field(field::PASSWORD, "Enter the password."))?,
         },
         AuthSettings::OAuth2 { username, client_id, token_url, scopes } => TargetAuth::OAuth2 {
             username: username.clone(),
@@ -396,11 +407,18 @@ pub fn target_from(stored: &StoredSettings, key: &[u8; 32]) -> Result<SmtpTarget
     Ok(SmtpTarget { host: settings.host, port: settings.port.get(), tls: settings.tls, auth })
 }
 
-fn test_message(state: &AppState, from: lettre::message::Mailbox, admin: &CurrentUser) -> Result<OutgoingMessage, AppError> {
+fn test_message(
+    state: &AppState,
+    from: lettre::message::Mailbox,
+    admin: &CurrentUser,
+) -> Result<OutgoingMessage, AppError> {
     let instance = &state.settings().instance_name;
     let to = lettre::message::Mailbox::new(
         Some(admin.name.clone()),
-        admin.email.parse().map_err(|_| AppError::Conflict(format!("Your account's email {} cannot receive mail.", admin.email)))?,
+        admin
+            .email
+            .parse()
+            .map_err(|_| AppError::Conflict(format!("Your account's email {} cannot receive mail.", admin.email)))?,
     );
     Ok(OutgoingMessage {
         from,

@@ -137,7 +137,8 @@ impl Drop for SmtpPeer {
 fn rand_suffix() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 + COUNTER.fetch_add(1, Ordering::Relaxed) as u64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+        + COUNTER.fetch_add(1, Ordering::Relaxed) as u64
 }
 
 /// An OAuth 2.0 token endpoint on 127.0.0.1: `/token` issues [`TOKEN`] for the right client and

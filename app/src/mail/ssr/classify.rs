@@ -41,7 +41,9 @@ pub fn classify(err: &Error, step: Step, target: &SmtpTarget) -> SmtpFailure {
     let text = chain(err);
     let lower = text.to_lowercase();
     let implicit = target.tls.enabled && target.tls.mode == TlsMode::Implicit;
-    if lower.contains("failed to lookup address") || lower.contains("name or service not known") || lower.contains("no address")
+    if lower.contains("failed to lookup address")
+        || lower.contains("name or service not known")
+        || lower.contains("no address")
     {
         return SmtpFailure::Dns { host: target.host.to_string() };
     }
@@ -57,7 +59,9 @@ pub fn classify(err: &Error, step: Step, target: &SmtpTarget) -> SmtpFailure {
     }
     if implicit
         && step == Step::TlsHandshake
-        && (lower.contains("corrupt message") || lower.contains("invalidcontenttype") || lower.contains("invalid content type"))
+        && (lower.contains("corrupt message")
+            || lower.contains("invalidcontenttype")
+            || lower.contains("invalid content type"))
     {
         return SmtpFailure::TlsModeMismatch { port: target.port, server_expects_tls: false };
     }

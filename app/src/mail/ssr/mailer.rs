@@ -132,4 +132,3 @@ impl MailerCache {
         *self.current.lock().await = None;
     }
 }
-

@@ -103,8 +103,9 @@ pub fn tls_parameters(host: &SmtpHost, min: MinTlsVersion, config: &MailConfig) 
         MinTlsVersion::Tls13 => TlsVersion::Tlsv13,
     });
     if let Some(pem) = &config.ca_pem {
-        let certificate = Certificate::from_pem(pem)
-            .map_err(|err| SmtpFailure::Other { detail: format!("MAILROOM_SMTP_CA_FILE is not a PEM certificate: {err}") })?;
+        let certificate = Certificate::from_pem(pem).map_err(|err| SmtpFailure::Other {
+            detail: format!("MAILROOM_SMTP_CA_FILE is not a PEM certificate: {err}"),
+        })?;
         builder = builder.add_root_certificate(certificate);
     }
     builder.build_rustls().map_err(|err| SmtpFailure::TlsHandshake { detail: err.to_string() })
@@ -156,7 +157,8 @@ async fn deliver_steps(
     };
     let host = target.host.to_string();
     let implicit = target.tls.enabled && target.tls.mode == TlsMode::Implicit;
-    let tls = if target.tls.enabled { Some(tls_parameters(&target.host, target.tls.min_version, config)?) } else { None };
+    let tls =
+        if target.tls.enabled { Some(tls_parameters(&target.host, target.tls.min_version, config)?) } else { None };
 
     let hello = hello_name();
     let connect = AsyncSmtpConnection::connect_tokio1(

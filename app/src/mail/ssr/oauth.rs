@@ -74,7 +74,8 @@ async fn fetch(
     config: &MailConfig,
 ) -> Result<(SecretString, Duration), SmtpFailure> {
     let unreachable = |detail: String| SmtpFailure::TokenEndpoint(TokenFailure::Unreachable(detail));
-    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(config.step_timeout);
+    let mut builder =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(config.step_timeout);
     if let Some(pem) = &config.ca_pem
         && let Ok(certificate) = reqwest::Certificate::from_pem(pem)
     {
