@@ -234,11 +234,34 @@ async fn deliver_steps(
         }
         let response = step(Step::Data, limit, conn.command(Data), target).await?;
         check_positive(response, Step::Data)?;
-        let response = step(Step::Data, limit, conn.message(&bytes), target).await?;
+        let response = match data_block(&bytes) {
+            Some(block) => step(Step::Data, limit, conn.command(block), target).await?,
+            None => step(Step::Data, limit, conn.message(&bytes), target).await?,
+        };
         check_positive(response, Step::Data)?;
     }
     let _ = tokio::time::timeout(limit, conn.quit()).await;
     Ok(())
+}
+
+/// The message dot-stuffed and terminated, as one write. lettre's `message()` writes the final
+/// `.` line separately, and that small second segment waits out the peer's delayed ACK
+/// (Nagle): about 40 ms per message on Linux. `None` for a body that is not UTF-8.
+fn data_block(message: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(message.len() + 8);
+    let mut line_start = true;
+    for &byte in message {
+        if line_start && byte == b'.' {
+            out.push(b'.');
+        }
+        out.push(byte);
+        line_start = byte == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    String::from_utf8(out).ok()
 }
 
 fn check_positive(response: lettre::transport::smtp::response::Response, step: Step) -> Result<(), SmtpFailure> {
@@ -300,4 +323,16 @@ async fn speaks_tls(target: &SmtpTarget, config: &MailConfig) -> bool {
         None,
     );
     matches!(tokio::time::timeout(config.step_timeout, probe).await, Ok(Ok(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::data_block;
+
+    #[test]
+    fn the_data_block_is_dot_stuffed_and_terminated_once() {
+        assert_eq!(data_block(b"a\r\n.b\r\n..\r\nc").unwrap(), "a\r\n..b\r\n...\r\nc\r\n.\r\n");
+        assert_eq!(data_block(b".start\r\n").unwrap(), "..start\r\n.\r\n");
+        assert!(data_block(&[0xff, 0xfe]).is_none());
+    }
 }

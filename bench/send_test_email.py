@@ -1,0 +1,86 @@
+"""Benchmark: Send Test Email round trip through Mailroom vs a raw smtplib transaction.
+
+Both talk to the same local aiosmtpd (plaintext, no AUTH). Mailroom is the real server binary
+on a fresh mem:// database; each sample is one POST /api/smtp_test (sign-in done once), which
+parses the form, checks the caller and the rate limit, connects, sends and waits for 250.
+
+    python3 bench/send_test_email.py [--samples 300] [--server PATH]
+
+Prints median and p95 of each, in milliseconds.
+"""
+import argparse
+import http.cookiejar
+import json
+import os
+import smtplib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOME = os.path.expanduser("~")
+parser = argparse.ArgumentParser()
+parser.add_argument("--samples", type=int, default=300)
+parser.add_argument("--warmup", type=int, default=20)
+parser.add_argument("--server", default=os.environ.get("MAILROOM_SERVER_BIN", f"{HOME}/.cache/mailroom/target/debug/server"))
+parser.add_argument("--python", default=os.environ.get("MAILROOM_TEST_PYTHON", f"{HOME}/.cache/mailroom/venv/bin/python"))
+args = parser.parse_args()
+
+work = tempfile.mkdtemp(prefix="mailroom-bench-")
+peer = subprocess.Popen(
+    [args.python, f"{ROOT}/server/tests/support/smtp_peer.py", "--mbox", f"{work}/mbox.jsonl"],
+    stdout=subprocess.PIPE, text=True,
+)
+smtp_port = int(peer.stdout.readline().split()[1])
+env = dict(os.environ,
+    MAILROOM_BIND="127.0.0.1:0", MAILROOM_DATABASE_URL="mem://", MAILROOM_SECRET_KEY_FILE=f"{work}/secret.key",
+    MAILROOM_ADMIN_EMAIL="admin@example.com", MAILROOM_ADMIN_PASSWORD="bench admin password",
+    MAILROOM_SMTP_ACTIONS_PER_MINUTE="1000000", MAILROOM_SMTP_ACTIONS_PER_MINUTE_INSTANCE="1000000",
+    RUST_LOG="warn")
+server = subprocess.Popen([args.server], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+base = server.stdout.readline().strip().rsplit(" ", 1)[1]
+
+try:
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.open(urllib.request.Request(f"{base}/api/login", data=b"email=admin%40example.com&password=bench+admin+password"))
+    form = {
+        "mode": "Custom", "host": "127.0.0.1", "port": str(smtp_port), "from": "Mailroom <mail@example.com>",
+        "tls_enabled": False, "tls_version": "Tls12", "tls_mode": "StartTls", "auth_type": "Basic",
+        "username": "", "password": "", "client_id": "", "client_secret": "", "token_url": "", "scope": "",
+    }
+    body = json.dumps({"form": form}).encode()
+
+    def mailroom_once():
+        request = urllib.request.Request(f"{base}/api/smtp_test", data=body, headers={"Content-Type": "application/json"})
+        with opener.open(request) as response:
+            assert response.status == 200, response.status
+
+    message = "From: Mailroom <mail@example.com>\r\nTo: admin@example.com\r\nSubject: Mailroom Mail Test\r\n\r\nMailroom mail is working!\r\n"
+
+    def smtplib_once():
+        with smtplib.SMTP("127.0.0.1", smtp_port) as client:
+            client.sendmail("mail@example.com", ["admin@example.com"], message)
+
+    def measure(fn):
+        for _ in range(args.warmup):
+            fn()
+        samples = []
+        for _ in range(args.samples):
+            start = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - start) * 1000)
+        samples.sort()
+        return statistics.median(samples), samples[int(len(samples) * 0.95) - 1]
+
+    results = {"mailroom Send Test Email (HTTP round trip)": measure(mailroom_once), "raw smtplib transaction": measure(smtplib_once)}
+    for name, (median, p95) in results.items():
+        print(f"{name:45s} median {median:7.2f} ms   p95 {p95:7.2f} ms   (n={args.samples})")
+    received = sum(1 for _ in open(f"{work}/mbox.jsonl"))
+    print(f"messages at the peer: {received} (expected {2 * (args.samples + args.warmup)})")
+finally:
+    server.terminate()
+    peer.terminate()
