@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod mail;
 pub mod mailbox;
+pub mod smtp_health;
 pub mod smtp_settings;
 
 #[cfg(feature = "ssr")]

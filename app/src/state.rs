@@ -24,6 +24,8 @@ pub struct Settings {
     pub mail: crate::mail::ssr::MailConfig,
     /// From for mail of the default service when the form has none.
     pub default_from: String,
+    /// This server node, in the SMTP status table.
+    pub node_id: String,
 }
 
 #[derive(Clone, FromRef)]
@@ -43,6 +45,8 @@ pub struct Shared {
     pub smtp_instance: Limiter,
     pub tokens: crate::mail::ssr::oauth::TokenCache,
     pub mailers: crate::mail::ssr::MailerCache,
+    /// Every change of the SMTP health, for the open admin streams.
+    pub health_tx: tokio::sync::broadcast::Sender<crate::smtp_health::SmtpHealth>,
 }
 
 impl AppState {
@@ -60,6 +64,7 @@ impl AppState {
                 smtp_instance: Limiter::per_minute(settings.smtp_per_instance_per_minute),
                 tokens: Default::default(),
                 mailers: Default::default(),
+                health_tx: tokio::sync::broadcast::channel(64).0,
                 settings,
             }),
         }

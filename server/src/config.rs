@@ -49,6 +49,8 @@ pub struct Config {
     pub smtp_ca_file: Option<PathBuf>,
     pub smtp_timeout_secs: u64,
     pub default_from: String,
+    /// This node's name in the SMTP status; generated once and kept beside the secret key.
+    pub node_id: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -68,6 +70,7 @@ impl std::fmt::Debug for Config {
             .field("smtp_ca_file", &self.smtp_ca_file)
             .field("smtp_timeout_secs", &self.smtp_timeout_secs)
             .field("default_from", &self.default_from)
+            .field("node_id", &self.node_id)
             .finish()
     }
 }
@@ -94,6 +97,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("MAILROOM_DEFAULT_FROM", "no-reply@mailroom.localhost"),
     ("MAILROOM_SMTP_CA_FILE", ""),
     ("MAILROOM_SMTP_TIMEOUT_SECS", "20"),
+    ("MAILROOM_NODE_ID", ""),
 ];
 
 impl Config {
@@ -203,6 +207,16 @@ impl Config {
                 reason: format!("'{timeout}' is not a number of seconds between 1 and 600"),
             })?;
 
+        let node_id = get("MAILROOM_NODE_ID");
+        if let Some(id) = &node_id
+            && (id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            return Err(ConfigError {
+                var: "MAILROOM_NODE_ID",
+                reason: format!("'{id}' must be at most 64 letters, digits, - or _"),
+            });
+        }
+
         Ok(Self {
             bind,
             database,
@@ -218,6 +232,7 @@ impl Config {
             smtp_ca_file,
             smtp_timeout_secs,
             default_from,
+            node_id,
         })
     }
 

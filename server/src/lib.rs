@@ -17,7 +17,7 @@ use axum::{
     extract::State,
     http::Request,
     response::{IntoResponse, Response},
-    routing::any,
+    routing::{any, get},
 };
 use config::Config;
 use leptos::prelude::{LeptosOptions, provide_context};
@@ -54,14 +54,6 @@ pub struct Server {
 
 impl Server {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let secret_key = secret_key::load_or_create(&config.secret_key_file)?;
-        let ca_pem = match &config.smtp_ca_file {
-            Some(path) => Some(
-                std::fs::read(path)
-                    .map_err(|source| StartupError::CaFile { path: path.display().to_string(), source })?,
-            ),
-            None => None,
-        };
         let db = app::db::connect(DbOptions {
             url: &config.database.url,
             namespace: &config.database.namespace,
@@ -69,6 +61,19 @@ impl Server {
             credentials: config.database.credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
         })
         .await?;
+        Self::build_on(config, db).await
+    }
+
+    /// Builds a server on a database that is already open (several nodes on one database).
+    pub async fn build_on(config: Config, db: app::state::Db) -> Result<Self, StartupError> {
+        let ca_pem = match &config.smtp_ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|source| StartupError::CaFile { path: path.display().to_string(), source })?,
+            ),
+            None => None,
+        };
+        let secret_key = secret_key::load_or_create(&config.secret_key_file)?;
 
         let listener =
             TcpListener::bind(config.bind).await.map_err(|source| StartupError::Bind { addr: config.bind, source })?;
@@ -89,6 +94,10 @@ impl Server {
                 default_relay: config.default_smtp_url.clone(),
             },
             default_from: config.default_from.clone(),
+            node_id: match &config.node_id {
+                Some(id) => id.clone(),
+                None => secret_key::node_id(&config.secret_key_file)?,
+            },
         };
         let state = AppState::new(leptos_options, db.clone(), settings, secret_key);
 
@@ -117,10 +126,12 @@ impl Server {
     /// Serves until `shutdown` completes, then finishes the requests in flight.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let feed = tokio::spawn(app::smtp_health::ssr::run_feed(self.state.clone()));
         let result = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;
         housekeeping.abort();
+        feed.abort();
         result
     }
 }
@@ -151,6 +162,8 @@ fn router(state: AppState, store: SurrealSessionStore) -> Router {
     let routes = generate_route_list(app::App);
     let context_state = state.clone();
     Router::new()
+        .route("/api/smtp_status", get(app::smtp_health::ssr::status_api))
+        .route("/api/smtp_status/stream", get(app::smtp_health::ssr::status_stream))
         .route("/api/{*fn_name}", any(server_fn_handler))
         .leptos_routes_with_context(&state, routes, move || provide_context(context_state.clone()), {
             let options = state.leptos_options.clone();

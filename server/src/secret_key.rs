@@ -52,6 +52,27 @@ fn create(path: &Path) -> Result<[u8; 32], SecretKeyError> {
     Ok(key)
 }
 
+/// This node's id: read from `node-id` beside the key file, or generated once and written there.
+pub fn node_id(key_file: &Path) -> Result<String, SecretKeyError> {
+    use rand::RngCore;
+    let path = key_file.with_file_name("node-id");
+    let shown = path.display().to_string();
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(SecretKeyError::Read { path: shown, source }),
+    }
+    let mut bytes = [0u8; 6];
+    rand::rng().fill_bytes(&mut bytes);
+    let id = format!("node-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| SecretKeyError::Create { path: shown.clone(), source })?;
+    }
+    std::fs::write(&path, &id).map_err(|source| SecretKeyError::Create { path: shown, source })?;
+    Ok(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,11 @@
 //! The Admin area's frame: the guard (signed-out visitors go to /login, non-admins get a 403
 //! page) and the sidebar with its "Platform" section.
 
-use crate::{auth::CurrentUser, auth::Logout, error::AppError};
+use crate::{
+    auth::{CurrentUser, Logout},
+    error::AppError,
+    smtp_health::{HealthSignal, SidebarWarning, SmtpHealth, subscribe_live},
+};
 use leptos::prelude::*;
 use leptos_router::components::{A, Redirect};
 use serde::{Deserialize, Serialize};
@@ -10,6 +14,7 @@ use serde::{Deserialize, Serialize};
 pub struct AdminContext {
     pub user: CurrentUser,
     pub instance_name: String,
+    pub health: SmtpHealth,
 }
 
 /// Who is looking at the Admin area. Admins only.
@@ -19,7 +24,8 @@ pub async fn get_admin_context() -> Result<AdminContext, AppError> {
         async {
             let user = crate::auth::ssr::require_admin().await?;
             let state = crate::state::app_state()?;
-            Ok(AdminContext { user, instance_name: state.settings().instance_name.clone() })
+            let health = crate::smtp_health::ssr::current(&state).await?;
+            Ok(AdminContext { user, instance_name: state.settings().instance_name.clone(), health })
         }
         .await,
     )
@@ -30,16 +36,23 @@ pub async fn get_admin_context() -> Result<AdminContext, AppError> {
 pub fn AdminFrame(children: ChildrenFn) -> impl IntoView {
     let context = Resource::new(|| (), |_| get_admin_context());
     let children = StoredValue::new(children);
+    // Filled from the server's answer (so the first paint is right), then kept live.
+    let health = RwSignal::new(SmtpHealth { is_valid: true, ..SmtpHealth::default() });
+    provide_context(HealthSignal(health));
+    Effect::new(move |_| subscribe_live(health));
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match context.await {
-                    Ok(context) => view! {
+                    Ok(context) => {
+                        health.set(context.health.clone());
+                        view! {
                         <div class="admin">
                             <Sidebar context=context.clone()/>
                             <main class="admin-main">{children.read_value()()}</main>
                         </div>
-                    }.into_any(),
+                    }.into_any()
+                    }
                     Err(AppError::Unauthorized) => view! { <Redirect path="/login"/> }.into_any(),
                     Err(AppError::Forbidden) => view! { <Forbidden/> }.into_any(),
                     Err(err) => view! { <p role="alert" class="alert error">{err.to_string()}</p> }.into_any(),
@@ -57,7 +70,7 @@ fn Sidebar(context: AdminContext) -> impl IntoView {
             <p class="brand">{context.instance_name}" Admin"</p>
             <h2 class="section">"Platform"</h2>
             <ul>
-                <li><A href="/admin/smtp">"SMTP"</A></li>
+                <li><A href="/admin/smtp">"SMTP"</A><SidebarWarning/></li>
                 <li><A href="/admin/mailbox">"Mailbox"</A></li>
             </ul>
             <div class="who">

@@ -191,12 +191,16 @@ pub async fn sign_out() -> Result<(), AppError> {
 
 pub async fn current_user() -> Result<Option<CurrentUser>, AppError> {
     let state = app_state()?;
-    let session = session().await?;
+    user_from_session(state.db(), &session().await?).await
+}
+
+/// The user a session belongs to (for plain axum handlers as well as server functions).
+pub async fn user_from_session(db: &Db, session: &Session) -> Result<Option<CurrentUser>, AppError> {
     let Some(uid) = session.get::<String>(USER_KEY).await.map_err(|err| internal("cannot read the session", &err))?
     else {
         return Ok(None);
     };
-    Ok(find_by_id(state.db(), &uid).await?.map(UserRow::into_current))
+    Ok(find_by_id(db, &uid).await?.map(UserRow::into_current))
 }
 
 /// The signed-in user, or 401.

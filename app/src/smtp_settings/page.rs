@@ -18,6 +18,7 @@ pub fn SmtpPage() -> impl IntoView {
     view! {
         <AdminFrame>
             <h1>"SMTP"</h1>
+            <crate::smtp_health::HealthBanner/>
             <SmtpSettings/>
         </AdminFrame>
     }

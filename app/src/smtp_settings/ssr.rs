@@ -357,6 +357,8 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
         return Err(err.into());
     }
     tracing::info!(admin = %admin.id, version = next.version, fields = ?changed, "SMTP settings saved");
+    state.shared.mailers.invalidate().await;
+    crate::smtp_health::ssr::spawn_post_save_check(state.clone(), next.clone());
     Ok(outcome(&next, changed))
 }
 

@@ -43,6 +43,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         smtp_ca_file: None,
         smtp_timeout_secs: 6,
         default_from: "no-reply@mailroom.localhost".into(),
+        node_id: None,
     }
 }
 

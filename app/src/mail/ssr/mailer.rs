@@ -80,6 +80,30 @@ impl Mailer {
         Ok(Self::Smtp { target, transport: builder.build() })
     }
 
+    /// Connects (and logs in) without sending: the health check of a transport.
+    pub async fn check(&self, config: &MailConfig) -> Result<(), SmtpFailure> {
+        let limit = config.overall_timeout;
+        let test = |transport: &AsyncSmtpTransport<Tokio1Executor>| {
+            let transport = transport.clone();
+            async move { tokio::time::timeout(limit, transport.test_connection()).await }
+        };
+        match self {
+            Self::Smtp { target, transport } => match test(transport).await {
+                Ok(Ok(true)) => Ok(()),
+                Ok(Ok(false)) => Err(SmtpFailure::ConnectionLost { step: Step::Greeting }),
+                Ok(Err(err)) => Err(classify(&err, Step::Greeting, target)),
+                Err(_) => Err(SmtpFailure::Timeout { step: Step::Greeting, secs: limit.as_secs().max(1) }),
+            },
+            Self::Relay { transport } => match test(transport).await {
+                Ok(Ok(true)) => Ok(()),
+                Ok(Ok(false)) => Err(SmtpFailure::ConnectionLost { step: Step::Greeting }),
+                Ok(Err(err)) => Err(SmtpFailure::Other { detail: format!("default relay: {err}") }),
+                Err(_) => Err(SmtpFailure::Timeout { step: Step::Greeting, secs: limit.as_secs().max(1) }),
+            },
+            Self::LocalMailbox { .. } | Self::Memory { .. } => Ok(()),
+        }
+    }
+
     /// Sends one message under the overall limit.
     pub async fn send(&self, message: &OutgoingMessage, config: &MailConfig) -> Result<(), SmtpFailure> {
         let built = message.build()?;

@@ -1,0 +1,100 @@
+//! SMTP health: when sending is broken, every admin sees it — a warning on the SMTP page and an
+//! icon beside "SMTP" in the sidebar — rendered on the server and pushed live to every open
+//! admin page, from every server node.
+
+#[cfg(feature = "hydrate")]
+mod live;
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+use crate::smtp_settings::format_utc;
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+#[cfg(feature = "ssr")]
+use surrealdb::types::SurrealValue;
+
+/// The latest check or delivery seen by one server node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(SurrealValue))]
+pub struct NodeStatus {
+    pub node: String,
+    pub is_valid: bool,
+    pub message: Option<String>,
+    pub hint: Option<String>,
+    /// "post-save check" or "delivery".
+    pub source: String,
+    pub checked_at: i64,
+    pub settings_version: i64,
+}
+
+/// What every admin sees; also the answer of `GET /api/smtp_status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmtpHealth {
+    pub is_valid: bool,
+    pub node_count: usize,
+    pub nodes: Vec<NodeStatus>,
+}
+
+impl SmtpHealth {
+    /// Only statuses about the newest saved settings count: an older failure is stale.
+    pub fn from_nodes(nodes: Vec<NodeStatus>) -> Self {
+        let newest = nodes.iter().map(|n| n.settings_version).max().unwrap_or_default();
+        let is_valid = nodes.iter().filter(|n| n.settings_version == newest).all(|n| n.is_valid);
+        Self { is_valid, node_count: nodes.len(), nodes }
+    }
+
+    /// The most recent failure about the newest settings.
+    pub fn failing(&self) -> Option<&NodeStatus> {
+        let newest = self.nodes.iter().map(|n| n.settings_version).max()?;
+        self.nodes.iter().filter(|n| n.settings_version == newest && !n.is_valid).max_by_key(|n| n.checked_at)
+    }
+}
+
+/// The health an admin page shows; updated live.
+#[derive(Clone, Copy)]
+pub struct HealthSignal(pub RwSignal<SmtpHealth>);
+
+pub fn use_health() -> Option<RwSignal<SmtpHealth>> {
+    use_context::<HealthSignal>().map(|h| h.0)
+}
+
+/// Starts the live subscription for this page (browser only); closed when the page goes.
+pub fn subscribe_live(health: RwSignal<SmtpHealth>) {
+    #[cfg(feature = "hydrate")]
+    live::subscribe(health);
+    #[cfg(not(feature = "hydrate"))]
+    let _ = health;
+}
+
+/// The icon beside "SMTP" in the sidebar.
+#[component]
+pub fn SidebarWarning() -> impl IntoView {
+    let health = use_health();
+    move || {
+        let failing = health.map(|h| !h.get().is_valid).unwrap_or(false);
+        failing.then(|| {
+            view! { <span class="warn-icon" role="img" aria-label="SMTP has errors" title="SMTP has errors">"⚠"</span> }
+        })
+    }
+}
+
+/// The warning on the SMTP page.
+#[component]
+pub fn HealthBanner() -> impl IntoView {
+    let health = use_health();
+    move || {
+        let health = health?.get();
+        let node = health.failing()?.clone();
+        let many = health.node_count > 1;
+        Some(view! {
+            <div role="alert" class="alert warning smtp-alert">
+                <p class="title">"SMTP is failing: " {node.message.clone().unwrap_or_default()}</p>
+                <p class="hint">{node.hint.clone().unwrap_or_default()}</p>
+                <p class="meta">
+                    "Seen by the " {node.source.clone()} " at " {format_utc(node.checked_at)}
+                    {many.then(|| format!(" on node {}", node.node))} "."
+                </p>
+            </div>
+        })
+    }
+}

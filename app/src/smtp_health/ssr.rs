@@ -1,0 +1,177 @@
+//! Recording the SMTP status (one record per server node), the post-save check, and the live
+//! feed: a SurrealDB `LIVE SELECT` on the status table feeds a broadcast channel that every
+//! open admin stream listens to, so a status written by any node reaches admins on every node.
+
+use super::{NodeStatus, SmtpHealth};
+use crate::{
+    auth::{Role, ssr::user_from_session},
+    db::now_ms,
+    error::AppError,
+    mail::{
+        SmtpFailure,
+        ssr::{Mailer, deliver},
+    },
+    smtp_settings::ssr::{StoredSettings, target_from},
+    state::{AppState, Db},
+};
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+};
+use futures::StreamExt;
+use secrecy::ExposeSecret;
+use std::{convert::Infallible, time::Duration};
+use surrealdb::types::RecordId;
+use tokio::sync::broadcast;
+use tower_sessions::Session;
+
+pub const POST_SAVE_CHECK: &str = "post-save check";
+pub const DELIVERY: &str = "delivery";
+
+pub async fn load_health(db: &Db) -> Result<SmtpHealth, surrealdb::Error> {
+    let mut response = db
+        .query(
+            "SELECT node, is_valid, message, hint, source, checked_at, settings_version FROM smtp_status ORDER BY node",
+        )
+        .await?;
+    Ok(SmtpHealth::from_nodes(response.take::<Vec<NodeStatus>>(0)?))
+}
+
+/// Writes this node's status: the outcome of a check or of a delivery.
+pub async fn record(state: &AppState, source: &str, settings_version: i64, result: &Result<(), SmtpFailure>) {
+    let node = state.settings().node_id.clone();
+    let status = NodeStatus {
+        node: node.clone(),
+        is_valid: result.is_ok(),
+        message: result.as_ref().err().map(ToString::to_string),
+        hint: result.as_ref().err().map(SmtpFailure::hint),
+        source: source.to_owned(),
+        checked_at: now_ms(),
+        settings_version,
+    };
+    let written = state
+        .db()
+        .query("UPSERT $id CONTENT $status")
+        .bind(("id", RecordId::new("smtp_status", node.as_str())))
+        .bind(("status", status))
+        .await
+        .and_then(|r| r.check());
+    match written {
+        Ok(_) => tracing::info!(node = %node, source, ok = result.is_ok(), "SMTP status recorded"),
+        Err(err) => tracing::error!(error = %err, "cannot record the SMTP status"),
+    }
+}
+
+/// Checks the saved configuration (connect, TLS, AUTH with the token request; no mail) in the
+/// background and records the result.
+pub fn spawn_post_save_check(state: AppState, settings: StoredSettings) {
+    tokio::spawn(async move {
+        let result = check(&state, &settings).await;
+        record(&state, POST_SAVE_CHECK, settings.version, &result).await;
+    });
+}
+
+async fn check(state: &AppState, settings: &StoredSettings) -> Result<(), SmtpFailure> {
+    let mail = &state.settings().mail;
+    if settings.mode != "custom" {
+        return Mailer::default_service(state.db().clone(), mail)?.check(mail).await;
+    }
+    let target = target_from(settings, state.shared.secret_key.expose_secret())
+        .map_err(|err| SmtpFailure::Other { detail: format!("the saved settings cannot be used: {err}") })?;
+    deliver(&target, mail, &state.shared.tokens, None).await
+}
+
+/// Follows the status table with `LIVE SELECT` and publishes the whole health on every change.
+/// Re-subscribes with backoff if the database drops the live query.
+pub async fn run_feed(state: AppState) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match state.db().select::<Vec<surrealdb::types::Value>>("smtp_status").live().await {
+            Ok(mut changes) => {
+                backoff = Duration::from_millis(500);
+                publish(&state).await;
+                while let Some(change) = changes.next().await {
+                    if let Err(err) = change {
+                        tracing::warn!(error = %err, "SMTP status live query failed");
+                        break;
+                    }
+                    publish(&state).await;
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot start the SMTP status live query"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn publish(state: &AppState) {
+    match load_health(state.db()).await {
+        Ok(health) => {
+            let _ = state.shared.health_tx.send(health);
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot read the SMTP status"),
+    }
+}
+
+async fn admin_only(state: &AppState, session: &Session) -> Result<(), Response> {
+    match user_from_session(state.db(), session).await {
+        Ok(Some(user)) if user.role == Role::Admin => Ok(()),
+        Ok(Some(_)) => Err((StatusCode::FORBIDDEN, "Admins only.").into_response()),
+        Ok(None) => Err((StatusCode::UNAUTHORIZED, "Sign in to continue.").into_response()),
+        Err(_) => Err(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+    }
+}
+
+/// `GET /api/smtp_status`: `{ is_valid, node_count, nodes: [...] }`, admins only.
+pub async fn status_api(State(state): State<AppState>, session: Session) -> Response {
+    if let Err(refused) = admin_only(&state, &session).await {
+        return refused;
+    }
+    match load_health(state.db()).await {
+        Ok(health) => Json(health).into_response(),
+        Err(err) => {
+            let _ = crate::error::ssr::internal("cannot read the SMTP status", &err);
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// `GET /api/smtp_status/stream`: server-sent events, admins only. The first event is the
+/// current status; then one event per change.
+pub async fn status_stream(State(state): State<AppState>, session: Session) -> Response {
+    if let Err(refused) = admin_only(&state, &session).await {
+        return refused;
+    }
+    let receiver = state.shared.health_tx.subscribe();
+    let current = match load_health(state.db()).await {
+        Ok(health) => health,
+        Err(err) => {
+            let _ = crate::error::ssr::internal("cannot read the SMTP status", &err);
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let updates = futures::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(health) => return Some((health, receiver)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    let events = futures::stream::once(async move { current }).chain(updates).map(|health| {
+        Ok::<_, Infallible>(Event::default().event("smtp_status").json_data(&health).unwrap_or_default())
+    });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+}
+
+/// Used by [`AppError`]-returning server functions.
+pub async fn current(state: &AppState) -> Result<SmtpHealth, AppError> {
+    Ok(load_health(state.db()).await?)
+}

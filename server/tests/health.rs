@@ -1,0 +1,214 @@
+//! SMTP health: the post-save check, the persisted status, the live stream and the status API.
+
+mod common;
+mod support;
+
+use app::auth::Role;
+use common::*;
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::*;
+
+fn plain_form(port: u16) -> Value {
+    json!({
+        "mode": "Custom", "host": "127.0.0.1", "port": port.to_string(), "from": "Mailroom <mail@example.com>",
+        "tls_enabled": false, "tls_version": "Tls12", "tls_mode": "StartTls", "auth_type": "Basic",
+        "username": "", "password": "", "client_id": "", "client_secret": "", "token_url": "", "scope": ""
+    })
+}
+
+async fn save(app: &TestApp, client: &reqwest::Client, form: Value) -> Value {
+    let version: Value = app.call(client, "smtp_load", &[]).await.json().await.unwrap();
+    let response = client
+        .post(app.url("/api/smtp_save"))
+        .json(&json!({ "form": form, "version": version["version"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+async fn status(app: &TestApp, client: &reqwest::Client) -> Value {
+    let response = client.get(app.url("/api/smtp_status")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+/// Polls the status API until `done` holds (at most 15 s).
+async fn wait_for_status(app: &TestApp, client: &reqwest::Client, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..150 {
+        let current = status(app, client).await;
+        if done(&current) {
+            return current;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the status never matched; last: {}", status(app, client).await);
+}
+
+async fn closed_port() -> u16 {
+    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port()
+}
+
+/// Reads server-sent events of one stream.
+struct Events {
+    stream: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(app: &TestApp, client: &reqwest::Client) -> Self {
+        let response = client.get(app.url("/api/smtp_status/stream")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Self { stream: Box::pin(response.bytes_stream()), buffer: String::new() }
+    }
+
+    async fn next(&mut self) -> Value {
+        let read = async {
+            loop {
+                if let Some(end) = self.buffer.find("\n\n") {
+                    let frame: String = self.buffer.drain(..end + 2).collect();
+                    if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                        return serde_json::from_str(data).unwrap();
+                    }
+                    continue;
+                }
+                let chunk = self.stream.next().await.expect("stream open").unwrap();
+                self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(15), read).await.expect("an event within 15 s")
+    }
+
+    /// Events until one matches.
+    async fn until(&mut self, done: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let event = self.next().await;
+            if done(&event) {
+                return event;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failing_post_save_check_is_recorded_and_a_later_good_save_clears_it() {
+    let app = spawn_app().await;
+    let admin = app.admin_client().await;
+    assert_eq!(status(&app, &admin).await, json!({ "is_valid": true, "node_count": 0, "nodes": [] }));
+
+    save(&app, &admin, plain_form(closed_port().await)).await;
+    let failing = wait_for_status(&app, &admin, |s| s["is_valid"] == false).await;
+    assert_eq!(failing["node_count"], 1);
+    let node = &failing["nodes"][0];
+    assert!(node["message"].as_str().unwrap().starts_with("Connection refused"), "{node}");
+    assert!(node["hint"].as_str().unwrap().contains("Nothing accepts connections"), "{node}");
+    assert_eq!(node["source"], "post-save check");
+    assert!(node["checked_at"].as_i64().unwrap() > 0);
+
+    // Every admin page renders it on the server: the alert and the sidebar icon.
+    let html = admin.get(app.url("/admin/smtp")).send().await.unwrap().text().await.unwrap();
+    let alert = html
+        .find(r#"role="alert""#)
+        .map(|at| &html[at..(at + 600).min(html.len())])
+        .unwrap_or_else(|| panic!("no alert in {html}"));
+    assert!(alert.contains("SMTP is failing") && alert.contains("Connection refused by 127.0.0.1"), "{alert}");
+    assert!(html.contains(r#"aria-label="SMTP has errors""#));
+
+    let dir = tempfile::tempdir().unwrap();
+    let peer = SmtpPeer::start(dir.path(), None, PeerOptions::default());
+    save(&app, &admin, plain_form(peer.port)).await;
+    let healthy = wait_for_status(&app, &admin, |s| s["is_valid"] == true).await;
+    assert_eq!(healthy["nodes"][0]["is_valid"], true);
+    assert!(peer.received().is_empty(), "the check sends no mail");
+    let html = admin.get(app.url("/admin/smtp")).send().await.unwrap().text().await.unwrap();
+    assert!(!html.contains("SMTP has errors"));
+}
+
+#[tokio::test]
+async fn saving_default_mode_with_the_local_mailbox_records_healthy() {
+    let app = spawn_app().await;
+    let admin = app.admin_client().await;
+    save(&app, &admin, plain_form(closed_port().await)).await;
+    wait_for_status(&app, &admin, |s| s["is_valid"] == false).await;
+    let mut default = plain_form(25);
+    default["mode"] = json!("Default");
+    save(&app, &admin, default).await;
+    wait_for_status(&app, &admin, |s| s["is_valid"] == true).await;
+}
+
+#[tokio::test]
+async fn only_admins_may_read_or_subscribe() {
+    let app = spawn_app().await;
+    app.create_user(USER_EMAIL, USER_PASSWORD, Role::User).await;
+    let user = app.client();
+    app.sign_in(&user, USER_EMAIL, USER_PASSWORD).await;
+    for path in ["/api/smtp_status", "/api/smtp_status/stream"] {
+        assert_eq!(user.get(app.url(path)).send().await.unwrap().status(), StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(app.client().get(app.url(path)).send().await.unwrap().status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn two_subscribers_both_receive_a_change() {
+    let app = spawn_app().await;
+    let (first_admin, second_admin) = (app.admin_client().await, app.admin_client().await);
+    let mut first = Events::open(&app, &first_admin).await;
+    let mut second = Events::open(&app, &second_admin).await;
+    assert_eq!(first.next().await["is_valid"], true, "the stream starts with the current status");
+    assert_eq!(second.next().await["is_valid"], true);
+
+    save(&app, &first_admin, plain_form(closed_port().await)).await;
+    for events in [&mut first, &mut second] {
+        let change = events.until(|e| e["is_valid"] == false).await;
+        assert!(change["nodes"][0]["message"].as_str().unwrap().contains("Connection refused"));
+    }
+}
+
+#[tokio::test]
+async fn a_status_written_by_one_node_reaches_admins_on_another_through_live_select() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db =
+        app::db::connect(app::db::DbOptions { url: "mem://", namespace: "test", database: "test", credentials: None })
+            .await
+            .unwrap();
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut nodes = Vec::new();
+    for (dir, name) in [(&dirs.0, "node-a"), (&dirs.1, "node-b")] {
+        let mut config = test_config(dir.path());
+        config.node_id = Some(name.into());
+        let server = server::Server::build_on(config, db.clone()).await.unwrap();
+        let addr = server.local_addr();
+        tokio::spawn(server.run(std::future::pending()));
+        nodes.push(addr);
+    }
+    let client_for = |addr: std::net::SocketAddr| async move {
+        let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+        let form = [("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)];
+        assert!(
+            client.post(format!("http://{addr}/api/login")).form(&form).send().await.unwrap().status().is_success()
+        );
+        client
+    };
+    let (on_a, on_b) = (client_for(nodes[0]).await, client_for(nodes[1]).await);
+    let response = on_b.get(format!("http://{}/api/smtp_status/stream", nodes[1])).send().await.unwrap();
+    let mut events = Events { stream: Box::pin(response.bytes_stream()), buffer: String::new() };
+    assert_eq!(events.next().await["is_valid"], true);
+
+    // An admin on node A saves settings that fail; node A's check writes node A's status.
+    let version: Value =
+        on_a.post(format!("http://{}/api/smtp_load", nodes[0])).send().await.unwrap().json().await.unwrap();
+    let saved = on_a
+        .post(format!("http://{}/api/smtp_save", nodes[0]))
+        .json(&json!({ "form": plain_form(closed_port().await), "version": version["version"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), StatusCode::OK);
+    let change = events.until(|e| e["is_valid"] == false).await;
+    assert_eq!(change["nodes"][0]["node"], "node-a", "the admin on node B sees node A's failure");
+}
