@@ -1,0 +1,137 @@
+"""Benchmark: time from an SMTP status write to its delivery on N open admin streams.
+
+Starts the real server binary (fresh mem:// database), signs in one admin, opens N server-sent
+event streams on /api/smtp_status/stream and then flips the status ROUNDS times by saving
+settings that fail (a closed port: the post-save check records "connection refused") and
+settings that pass (default mode: the local mailbox records healthy). Each status carries
+`checked_at`, the server's clock when it wrote the record; each stream notes when the change
+arrived. Same machine, same clock: latency = arrival - checked_at.
+Also reports the server's RSS growth per open stream.
+
+    python3 bench/status_fanout.py [--streams 10 100 1000] [--rounds 20]
+"""
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.request
+import http.cookiejar
+
+HOME = os.path.expanduser("~")
+parser = argparse.ArgumentParser()
+parser.add_argument("--streams", type=int, nargs="+", default=[10, 100, 1000])
+parser.add_argument("--rounds", type=int, default=20)
+parser.add_argument("--server", default=os.environ.get("MAILROOM_SERVER_BIN", f"{HOME}/.cache/mailroom/target/debug/server"))
+args = parser.parse_args()
+
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def raise_limit():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+work = tempfile.mkdtemp(prefix="mailroom-fanout-")
+env = dict(os.environ,
+    MAILROOM_BIND="127.0.0.1:0", MAILROOM_DATABASE_URL="mem://", MAILROOM_SECRET_KEY_FILE=f"{work}/secret.key",
+    MAILROOM_ADMIN_EMAIL="admin@example.com", MAILROOM_ADMIN_PASSWORD="bench admin password",
+    MAILROOM_SMTP_ACTIONS_PER_MINUTE="1000000", MAILROOM_SMTP_ACTIONS_PER_MINUTE_INSTANCE="1000000",
+    RUST_LOG="warn")
+server = subprocess.Popen([args.server], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                          preexec_fn=raise_limit)
+base = server.stdout.readline().strip().rsplit(" ", 1)[1]
+host, port = base.removeprefix("http://").split(":")
+port = int(port)
+
+
+def rss_kib():
+    with open(f"/proc/{server.pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+jar = http.cookiejar.CookieJar()
+opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+opener.open(urllib.request.Request(f"{base}/api/login", data=b"email=admin%40example.com&password=bench+admin+password"))
+cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+closed = socket.socket()
+closed.bind(("127.0.0.1", 0))
+closed_port = closed.getsockname()[1]
+closed.close()
+
+
+def save(failing):
+    version = json.load(opener.open(urllib.request.Request(f"{base}/api/smtp_load", data=b"")))["version"]
+    form = {
+        "mode": "Custom" if failing else "Default", "host": "127.0.0.1", "port": str(closed_port),
+        "from": "Mailroom <mail@example.com>", "tls_enabled": False, "tls_version": "Tls12", "tls_mode": "StartTls",
+        "auth_type": "Basic", "username": "", "password": "", "client_id": "", "client_secret": "", "token_url": "",
+        "scope": "",
+    }
+    body = json.dumps({"form": form, "version": version}).encode()
+    opener.open(urllib.request.Request(f"{base}/api/smtp_save", data=body, headers={"Content-Type": "application/json"}))
+
+
+async def stream(ready, arrivals):
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(f"GET /api/smtp_status/stream HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n".encode())
+    await writer.drain()
+    first = True
+    buffer = b""
+    try:
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                return
+            now_ms = time.time() * 1000
+            buffer += chunk
+            while b"\n\n" in buffer:
+                frame, buffer = buffer.split(b"\n\n", 1)
+                for line in frame.split(b"\n"):
+                    if line.startswith(b"data: "):
+                        health = json.loads(line[6:])
+                        if first:
+                            first = False
+                            ready.release()
+                        elif health["nodes"]:
+                            arrivals.append(now_ms - max(n["checked_at"] for n in health["nodes"]))
+    except asyncio.CancelledError:
+        writer.close()
+        raise
+
+
+async def run(n):
+    ready = asyncio.Semaphore(0)
+    arrivals = []
+    before = rss_kib()
+    tasks = [asyncio.create_task(stream(ready, arrivals)) for _ in range(n)]
+    for _ in range(n):
+        await asyncio.wait_for(ready.acquire(), 60)
+    after = rss_kib()
+    failing = True
+    for _ in range(args.rounds):
+        await asyncio.to_thread(save, failing)
+        failing = not failing
+        await asyncio.sleep(0.4)
+    await asyncio.sleep(1.0)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    arrivals.sort()
+    p99 = arrivals[max(0, int(len(arrivals) * 0.99) - 1)]
+    print(f"N={n:5d}  deliveries {len(arrivals):6d} (expected {n * args.rounds})  median {statistics.median(arrivals):7.2f} ms"
+          f"  p99 {p99:7.2f} ms  RSS +{(after - before) / n:6.1f} KiB per stream ({before} -> {after} KiB)")
+    await asyncio.sleep(1.0)
+
+
+try:
+    for n in args.streams:
+        asyncio.run(run(n))
+finally:
+    server.terminate()
