@@ -2,10 +2,9 @@ import { test, expect, type Page } from '@playwright/test';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ADMIN, hydrated, signIn } from './helpers';
+import { ADMIN, PEER, fillPeerSettings, hydrated, signIn } from './helpers';
 
 const port = Number(process.env.MAILROOM_E2E_PORT ?? 3210);
-const smtpPort = port + 15;
 const mbox = path.join(os.tmpdir(), `mailroom-e2e-${port}`, 'mbox.jsonl');
 
 function received(): { from: string; to: string[]; data: string; tls: boolean }[] {
@@ -19,25 +18,11 @@ async function openSmtpPage(page: Page) {
   await hydrated(page);
 }
 
-async function fillCustom(page: Page, password: string) {
-  await page.getByLabel('Use custom email settings').check();
-  await page.getByLabel('Email Server').fill('localhost');
-  await page.getByLabel('From', { exact: true }).fill('Mailroom E2E <mail@example.com>');
-  if (!(await page.getByLabel('TLS/SSL', { exact: true }).isChecked())) {
-    await page.getByLabel('TLS/SSL', { exact: true }).check();
-  }
-  await page.getByLabel('TLS mode').selectOption({ label: 'STARTTLS' });
-  await page.getByLabel('Port', { exact: true }).fill(String(smtpPort));
-  await page.getByLabel('Authentication type').selectOption({ label: 'Basic Authentication' });
-  await page.getByLabel('Username').fill('mailer');
-  await page.getByLabel('Password', { exact: true }).fill(password);
-}
-
 test.describe.serial('Send Test Email', () => {
   test('custom STARTTLS + PLAIN settings deliver the test mail to the server', async ({ page }) => {
     const before = received().length;
     await openSmtpPage(page);
-    await fillCustom(page, 'peer-password-1');
+    await fillPeerSettings(page, PEER.password);
     await page.getByRole('button', { name: 'Send Test Email' }).click();
     await expect(page.getByRole('status')).toHaveText(`Test email sent to ${ADMIN.email}`, { timeout: 20_000 });
     const mail = received().slice(before);
@@ -52,7 +37,7 @@ test.describe.serial('Send Test Email', () => {
   test('a wrong password shows the 535 failure and its hint under the buttons', async ({ page }) => {
     const before = received().length;
     await openSmtpPage(page);
-    await fillCustom(page, 'not the password');
+    await fillPeerSettings(page, 'not the password');
     await page.getByRole('button', { name: 'Send Test Email' }).click();
     const status = page.getByRole('status');
     await expect(status).toContainText('Authentication rejected: 535', { timeout: 20_000 });

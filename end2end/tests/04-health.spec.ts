@@ -1,8 +1,6 @@
 import { test, expect, type Browser, type Page } from '@playwright/test';
-import { ADMIN, hydrated } from './helpers';
+import { ADMIN, PEER, fillPeerSettings, hydrated } from './helpers';
 
-const port = Number(process.env.MAILROOM_E2E_PORT ?? 3210);
-const smtpPort = port + 15;
 
 async function adminPage(browser: Browser): Promise<Page> {
   const context = await browser.newContext();
@@ -18,16 +16,7 @@ async function adminPage(browser: Browser): Promise<Page> {
 }
 
 async function saveSettings(page: Page, password: string) {
-  await page.getByLabel('Use custom email settings').check();
-  await page.getByLabel('Email Server').fill('localhost');
-  await page.getByLabel('From', { exact: true }).fill('Mailroom E2E <mail@example.com>');
-  if (!(await page.getByLabel('TLS/SSL', { exact: true }).isChecked())) {
-    await page.getByLabel('TLS/SSL', { exact: true }).check();
-  }
-  await page.getByLabel('TLS mode').selectOption({ label: 'STARTTLS' });
-  await page.getByLabel('Port', { exact: true }).fill(String(smtpPort));
-  await page.getByLabel('Username').fill('mailer');
-  await page.getByLabel('Password', { exact: true }).fill(password);
+  await fillPeerSettings(page, password);
   await page.getByRole('button', { name: 'Save' }).click();
   await expect(page.getByRole('status')).toHaveText('Settings saved');
 }
@@ -37,7 +26,7 @@ test('an SMTP failure reaches every open admin page live, and clears live', asyn
   const b = await adminPage(browser);
   const icon = (page: Page) => page.getByRole('img', { name: 'SMTP has errors' });
   // Start from working settings, whatever earlier tests saved.
-  await saveSettings(a, 'peer-password-1');
+  await saveSettings(a, PEER.password);
   await expect(b.getByRole('alert')).toHaveCount(0, { timeout: 20_000 });
   await expect(icon(b)).toHaveCount(0);
 
@@ -54,7 +43,7 @@ test('an SMTP failure reaches every open admin page live, and clears live', asyn
   await expect(b.getByRole('alert')).toContainText('SMTP is failing');
   await expect(icon(b)).toBeVisible();
 
-  await saveSettings(a, 'peer-password-1');
+  await saveSettings(a, PEER.password);
   for (const page of [a, b]) {
     await expect(page.getByRole('alert')).toHaveCount(0, { timeout: 20_000 });
     await expect(icon(page)).toHaveCount(0);

@@ -15,3 +15,21 @@ export async function signIn(page: Page, who: { email: string; password: string 
   await page.getByLabel('Password').fill(who.password);
   await page.getByRole('button', { name: 'Sign in' }).click();
 }
+
+/** The e2e aiosmtpd peer: STARTTLS + AUTH PLAIN/LOGIN on the port beside the server's. */
+export const PEER = { port: Number(process.env.MAILROOM_E2E_PORT ?? 3210) + 15, user: 'mailer', password: 'peer-password-1' };
+
+/** Fills the custom settings for the e2e peer with `password` (nothing is submitted). */
+export async function fillPeerSettings(page: Page, password: string) {
+  await page.getByLabel('Use custom email settings').check();
+  await page.getByLabel('Email Server').fill('localhost');
+  await page.getByLabel('From', { exact: true }).fill('Mailroom E2E <mail@example.com>');
+  if (!(await page.getByLabel('TLS/SSL', { exact: true }).isChecked())) {
+    await page.getByLabel('TLS/SSL', { exact: true }).check();
+  }
+  await page.getByLabel('TLS mode').selectOption({ label: 'STARTTLS' });
+  await page.getByLabel('Port', { exact: true }).fill(String(PEER.port));
+  await page.getByLabel('Authentication type').selectOption({ label: 'Basic Authentication' });
+  await page.getByLabel('Username').fill(PEER.user);
+  await page.getByLabel('Password', { exact: true }).fill(password);
+}
