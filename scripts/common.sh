@@ -8,6 +8,9 @@ cd "$ROOT"
 # Build outside the clone so a fresh clone (and CI) reuses earlier builds on this machine.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mailroom/target}"
 mkdir -p "$CARGO_TARGET_DIR"
+# A fresh clone (CI) builds its workspace crates at a new path: incremental caches for them are
+# never reused and cost gigabytes.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
 export PATH="$HOME/.cargo/bin:$PATH"
 
 CARGO_LEPTOS_VERSION=0.3.10

@@ -7,8 +7,10 @@ pub mod auth;
 pub mod error;
 pub mod mail;
 pub mod mailbox;
+pub mod outbox;
 pub mod smtp_health;
 pub mod smtp_settings;
+pub mod users;
 
 #[cfg(feature = "ssr")]
 pub mod db;
@@ -58,6 +60,10 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/") view=auth::HomePage ssr=SsrMode::Async/>
                 <Route path=path!("/login") view=auth::LoginPage ssr=SsrMode::Async/>
                 <Route path=path!("/setup") view=auth::SetupPage ssr=SsrMode::Async/>
+                <Route path=path!("/forgot-password") view=auth::ForgotPasswordPage/>
+                <Route path=path!("/set-password") view=auth::SetPasswordPage/>
+                <Route path=path!("/admin/users") view=users::UsersPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/outbox") view=outbox::OutboxPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin") view=|| view! { <Redirect path="/admin/smtp"/> }/>
                 <Route path=path!("/admin/smtp") view=smtp_settings::SmtpPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin/mailbox") view=mailbox::MailboxPage ssr=SsrMode::Async/>

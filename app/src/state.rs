@@ -26,6 +26,11 @@ pub struct Settings {
     pub default_from: String,
     /// This server node, in the SMTP status table.
     pub node_id: String,
+    pub outbox: crate::outbox::ssr::OutboxPolicy,
+    /// How long an invitation link works.
+    pub invite_hours: i64,
+    /// Password reset requests per hour per address (five times as many per client IP).
+    pub reset_per_hour: NonZeroU32,
 }
 
 #[derive(Clone, FromRef)]
@@ -47,6 +52,11 @@ pub struct Shared {
     pub mailers: crate::mail::ssr::MailerCache,
     /// Every change of the SMTP health, for the open admin streams.
     pub health_tx: tokio::sync::broadcast::Sender<crate::smtp_health::SmtpHealth>,
+    /// The last status this node wrote: (settings version, ok).
+    pub last_status: tokio::sync::Mutex<Option<(i64, bool)>>,
+    pub outbox_wake: tokio::sync::Notify,
+    pub reset_by_email: Limiter,
+    pub reset_by_ip: Limiter,
 }
 
 impl AppState {
@@ -65,6 +75,12 @@ impl AppState {
                 tokens: Default::default(),
                 mailers: Default::default(),
                 health_tx: tokio::sync::broadcast::channel(64).0,
+                last_status: Default::default(),
+                outbox_wake: Default::default(),
+                reset_by_email: Limiter::per_hour(settings.reset_per_hour),
+                reset_by_ip: Limiter::per_hour(
+                    settings.reset_per_hour.saturating_mul(NonZeroU32::new(5).expect("5 is not zero")),
+                ),
                 settings,
             }),
         }
@@ -84,6 +100,8 @@ impl AppState {
         self.shared.login_by_ip.prune();
         self.shared.smtp_by_admin.prune();
         self.shared.smtp_instance.prune();
+        self.shared.reset_by_email.prune();
+        self.shared.reset_by_ip.prune();
     }
 }
 
@@ -93,6 +111,10 @@ pub struct Limiter(DefaultKeyedRateLimiter<String>);
 impl Limiter {
     pub fn per_minute(quota: NonZeroU32) -> Self {
         Self(DefaultKeyedRateLimiter::keyed(Quota::per_minute(quota)))
+    }
+
+    pub fn per_hour(quota: NonZeroU32) -> Self {
+        Self(DefaultKeyedRateLimiter::keyed(Quota::per_hour(quota)))
     }
 
     pub fn check(&self, key: &str) -> Result<(), AppError> {

@@ -51,6 +51,12 @@ pub struct Config {
     pub default_from: String,
     /// This node's name in the SMTP status; generated once and kept beside the secret key.
     pub node_id: Option<String>,
+    pub outbox_max_attempts: i64,
+    pub outbox_retry_base_ms: u64,
+    pub outbox_lease_secs: u64,
+    pub outbox_concurrency: usize,
+    pub invite_hours: i64,
+    pub reset_per_hour: NonZeroU32,
 }
 
 impl std::fmt::Debug for Config {
@@ -71,6 +77,12 @@ impl std::fmt::Debug for Config {
             .field("smtp_timeout_secs", &self.smtp_timeout_secs)
             .field("default_from", &self.default_from)
             .field("node_id", &self.node_id)
+            .field("outbox_max_attempts", &self.outbox_max_attempts)
+            .field("outbox_retry_base_ms", &self.outbox_retry_base_ms)
+            .field("outbox_lease_secs", &self.outbox_lease_secs)
+            .field("outbox_concurrency", &self.outbox_concurrency)
+            .field("invite_hours", &self.invite_hours)
+            .field("reset_per_hour", &self.reset_per_hour)
             .finish()
     }
 }
@@ -98,6 +110,12 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("MAILROOM_SMTP_CA_FILE", ""),
     ("MAILROOM_SMTP_TIMEOUT_SECS", "20"),
     ("MAILROOM_NODE_ID", ""),
+    ("MAILROOM_OUTBOX_MAX_ATTEMPTS", "8"),
+    ("MAILROOM_OUTBOX_RETRY_BASE_MS", "30000"),
+    ("MAILROOM_OUTBOX_LEASE_SECS", "120"),
+    ("MAILROOM_OUTBOX_CONCURRENCY", "4"),
+    ("MAILROOM_INVITE_HOURS", "72"),
+    ("MAILROOM_RESET_PER_HOUR", "5"),
 ];
 
 impl Config {
@@ -217,6 +235,21 @@ impl Config {
             });
         }
 
+        let number =
+            |var: &'static str, default: &str, range: std::ops::RangeInclusive<u64>| -> Result<u64, ConfigError> {
+                let text = parse(var, default, "a number")?;
+                text.parse::<u64>().ok().filter(|n| range.contains(n)).ok_or_else(|| ConfigError {
+                    var,
+                    reason: format!("'{text}' is not a whole number from {} to {}", range.start(), range.end()),
+                })
+            };
+        let outbox_max_attempts = number("MAILROOM_OUTBOX_MAX_ATTEMPTS", "8", 1..=100)? as i64;
+        let outbox_retry_base_ms = number("MAILROOM_OUTBOX_RETRY_BASE_MS", "30000", 10..=3_600_000)?;
+        let outbox_lease_secs = number("MAILROOM_OUTBOX_LEASE_SECS", "120", 1..=86_400)?;
+        let outbox_concurrency = number("MAILROOM_OUTBOX_CONCURRENCY", "4", 1..=64)? as usize;
+        let invite_hours = number("MAILROOM_INVITE_HOURS", "72", 1..=24 * 365)? as i64;
+        let reset_per_hour = per_minute("MAILROOM_RESET_PER_HOUR", "5")?;
+
         Ok(Self {
             bind,
             database,
@@ -233,6 +266,12 @@ impl Config {
             smtp_timeout_secs,
             default_from,
             node_id,
+            outbox_max_attempts,
+            outbox_retry_base_ms,
+            outbox_lease_secs,
+            outbox_concurrency,
+            invite_hours,
+            reset_per_hour,
         })
     }
 
@@ -325,6 +364,8 @@ mod tests {
             (&[("MAILROOM_USER_EMAIL", "u@example.com")], "MAILROOM_USER_PASSWORD"),
             (&[("MAILROOM_DEFAULT_SMTP_URL", "relay.example.com")], "MAILROOM_DEFAULT_SMTP_URL"),
             (&[("MAILROOM_SMTP_TIMEOUT_SECS", "0")], "MAILROOM_SMTP_TIMEOUT_SECS"),
+            (&[("MAILROOM_OUTBOX_CONCURRENCY", "0")], "MAILROOM_OUTBOX_CONCURRENCY"),
+            (&[("MAILROOM_INVITE_HOURS", "soon")], "MAILROOM_INVITE_HOURS"),
             (&[("MAILROOM_DEFAULT_FROM", "not a mailbox")], "MAILROOM_DEFAULT_FROM"),
             (&[("MAILROOM_INSTANCE_NAME", "bad\nname")], "MAILROOM_INSTANCE_NAME"),
         ];

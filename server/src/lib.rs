@@ -9,6 +9,7 @@ use app::{
     auth::ssr::{SurrealSessionStore, ensure_first_admin, ensure_user},
     db::{DbError, DbOptions},
     mail::ssr::MailConfig,
+    outbox::ssr::OutboxPolicy,
     state::{AppState, Settings},
 };
 use axum::{
@@ -94,6 +95,14 @@ impl Server {
                 default_relay: config.default_smtp_url.clone(),
             },
             default_from: config.default_from.clone(),
+            outbox: OutboxPolicy {
+                max_attempts: config.outbox_max_attempts,
+                retry_base: Duration::from_millis(config.outbox_retry_base_ms),
+                lease: Duration::from_secs(config.outbox_lease_secs),
+                concurrency: config.outbox_concurrency,
+            },
+            invite_hours: config.invite_hours,
+            reset_per_hour: config.reset_per_hour,
             node_id: match &config.node_id {
                 Some(id) => id.clone(),
                 None => secret_key::node_id(&config.secret_key_file)?,
@@ -127,11 +136,13 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         let feed = tokio::spawn(app::smtp_health::ssr::run_feed(self.state.clone()));
+        let worker = tokio::spawn(app::outbox::ssr::run_worker(self.state.clone()));
         let result = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;
         housekeeping.abort();
         feed.abort();
+        worker.abort();
         result
     }
 }

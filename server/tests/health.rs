@@ -107,7 +107,8 @@ async fn a_failing_post_save_check_is_recorded_and_a_later_good_save_clears_it()
     let node = &failing["nodes"][0];
     assert!(node["message"].as_str().unwrap().starts_with("Connection refused"), "{node}");
     assert!(node["hint"].as_str().unwrap().contains("Nothing accepts connections"), "{node}");
-    assert_eq!(node["source"], "post-save check");
+    // The check and the delivery of the admin notice about the save race to say it first.
+    assert!(node["source"] == "post-save check" || node["source"] == "delivery", "{node}");
     assert!(node["checked_at"].as_i64().unwrap() > 0);
 
     // Every admin page renders it on the server: the alert and the sidebar icon.
@@ -124,7 +125,11 @@ async fn a_failing_post_save_check_is_recorded_and_a_later_good_save_clears_it()
     save(&app, &admin, plain_form(peer.port)).await;
     let healthy = wait_for_status(&app, &admin, |s| s["is_valid"] == true).await;
     assert_eq!(healthy["nodes"][0]["is_valid"], true);
-    assert!(peer.received().is_empty(), "the check sends no mail");
+    let received = peer.received();
+    assert!(
+        received.iter().all(|m| m.data.contains("Subject: SMTP settings were changed by")),
+        "the check sends no mail; only the admin notices arrive: {received:?}"
+    );
     let html = admin.get(app.url("/admin/smtp")).send().await.unwrap().text().await.unwrap();
     assert!(!html.contains("SMTP has errors"));
 }

@@ -413,6 +413,7 @@ async fn the_pooled_mailer_sends_through_a_real_server() {
             subject: format!("pooled {n}"),
             text: "hello".into(),
             html: Some("<p>hello</p>".into()),
+            message_id: None,
         };
         mailer.send(&message, &config).await.unwrap();
     }

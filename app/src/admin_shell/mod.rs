@@ -68,9 +68,14 @@ fn Sidebar(context: AdminContext) -> impl IntoView {
     view! {
         <nav class="sidebar" aria-label="Admin">
             <p class="brand">{context.instance_name}" Admin"</p>
+            <h2 class="section">"Instance"</h2>
+            <ul>
+                <li><A href="/admin/users">"Users"</A></li>
+            </ul>
             <h2 class="section">"Platform"</h2>
             <ul>
                 <li><A href="/admin/smtp">"SMTP"</A><SidebarWarning/></li>
+                <li><A href="/admin/outbox">"Outbox"</A></li>
                 <li><A href="/admin/mailbox">"Mailbox"</A></li>
             </ul>
             <div class="who">

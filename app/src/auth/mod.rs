@@ -106,6 +106,23 @@ pub async fn create_first_admin(name: String, email: String, password: String) -
     )
 }
 
+#[server(endpoint = "password_reset")]
+pub async fn request_password_reset(email: String) -> Result<(), AppError> {
+    crate::error::ssr::respond(crate::users::ssr::request_reset(email).await)
+}
+
+#[server(endpoint = "password_set")]
+pub async fn set_password(token: String, password: String) -> Result<(), AppError> {
+    crate::error::ssr::respond(
+        async {
+            crate::users::ssr::set_password(token, password).await?;
+            leptos_axum::redirect("/login?password=set");
+            Ok(())
+        }
+        .await,
+    )
+}
+
 /// Shows the message of a failed action with role "alert".
 #[component]
 pub fn ErrorAlert(#[prop(into)] error: Signal<Option<AppError>>) -> impl IntoView {
@@ -136,6 +153,12 @@ pub fn LoginPage() -> impl IntoView {
                 <button type="submit" disabled=move || login.pending().get()>"Sign in"</button>
             </ActionForm>
             <ErrorAlert error/>
+            <p class="hint"><A href="/forgot-password">"Forgot password?"</A></p>
+            {move || {
+                let query = leptos_router::hooks::use_query_map();
+                (query.read().get("password").as_deref() == Some("set"))
+                    .then(|| view! { <p role="status" class="success">"Password set. Sign in with your new password."</p> })
+            }}
             <Suspense>
                 {move || Suspend::new(async move {
                     matches!(setup.await, Ok(true)).then(|| view! {
@@ -188,6 +211,55 @@ pub fn SetupPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+#[component]
+pub fn ForgotPasswordPage() -> impl IntoView {
+    let request = ServerAction::<RequestPasswordReset>::new();
+    view! {
+        <section class="card narrow">
+            <h1>"Forgot password?"</h1>
+            <p>"Enter your email address and we will send you a link to set a new password."</p>
+            <ActionForm action=request>
+                <label for="email">"Email"</label>
+                <input id="email" name="email" type="email" autocomplete="username" required/>
+                <button type="submit" disabled=move || request.pending().get()>"Send reset link"</button>
+            </ActionForm>
+            <p class="result" role="status">
+                {move || request.value().get().map(|result| match result {
+                    Ok(()) => "If an account exists for that address, a link to set a new password is on its way.".to_owned(),
+                    Err(err) => err.to_string(),
+                })}
+            </p>
+            <p class="hint"><A href="/login">"Back to sign in"</A></p>
+        </section>
+    }
+}
+
+#[component]
+pub fn SetPasswordPage() -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map();
+    let token = move || query.read().get("token").unwrap_or_default();
+    let set = ServerAction::<SetPassword>::new();
+    let error = move || set.value().get().and_then(Result::err);
+    let password_error =
+        move || error().as_ref().and_then(AppError::field_errors).and_then(|f| f.get("password").map(str::to_owned));
+    view! {
+        <section class="card narrow">
+            <h1>"Set your password"</h1>
+            <ActionForm action=set>
+                <input type="hidden" name="token" prop:value=token/>
+                <label for="password">"New password"</label>
+                <input id="password" name="password" type="password" autocomplete="new-password" required
+                    aria-invalid=move || password_error().map(|_| "true") aria-describedby="password-error"/>
+                <p id="password-error" class="field-error">{password_error}</p>
+                <button type="submit" disabled=move || set.pending().get()>"Set password"</button>
+            </ActionForm>
+            {move || error().filter(|e| e.field_errors().is_none()).map(|e| view! {
+                <p role="alert" class="alert error">{e.to_string()}</p>
+            })}
+        </section>
     }
 }
 

@@ -156,7 +156,12 @@ async fn session() -> Result<Session, AppError> {
     })
 }
 
-fn client_ip() -> String {
+/// SHA-256 of a secret, in hex: how tokens are keyed in the database.
+pub fn fingerprint(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn client_ip() -> String {
     use axum::extract::ConnectInfo;
     use std::net::SocketAddr;
     leptos::prelude::use_context::<http::request::Parts>()
@@ -260,9 +265,7 @@ impl SurrealSessionStore {
     }
 
     fn key(id: &Id) -> RecordId {
-        let digest = Sha256::digest(id.to_string().as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        RecordId::new("session", hex)
+        RecordId::new("session", fingerprint(&id.to_string()))
     }
 
     /// Deletes expired sessions.

@@ -61,9 +61,26 @@ pub async fn record(state: &AppState, source: &str, settings_version: i64, resul
         .bind(("status", status))
         .await
         .and_then(|r| r.check());
+    *state.shared.last_status.lock().await = Some((settings_version, result.is_ok()));
     match written {
         Ok(_) => tracing::info!(node = %node, source, ok = result.is_ok(), "SMTP status recorded"),
         Err(err) => tracing::error!(error = %err, "cannot record the SMTP status"),
+    }
+}
+
+/// Records a delivery's outcome when it changes what this node last said; a delivery made with
+/// older settings than the last status never overwrites it.
+pub async fn record_if_changed(
+    state: &AppState,
+    source: &str,
+    settings_version: i64,
+    result: &Result<(), SmtpFailure>,
+) {
+    let last = *state.shared.last_status.lock().await;
+    match last {
+        Some((version, _)) if settings_version < version => {}
+        Some((version, ok)) if version == settings_version && ok == result.is_ok() => {}
+        _ => record(state, source, settings_version, result).await,
     }
 }
 

@@ -326,6 +326,23 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
         return Ok(outcome(&before, changed));
     }
     next.version = current_version as i64 + 1;
+    // Every admin hears about it, in the same transaction as the change.
+    let fields: Vec<String> = changed.iter().map(|f| (*f).to_owned()).collect();
+    let mut admins = state.db().query("SELECT name, email FROM user WHERE role = 'admin'").await?;
+    let notices: Vec<crate::outbox::ssr::OutboxRow> = admins
+        .take::<Vec<AdminRow>>(0)?
+        .into_iter()
+        .map(|a| {
+            crate::outbox::templates::smtp_changed(
+                &state.settings().instance_name,
+                &admin.name,
+                &fields,
+                &a.name,
+                &a.email,
+            )
+            .queued()
+        })
+        .collect();
     next.saved_by = Some(format!("{} <{}>", admin.name, admin.email));
     next.saved_at = Some(now_ms());
 
@@ -337,6 +354,7 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
              IF $current != $expected { THROW 'stale settings version' };
              UPSERT $id CONTENT $settings;
              CREATE smtp_audit CONTENT { at: $now, actor_id: $actor_id, actor: $actor, fields: $fields, version: $version };
+             FOR $notice IN $notices { CREATE outbox CONTENT $notice; };
              COMMIT TRANSACTION;",
         )
         .bind(("id", current_id()))
@@ -345,8 +363,9 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
         .bind(("now", now_ms()))
         .bind(("actor_id", admin.id.clone()))
         .bind(("actor", next.saved_by.clone()))
-        .bind(("fields", changed.iter().map(|f| (*f).to_owned()).collect::<Vec<_>>()))
+        .bind(("fields", fields.clone()))
         .bind(("version", next.version))
+        .bind(("notices", notices))
         .await?
         .check();
     if let Err(err) = written {
@@ -358,8 +377,15 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
     }
     tracing::info!(admin = %admin.id, version = next.version, fields = ?changed, "SMTP settings saved");
     state.shared.mailers.invalidate().await;
+    crate::outbox::ssr::wake(&state);
     crate::smtp_health::ssr::spawn_post_save_check(state.clone(), next.clone());
     Ok(outcome(&next, changed))
+}
+
+#[derive(Debug, SurrealValue)]
+struct AdminRow {
+    name: String,
+    email: String,
 }
 
 fn outcome(settings: &StoredSettings, changed: Vec<&'static str>) -> SaveOutcome {
@@ -428,6 +454,7 @@ fn test_message(
         subject: format!("{instance} Mail Test"),
         text: format!("{instance} mail is working!"),
         html: None,
+        message_id: None,
     })
 }
 
@@ -456,6 +483,15 @@ pub async fn send_test(form: SmtpForm) -> Result<String, AppError> {
         let message = test_message(&state, from, &admin)?;
         crate::mail::ssr::deliver(&target, mail, &state.shared.tokens, Some(&message)).await
     };
+    let record = crate::outbox::ssr::NewMail {
+        kind: "test",
+        to_addr: admin.email.clone(),
+        to_name: Some(admin.name.clone()),
+        subject: format!("{} Mail Test", state.settings().instance_name),
+        text: format!("{} mail is working!", state.settings().instance_name),
+        html: String::new(),
+    };
+    crate::outbox::ssr::record_sent_now(&state, record, &result).await;
     match result {
         Ok(()) => {
             tracing::info!(admin = %admin.id, "test email sent");

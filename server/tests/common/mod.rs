@@ -44,6 +44,12 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         smtp_timeout_secs: 6,
         default_from: "no-reply@mailroom.localhost".into(),
         node_id: None,
+        outbox_max_attempts: 5,
+        outbox_retry_base_ms: 100,
+        outbox_lease_secs: 5,
+        outbox_concurrency: 4,
+        invite_hours: 72,
+        reset_per_hour: NonZeroU32::new(1000).unwrap(),
     }
 }
 

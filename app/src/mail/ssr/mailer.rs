@@ -129,26 +129,27 @@ impl Mailer {
     }
 }
 
-/// The Mailer for the saved settings, rebuilt only when their version changes.
+/// The Mailer for the saved settings, rebuilt only when their version (or the OAuth 2.0 token)
+/// changes: the key says which.
 #[derive(Default)]
 pub struct MailerCache {
-    current: AsyncMutex<Option<(i64, Arc<Mailer>)>>,
+    current: AsyncMutex<Option<(String, Arc<Mailer>)>>,
 }
 
 impl MailerCache {
     pub async fn get_or_build(
         &self,
-        version: i64,
+        key: String,
         build: impl AsyncFnOnce() -> Result<Mailer, SmtpFailure>,
     ) -> Result<Arc<Mailer>, SmtpFailure> {
         let mut current = self.current.lock().await;
         if let Some((built_for, mailer)) = current.as_ref()
-            && *built_for == version
+            && *built_for == key
         {
             return Ok(mailer.clone());
         }
         let mailer = Arc::new(build().await?);
-        *current = Some((version, mailer.clone()));
+        *current = Some((key, mailer.clone()));
         Ok(mailer)
     }
 

@@ -80,6 +80,8 @@ pub struct OutgoingMessage {
     pub subject: String,
     pub text: String,
     pub html: Option<String>,
+    /// Kept from the outbox so a retried message keeps its Message-ID; generated when `None`.
+    pub message_id: Option<String>,
 }
 
 impl OutgoingMessage {
@@ -88,13 +90,18 @@ impl OutgoingMessage {
             .from(self.from.clone())
             .to(self.to.clone())
             .subject(self.subject.clone())
-            .message_id(Some(format!("<{}@mailroom>", crate::auth::ssr::random_token(16))));
+            .message_id(Some(self.message_id.clone().unwrap_or_else(new_message_id)));
         let built = match &self.html {
             Some(html) => builder.multipart(MultiPart::alternative_plain_html(self.text.clone(), html.clone())),
             None => builder.header(ContentType::TEXT_PLAIN).body(self.text.clone()),
         };
         built.map_err(|err| SmtpFailure::Other { detail: format!("cannot build the message: {err}") })
     }
+}
+
+/// A globally unique Message-ID: 128 random bits at a name of our own.
+pub fn new_message_id() -> String {
+    format!("<{}@mailroom.localhost>", crate::auth::ssr::random_token(16))
 }
 
 pub fn tls_parameters(host: &SmtpHost, min: MinTlsVersion, config: &MailConfig) -> Result<TlsParameters, SmtpFailure> {

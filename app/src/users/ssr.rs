@@ -1,0 +1,158 @@
+//! Users and their one-time links (invitation, password reset).
+
+use super::UserEntry;
+use crate::{
+    auth::ssr::{fingerprint, hash_password, normalize_email, random_token, require_admin},
+    db::now_ms,
+    error::{AppError, FieldErrors},
+    outbox::{
+        ssr::{public_base, wake},
+        templates,
+    },
+    state::app_state,
+};
+use surrealdb::types::{RecordId, SurrealValue};
+
+pub async fn list() -> Result<Vec<UserEntry>, AppError> {
+    require_admin().await?;
+    let state = app_state()?;
+    let mut response = state
+        .db()
+        .query("SELECT record::id(id) AS id, name, email, role, password_hash != NONE AS active FROM user ORDER BY created_at")
+        .await?;
+    Ok(response.take(0)?)
+}
+
+pub async fn create(name: String, email: String, role: String) -> Result<String, AppError> {
+    let admin = require_admin().await?;
+    let state = app_state()?;
+    let mut errors = FieldErrors::new();
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.chars().any(char::is_control) || name.chars().count() > 100 {
+        errors.add("name", "Enter a name (at most 100 characters).");
+    }
+    let email = normalize_email(&email);
+    if email.parse::<lettre::Address>().is_err() {
+        errors.add("email", "Enter an email address like name@example.com.");
+    }
+    if role != "user" && role != "admin" {
+        errors.add("role", "Choose User or Admin.");
+    }
+    errors.into_result()?;
+
+    let token = random_token(32);
+    let hours = state.settings().invite_hours;
+    let link = format!("{}/set-password?token={token}", public_base(&state));
+    let instance = &state.settings().instance_name;
+    let mail = templates::invitation(instance, &admin.name, &name, &email, &link, hours).queued();
+    let uid = random_token(16);
+    let now = now_ms();
+    // The outbox row goes first: if creating the user fails, the transaction takes it back.
+    let result = state
+        .db()
+        .query(
+            "BEGIN TRANSACTION;
+             CREATE outbox CONTENT $mail;
+             CREATE $user CONTENT { email: $email, name: $name, role: $role, password_hash: NONE, created_at: $now };
+             CREATE $token CONTENT { user: $uid, purpose: 'invite', expires_at: $expires, used_at: NONE };
+             COMMIT TRANSACTION;",
+        )
+        .bind(("mail", mail))
+        .bind(("user", RecordId::new("user", uid.as_str())))
+        .bind(("uid", uid.clone()))
+        .bind(("email", email.clone()))
+        .bind(("name", name))
+        .bind(("role", role))
+        .bind(("now", now))
+        .bind(("token", RecordId::new("user_token", fingerprint(&token))))
+        .bind(("expires", now + hours * 3_600_000))
+        .await?
+        .check();
+    match result {
+        Ok(_) => {
+            tracing::info!(admin = %admin.id, user = %uid, "user created and invited");
+            wake(&state);
+            Ok(email)
+        }
+        Err(err) if err.to_string().contains("user_email") => {
+            Err(AppError::field("email", "A user with this email already exists."))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Sets the password through a one-time link; the link is spent in the same transaction.
+pub async fn set_password(token: String, password: String) -> Result<(), AppError> {
+    if password.chars().count() < crate::auth::MIN_PASSWORD_LEN {
+        return Err(AppError::field("password", format!("Use at least {} characters.", crate::auth::MIN_PASSWORD_LEN)));
+    }
+    let state = app_state()?;
+    let hash = hash_password(password).await?;
+    let result = state
+        .db()
+        .query(
+            "BEGIN TRANSACTION;
+             LET $link = (SELECT * FROM ONLY $token);
+             IF $link = NONE OR $link.used_at != NONE OR $link.expires_at < $now { THROW 'link not usable' };
+             UPDATE type::record('user', $link.user) SET password_hash = $hash;
+             UPDATE $token SET used_at = $now;
+             COMMIT TRANSACTION;",
+        )
+        .bind(("token", RecordId::new("user_token", fingerprint(&token))))
+        .bind(("now", now_ms()))
+        .bind(("hash", hash))
+        .await?
+        .check();
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if err.to_string().contains("link not usable") => Err(AppError::Conflict(
+            "This link has expired or was already used. Ask for a new one with \"Forgot password?\".".into(),
+        )),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Queues a reset link when the address belongs to a user. The answer is the same either way.
+pub async fn request_reset(email: String) -> Result<(), AppError> {
+    let state = app_state()?;
+    let email = normalize_email(&email);
+    state.shared.reset_by_ip.check(&crate::auth::ssr::client_ip())?;
+    state.shared.reset_by_email.check(&email)?;
+    let mut response = state
+        .db()
+        .query("SELECT record::id(id) AS id, name FROM user WHERE email = $email LIMIT 1")
+        .bind(("email", email.clone()))
+        .await?;
+    let found: Option<(String, String)> =
+        response.take::<Vec<ResetUser>>(0)?.into_iter().next().map(|u| (u.id, u.name));
+    let Some((uid, name)) = found else {
+        tracing::info!("password reset asked for an unknown address");
+        return Ok(());
+    };
+    let token = random_token(32);
+    let link = format!("{}/set-password?token={token}", public_base(&state));
+    let mail = templates::password_reset(&state.settings().instance_name, &name, &email, &link).queued();
+    let now = now_ms();
+    state
+        .db()
+        .query(
+            "BEGIN TRANSACTION;
+             CREATE $token CONTENT { user: $uid, purpose: 'reset', expires_at: $expires, used_at: NONE };
+             CREATE outbox CONTENT $mail;
+             COMMIT TRANSACTION;",
+        )
+        .bind(("token", RecordId::new("user_token", fingerprint(&token))))
+        .bind(("uid", uid))
+        .bind(("expires", now + 3_600_000))
+        .bind(("mail", mail))
+        .await?
+        .check()?;
+    wake(&state);
+    Ok(())
+}
+
+#[derive(Debug, SurrealValue)]
+struct ResetUser {
+    id: String,
+    name: String,
+}
