@@ -48,6 +48,20 @@ pub async fn apply_schema(db: &Db) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Like `IndexedResults::check`, but for a transaction answers the statement that failed it
+/// (the others only say "not executed due to a failed transaction").
+pub fn check_transaction(
+    mut response: surrealdb::IndexedResults,
+) -> Result<surrealdb::IndexedResults, surrealdb::Error> {
+    let mut errors: Vec<(usize, surrealdb::Error)> = response.take_errors().into_iter().collect();
+    if errors.is_empty() {
+        return Ok(response);
+    }
+    errors.sort_by_key(|(index, _)| *index);
+    let cause = errors.iter().position(|(_, e)| !e.to_string().contains("failed transaction")).unwrap_or_default();
+    Err(errors.swap_remove(cause).1)
+}
+
 /// Milliseconds since the Unix epoch: how every timestamp is stored.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()

@@ -175,7 +175,7 @@ pub async fn record_sent_now(state: &AppState, mail: NewMail, result: &Result<()
         .bind(("ok", result.is_ok()))
         .bind(("error", row.last_error.clone()))
         .await
-        .and_then(|r| r.check());
+        .and_then(crate::db::check_transaction);
     if let Err(err) = written {
         tracing::error!(error = %err, "cannot record the test email in the outbox");
     }
@@ -366,7 +366,7 @@ async fn settle(state: &AppState, id: &str, row: &OutboxRow, result: Result<(), 
         .bind(("node", state.settings().node_id.clone()))
         .bind(("ok", result.is_ok()))
         .await
-        .and_then(|r| r.check());
+        .and_then(crate::db::check_transaction);
     if let Err(err) = written {
         tracing::error!(error = %err, message = id, "cannot record a delivery attempt");
     }

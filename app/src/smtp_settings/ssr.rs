@@ -366,10 +366,11 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
         .bind(("fields", fields.clone()))
         .bind(("version", next.version))
         .bind(("notices", notices))
-        .await?
-        .check();
+        .await
+        .and_then(crate::db::check_transaction);
     if let Err(err) = written {
         let text = err.to_string();
+        tracing::debug!(error = %text, "SMTP settings transaction failed");
         if text.contains("stale settings version") || text.to_lowercase().contains("conflict") {
             return Err(conflict(load_stored(state.db()).await?.as_ref()));
         }

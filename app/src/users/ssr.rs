@@ -54,7 +54,7 @@ pub async fn create(name: String, email: String, role: String) -> Result<String,
             "BEGIN TRANSACTION;
              CREATE outbox CONTENT $mail;
              CREATE $user CONTENT { email: $email, name: $name, role: $role, password_hash: NONE, created_at: $now };
-             CREATE $token CONTENT { user: $uid, purpose: 'invite', expires_at: $expires, used_at: NONE };
+             CREATE $link_id CONTENT { user: $uid, purpose: 'invite', expires_at: $expires, used_at: NONE };
              COMMIT TRANSACTION;",
         )
         .bind(("mail", mail))
@@ -64,10 +64,10 @@ pub async fn create(name: String, email: String, role: String) -> Result<String,
         .bind(("name", name))
         .bind(("role", role))
         .bind(("now", now))
-        .bind(("token", RecordId::new("user_token", fingerprint(&token))))
+        .bind(("link_id", RecordId::new("user_token", fingerprint(&token))))
         .bind(("expires", now + hours * 3_600_000))
-        .await?
-        .check();
+        .await
+        .and_then(crate::db::check_transaction);
     match result {
         Ok(_) => {
             tracing::info!(admin = %admin.id, user = %uid, "user created and invited");
@@ -92,17 +92,17 @@ pub async fn set_password(token: String, password: String) -> Result<(), AppErro
         .db()
         .query(
             "BEGIN TRANSACTION;
-             LET $link = (SELECT * FROM ONLY $token);
+             LET $link = (SELECT * FROM ONLY $link_id);
              IF $link = NONE OR $link.used_at != NONE OR $link.expires_at < $now { THROW 'link not usable' };
              UPDATE type::record('user', $link.user) SET password_hash = $hash;
-             UPDATE $token SET used_at = $now;
+             UPDATE $link_id SET used_at = $now;
              COMMIT TRANSACTION;",
         )
-        .bind(("token", RecordId::new("user_token", fingerprint(&token))))
+        .bind(("link_id", RecordId::new("user_token", fingerprint(&token))))
         .bind(("now", now_ms()))
         .bind(("hash", hash))
-        .await?
-        .check();
+        .await
+        .and_then(crate::db::check_transaction);
     match result {
         Ok(_) => Ok(()),
         Err(err) if err.to_string().contains("link not usable") => Err(AppError::Conflict(
@@ -137,16 +137,16 @@ pub async fn request_reset(email: String) -> Result<(), AppError> {
         .db()
         .query(
             "BEGIN TRANSACTION;
-             CREATE $token CONTENT { user: $uid, purpose: 'reset', expires_at: $expires, used_at: NONE };
+             CREATE $link_id CONTENT { user: $uid, purpose: 'reset', expires_at: $expires, used_at: NONE };
              CREATE outbox CONTENT $mail;
              COMMIT TRANSACTION;",
         )
-        .bind(("token", RecordId::new("user_token", fingerprint(&token))))
+        .bind(("link_id", RecordId::new("user_token", fingerprint(&token))))
         .bind(("uid", uid))
         .bind(("expires", now + 3_600_000))
         .bind(("mail", mail))
-        .await?
-        .check()?;
+        .await
+        .and_then(crate::db::check_transaction)?;
     wake(&state);
     Ok(())
 }

@@ -67,6 +67,7 @@ pub struct PeerOptions {
     pub auth_fail_text: Option<&'static str>,
     pub reject_sender: Option<&'static str>,
     pub reject_recipient: Option<&'static str>,
+    pub tempfail_first: u32,
 }
 
 /// aiosmtpd in a child process; killed on drop.
@@ -78,6 +79,10 @@ pub struct SmtpPeer {
 
 #[derive(Debug, serde::Deserialize)]
 pub struct Received {
+    pub message_id: String,
+    pub subject: String,
+    /// The decoded text/plain part.
+    pub text: String,
     pub from: String,
     pub to: Vec<String>,
     pub data: String,
@@ -111,11 +116,21 @@ impl SmtpPeer {
         if let Some(recipient) = options.reject_recipient {
             command.args(["--reject-recipient", recipient]);
         }
+        if options.tempfail_first > 0 {
+            command.args(["--tempfail-first", &options.tempfail_first.to_string()]);
+        }
         let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", python().display()));
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let port = line.trim().strip_prefix("READY ").and_then(|p| p.parse().ok()).expect("aiosmtpd printed READY");
         Self { port, mbox, child }
+    }
+
+    /// Stops (SIGSTOP) or resumes (SIGCONT) the peer: a server that accepts connections and
+    /// then says nothing.
+    pub fn pause(&self, paused: bool) {
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        Command::new("kill").arg(signal).arg(self.child.id().to_string()).status().unwrap();
     }
 
     pub fn received(&self) -> Vec<Received> {

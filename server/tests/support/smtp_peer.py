@@ -7,6 +7,8 @@ checking the bearer token; optional TLS 1.2 cap, sender/recipient rejection and 
 import argparse
 import asyncio
 import base64
+import email
+import email.policy
 import json
 import ssl
 
@@ -25,6 +27,7 @@ parser.add_argument("--token", default="", help="the XOAUTH2 bearer token to acc
 parser.add_argument("--auth-fail-text", default="")
 parser.add_argument("--reject-sender", default="")
 parser.add_argument("--reject-recipient", default="")
+parser.add_argument("--tempfail-first", type=int, default=0, help="answer 421 to the first N MAIL commands")
 parser.add_argument("--mbox", required=True)
 args = parser.parse_args()
 
@@ -36,7 +39,12 @@ mechanisms = [m.strip().upper() for m in args.auth.split(",") if m.strip()]
 
 
 class Handler:
+    tempfails_left = args.tempfail_first
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if Handler.tempfails_left > 0:
+            Handler.tempfails_left -= 1
+            return "421 4.7.0 Try again later, closing connection"
         if args.reject_sender and address == args.reject_sender:
             return "550 5.7.1 Sender address rejected: not owned by user"
         envelope.mail_from = address
@@ -50,7 +58,12 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        parsed = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
+        plain = parsed.get_body(preferencelist=("plain",))
         record = {
+            "message_id": parsed.get("Message-ID", ""),
+            "subject": parsed.get("Subject", ""),
+            "text": plain.get_content() if plain is not None else "",
             "from": envelope.mail_from,
             "to": envelope.rcpt_tos,
             "data": envelope.content.decode("utf-8", "replace"),

@@ -97,6 +97,17 @@ pub fn classify_response(response: &Response, step: Step) -> SmtpFailure {
 }
 
 fn classify_code(code: u16, text: String, step: Step) -> SmtpFailure {
+    // The pooled transport reports no step: read the enhanced status code (RFC 3463) and text.
+    let lower = text.to_lowercase();
+    let step = match step {
+        Step::Data if (500..600).contains(&code) && (text.starts_with("5.1.1") || lower.contains("recipient")) => {
+            Step::RcptTo
+        }
+        Step::Data if (500..600).contains(&code) && (text.starts_with("5.1.7") || lower.contains("sender")) => {
+            Step::MailFrom
+        }
+        other => other,
+    };
     match (code, step) {
         (421, _) => SmtpFailure::ServiceUnavailable { code, text },
         (500..=599, Step::Auth) => SmtpFailure::AuthRejected { code, text },

@@ -1,0 +1,271 @@
+//! The outbox: retries, permanent failures, one-time links, the same answer for unknown
+//! addresses, one transaction with the change, and durability across `kill -9`.
+
+mod common;
+mod support;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::*;
+
+fn plain_form(port: u16) -> Value {
+    json!({
+        "mode": "Custom", "host": "127.0.0.1", "port": port.to_string(), "from": "Mailroom <mail@example.com>",
+        "tls_enabled": false, "tls_version": "Tls12", "tls_mode": "StartTls", "auth_type": "Basic",
+        "username": "", "password": "", "client_id": "", "client_secret": "", "token_url": "", "scope": ""
+    })
+}
+
+async fn save(base: &str, client: &reqwest::Client, form: Value) {
+    let view: Value = client.post(format!("{base}/api/smtp_load")).send().await.unwrap().json().await.unwrap();
+    let response = client
+        .post(format!("{base}/api/smtp_save"))
+        .json(&json!({ "form": form, "version": view["version"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+async fn outbox(base: &str, client: &reqwest::Client) -> Vec<Value> {
+    let list: Value =
+        client.post(format!("{base}/api/outbox_list")).form(&[("", "")]).send().await.unwrap().json().await.unwrap();
+    list.as_array().cloned().unwrap_or_else(|| panic!("{list}"))
+}
+
+/// Polls until `done` holds for the outbox (at most `secs`).
+async fn wait_outbox(base: &str, client: &reqwest::Client, secs: u64, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let list = outbox(base, client).await;
+        if done(&list) {
+            return list;
+        }
+        assert!(std::time::Instant::now() < deadline, "the outbox never got there: {list:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn notices(list: &[Value]) -> Vec<&Value> {
+    list.iter().filter(|m| m["kind"] == "admin_notice").collect()
+}
+
+#[tokio::test]
+async fn a_421_is_retried_and_the_message_delivered_once() {
+    let app = spawn_app().await;
+    let admin = app.admin_client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let peer = SmtpPeer::start(dir.path(), None, PeerOptions { tempfail_first: 1, ..Default::default() });
+    save(&app.url(""), &admin, plain_form(peer.port)).await;
+    let list = wait_outbox(&app.url(""), &admin, 20, |l| notices(l).iter().any(|m| m["status"] == "sent")).await;
+    let notice = notices(&list)[0];
+    assert_eq!(notice["attempts"], 2, "{notice}");
+    let received = peer.received();
+    assert_eq!(received.len(), 1, "delivered once: {received:?}");
+    assert!(received[0].subject.starts_with("SMTP settings were changed by"), "{}", received[0].subject);
+    assert!(received[0].text.contains("Email Server") && received[0].text.contains("Port"), "{}", received[0].text);
+    assert!(!received[0].text.contains("password"), "no secret values, only field names");
+}
+
+#[tokio::test]
+async fn a_550_stops_as_failed_with_the_reason_and_retry_now_tries_again() {
+    let app = spawn_app().await;
+    let admin = app.admin_client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let peer =
+        SmtpPeer::start(dir.path(), None, PeerOptions { reject_recipient: Some(ADMIN_EMAIL), ..Default::default() });
+    save(&app.url(""), &admin, plain_form(peer.port)).await;
+    let list = wait_outbox(&app.url(""), &admin, 20, |l| notices(l).iter().any(|m| m["status"] == "failed")).await;
+    let notice = notices(&list)[0].clone();
+    assert_eq!(notice["attempts"], 1);
+    assert!(notice["last_error"].as_str().unwrap().contains("550"), "{notice}");
+    assert!(notice["last_hint"].as_str().unwrap().contains("recipient"), "{notice}");
+
+    let id = notice["id"].as_str().unwrap();
+    let retried = admin.post(app.url("/api/outbox_retry")).form(&[("id", id)]).send().await.unwrap();
+    assert_eq!(retried.status(), StatusCode::OK);
+    let list = wait_outbox(&app.url(""), &admin, 20, |l| notices(l).iter().any(|m| m["attempts"] == 2)).await;
+    assert_eq!(notices(&list)[0]["status"], "failed");
+    let again = admin.post(app.url("/api/outbox_retry")).form(&[("id", "no-such-message")]).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+}
+
+/// The one-time link in the newest local-mailbox message to `to`.
+async fn link_in_mailbox(app: &TestApp, admin: &reqwest::Client, to: &str) -> String {
+    for _ in 0..100 {
+        let list: Value = app.call(admin, "mailbox_list", &[]).await.json().await.unwrap();
+        if let Some(entry) = list.as_array().unwrap().iter().find(|m| m["to_addr"].as_str().unwrap().contains(to)) {
+            let id = entry["id"].as_str().unwrap();
+            let message: Value = app.call(admin, "mailbox_read", &[("id", id)]).await.json().await.unwrap();
+            let text = message["text"].as_str().unwrap();
+            let start = text.find("http://").expect("a link");
+            return text[start..].split_whitespace().next().unwrap().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no mail to {to} in the mailbox");
+}
+
+fn token_of(link: &str) -> String {
+    link.split("token=").nth(1).unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_invitation_link_sets_the_password_once_and_expires() {
+    let app = spawn_app().await;
+    let admin = app.admin_client().await;
+    let created =
+        app.call(&admin, "users_create", &[("name", "Nia New"), ("email", "nia@example.com"), ("role", "user")]).await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let link = link_in_mailbox(&app, &admin, "nia@example.com").await;
+    assert!(link.starts_with(&format!("http://{}/set-password?token=", app.addr)), "{link}");
+    let token = token_of(&link);
+
+    let short = app.call(&app.client(), "password_set", &[("token", &token), ("password", "short")]).await;
+    assert_eq!(short.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let set = app.call(&app.client(), "password_set", &[("token", &token), ("password", "nia's long password")]).await;
+    assert_eq!(set.status(), StatusCode::OK);
+    let user = app.client();
+    assert_eq!(app.sign_in(&user, "nia@example.com", "nia's long password").await.status(), StatusCode::OK);
+    let reused =
+        app.call(&app.client(), "password_set", &[("token", &token), ("password", "another long password")]).await;
+    assert_eq!(reused.status(), StatusCode::CONFLICT, "the link works once");
+
+    app.call(&admin, "users_create", &[("name", "Old Link"), ("email", "old@example.com"), ("role", "user")]).await;
+    let stale = token_of(&link_in_mailbox(&app, &admin, "old@example.com").await);
+    app.state
+        .db()
+        .query("UPDATE user_token SET expires_at = 0 WHERE purpose = 'invite' AND used_at = NONE")
+        .await
+        .unwrap();
+    let expired =
+        app.call(&app.client(), "password_set", &[("token", &stale), ("password", "a long enough password")]).await;
+    assert_eq!(expired.status(), StatusCode::CONFLICT, "the link expires");
+}
+
+#[tokio::test]
+async fn a_reset_answers_the_same_for_unknown_addresses_and_its_link_works() {
+    let app = spawn_app().await;
+    let admin = app.admin_client().await;
+    let known = app.call(&app.client(), "password_reset", &[("email", ADMIN_EMAIL)]).await;
+    let unknown = app.call(&app.client(), "password_reset", &[("email", "nobody@example.com")]).await;
+    assert_eq!(known.status(), unknown.status());
+    assert_eq!(known.text().await.unwrap(), unknown.text().await.unwrap());
+
+    let link = link_in_mailbox(&app, &admin, ADMIN_EMAIL).await;
+    let set = app
+        .call(&app.client(), "password_set", &[("token", &token_of(&link)), ("password", "a brand new password")])
+        .await;
+    assert_eq!(set.status(), StatusCode::OK);
+    assert_eq!(app.sign_in(&app.client(), ADMIN_EMAIL, "a brand new password").await.status(), StatusCode::OK);
+    let list: Value = app.call(&admin, "mailbox_list", &[]).await.json().await.unwrap();
+    assert!(!list.to_string().contains("nobody@example.com"), "no mail for an unknown address");
+}
+
+#[tokio::test]
+async fn resets_are_rate_limited_per_address() {
+    let app = spawn_app_with(|c| c.reset_per_hour = std::num::NonZeroU32::new(2).unwrap()).await;
+    for _ in 0..2 {
+        assert_eq!(
+            app.call(&app.client(), "password_reset", &[("email", "x@example.com")]).await.status(),
+            StatusCode::OK
+        );
+    }
+    let limited = app.call(&app.client(), "password_reset", &[("email", "x@example.com")]).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn no_invitation_is_queued_when_creating_the_user_fails() {
+    let app = spawn_app().await;
+    let admin = app.admin_client().await;
+    let before = outbox(&app.url(""), &admin).await.len();
+    let duplicate =
+        app.call(&admin, "users_create", &[("name", "Twin"), ("email", ADMIN_EMAIL), ("role", "user")]).await;
+    assert_eq!(duplicate.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = duplicate.json().await.unwrap();
+    assert_eq!(body["detail"]["email"], "A user with this email already exists.");
+    assert_eq!(outbox(&app.url(""), &admin).await.len(), before, "the outbox row went with the failed transaction");
+}
+
+/// Starts the server binary; answers the child and its base URL.
+fn start_server(data: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(server_binary())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MAILROOM_BIND", "127.0.0.1:0")
+        .env("MAILROOM_DATABASE_URL", format!("surrealkv://{}", data.join("db").display()))
+        .env("MAILROOM_SECRET_KEY_FILE", data.join("secret.key"))
+        .env("MAILROOM_ADMIN_EMAIL", ADMIN_EMAIL)
+        .env("MAILROOM_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("MAILROOM_SMTP_TIMEOUT_SECS", "2")
+        .env("MAILROOM_OUTBOX_RETRY_BASE_MS", "200")
+        .env("MAILROOM_OUTBOX_LEASE_SECS", "3")
+        .env("MAILROOM_OUTBOX_MAX_ATTEMPTS", "100")
+        .env("MAILROOM_SMTP_ACTIONS_PER_MINUTE", "1000")
+        .current_dir(data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    (child, line.trim().rsplit(' ').next().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn queued_mail_survives_kill_9_and_every_message_arrives() {
+    const MESSAGES: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let peer = SmtpPeer::start(dir.path(), None, PeerOptions::default());
+    let (mut first, base) = start_server(dir.path());
+    let admin = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let form = [("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)];
+    assert!(admin.post(format!("{base}/api/login")).form(&form).send().await.unwrap().status().is_success());
+    peer.pause(true);
+    save(&base, &admin, plain_form(peer.port)).await;
+    let mut expected = std::collections::BTreeSet::new();
+    for n in 0..MESSAGES {
+        let email = format!("user{n}@example.com");
+        let created = admin
+            .post(format!("{base}/api/users_create"))
+            .form(&[("name", format!("User {n}")), ("email", email.clone()), ("role", "user".into())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::OK, "{n}");
+        expected.insert(email);
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+
+    let (mut second, base) = start_server(dir.path());
+    peer.pause(false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let invitations = loop {
+        let arrived: Vec<Received> =
+            peer.received().into_iter().filter(|m| m.subject.starts_with("You are invited")).collect();
+        let unique: std::collections::BTreeSet<String> = arrived.iter().flat_map(|m| m.to.clone()).collect();
+        if unique.len() >= MESSAGES || std::time::Instant::now() > deadline {
+            break arrived;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let arrived: std::collections::BTreeSet<String> = invitations.iter().flat_map(|m| m.to.clone()).collect();
+    let missing: Vec<&String> = expected.difference(&arrived).collect();
+    let by_id: std::collections::BTreeSet<&String> = invitations.iter().map(|m| &m.message_id).collect();
+    let duplicates = invitations.len() - by_id.len();
+    println!(
+        "durability: queued {MESSAGES}, arrived {} distinct, {} deliveries, {duplicates} duplicates, {} lost",
+        arrived.len(),
+        invitations.len(),
+        missing.len()
+    );
+    assert!(missing.is_empty(), "lost: {missing:?}");
+    let _ = base;
+}
