@@ -1,16 +1,5 @@
 import { test, expect, type Page } from '@playwright/test';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { ADMIN, PEER, fillPeerSettings, hydrated, signIn } from './helpers';
-
-const port = Number(process.env.MAILROOM_E2E_PORT ?? 3210);
-const mbox = path.join(os.tmpdir(), `mailroom-e2e-${port}`, 'mbox.jsonl');
-
-function received(): { from: string; to: string[]; data: string; tls: boolean }[] {
-  if (!fs.existsSync(mbox)) return [];
-  return fs.readFileSync(mbox, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
-}
+import { ADMIN, PEER, fillPeerSettings, hydrated, received, signIn } from './helpers';
 
 async function openSmtpPage(page: Page) {
   await signIn(page, ADMIN);

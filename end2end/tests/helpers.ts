@@ -1,4 +1,7 @@
 import { expect, type Page } from '@playwright/test';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 
 export const ADMIN = { email: 'admin@example.com', password: 'e2e admin password' };
 export const USER = { email: 'user@example.com', password: 'e2e user password' };
@@ -32,4 +35,24 @@ export async function fillPeerSettings(page: Page, password: string) {
   await page.getByLabel('Authentication type').selectOption({ label: 'Basic Authentication' });
   await page.getByLabel('Username').fill(PEER.user);
   await page.getByLabel('Password', { exact: true }).fill(password);
+}
+
+export type Received = { message_id: string; subject: string; text: string; from: string; to: string[]; data: string; tls: boolean };
+
+/** Everything the e2e peer has accepted so far. */
+export function received(): Received[] {
+  const mbox = path.join(os.tmpdir(), `mailroom-e2e-${PEER.port - 15}`, 'mbox.jsonl');
+  if (!fs.existsSync(mbox)) return [];
+  return fs.readFileSync(mbox, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+/** Waits for a mail to `to` whose subject starts with `subject`; answers the link in it. */
+export async function linkInMail(to: string, subject: string): Promise<string> {
+  let link = '';
+  await expect(async () => {
+    const mail = received().filter((m) => m.to.includes(to) && m.subject.startsWith(subject)).pop();
+    expect(mail, `a mail "${subject}" to ${to}`).toBeTruthy();
+    link = mail!.text.match(/http:\/\/\S+/)![0];
+  }).toPass({ timeout: 20_000 });
+  return link;
 }
