@@ -11,6 +11,9 @@ mkdir -p "$CARGO_TARGET_DIR"
 # A fresh clone (CI) builds its workspace crates at a new path: incremental caches for them are
 # never reused and cost gigabytes.
 if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
+# Each clone links its own test binaries (~700 MB each, debug): drop the ones no build has
+# touched for an hour so the shared cache does not fill the disk. Libraries stay; relinking is cheap.
+find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -executable -size +100M -mmin +60 -delete 2>/dev/null || true
 export PATH="$HOME/.cargo/bin:$PATH"
 
 CARGO_LEPTOS_VERSION=0.3.10
