@@ -48,7 +48,7 @@ pub struct Shared {
     pub login_by_ip: Limiter,
     pub smtp_by_admin: Limiter,
     pub smtp_instance: Limiter,
-    pub tokens: crate::mail::ssr::oauth::TokenCache,
+    pub tokens: Arc<crate::mail::ssr::oauth::TokenCache>,
     pub mailers: crate::mail::ssr::MailerCache,
     /// Every change of the SMTP health, for the open admin streams.
     pub health_tx: tokio::sync::broadcast::Sender<crate::smtp_health::SmtpHealth>,

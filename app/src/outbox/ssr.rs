@@ -205,6 +205,7 @@ pub async fn active_mailer(state: &AppState) -> Result<(Arc<Mailer>, i64, Mailbo
         .from_mailbox
         .parse::<Mailbox>()
         .map_err(|e| SmtpFailure::Other { detail: format!("the saved From cannot be used: {e}") })?;
+    // A new token (or new settings) means a new pool: the connections log in with it.
     let token = match &target.auth {
         TargetAuth::OAuth2 { .. } => Some(state.shared.tokens.token(&target, mail, false).await?),
         _ => None,
@@ -212,11 +213,8 @@ pub async fn active_mailer(state: &AppState) -> Result<(Arc<Mailer>, i64, Mailbo
     let token_mark = token.as_ref().map(|t| crate::auth::ssr::fingerprint(t.expose_secret())).unwrap_or_default();
     let key = format!("custom:{}:{token_mark}", stored.version);
     let concurrency = state.settings().outbox.concurrency as u32;
-    let mailer = state
-        .shared
-        .mailers
-        .get_or_build(key, async || Mailer::smtp(target, mail, token.as_ref(), concurrency.max(1)))
-        .await?;
+    let tokens = state.shared.tokens.clone();
+    let mailer = state.shared.mailers.get_or_build(key, async || Ok(Mailer::smtp(target, tokens, concurrency))).await?;
     Ok((mailer, stored.version, from))
 }
 

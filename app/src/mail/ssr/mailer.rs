@@ -1,27 +1,20 @@
 //! The one Mailer of the server: an enum of backends, built once per saved-settings version
 //! (not per send) and swapped when the settings change.
 
-use super::{MailConfig, OutgoingMessage, SmtpTarget, TargetAuth, classify::classify, mailbox};
+use super::{MailConfig, OutgoingMessage, SmtpTarget, mailbox, oauth::TokenCache, open, transmit};
 use crate::{
     mail::{SmtpFailure, Step},
-    smtp_settings::types::TlsMode,
     state::Db,
 };
 use lettre::{
-    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
-    transport::smtp::{
-        PoolConfig,
-        authentication::{Credentials, Mechanism},
-        client::Tls,
-    },
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor, transport::smtp::client::AsyncSmtpConnection,
 };
-use secrecy::ExposeSecret;
 use std::sync::{Arc, Mutex};
-use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 
 pub enum Mailer {
     /// The admin's own SMTP server, with pooled connections.
-    Smtp { target: SmtpTarget, transport: AsyncSmtpTransport<Tokio1Executor> },
+    Smtp { target: SmtpTarget, pool: SmtpPool },
     /// The default service pointed at `MAILROOM_DEFAULT_SMTP_URL`.
     Relay { transport: AsyncSmtpTransport<Tokio1Executor> },
     /// The default service without a relay: mail is stored and shown under Admin > Mailbox.
@@ -44,40 +37,12 @@ impl Mailer {
         }
     }
 
-    /// A pooled transport for `target`; OAuth 2.0 targets need a current `token`.
-    pub fn smtp(
-        target: SmtpTarget,
-        config: &MailConfig,
-        token: Option<&secrecy::SecretString>,
-        pool_size: u32,
-    ) -> Result<Self, SmtpFailure> {
-        let host = target.host.to_string();
-        let tls = if target.tls.enabled {
-            let params = super::tls_parameters(&target.host, target.tls.min_version, config)?;
-            if target.tls.mode == TlsMode::Implicit { Tls::Wrapper(params) } else { Tls::Required(params) }
-        } else {
-            Tls::None
-        };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-            .port(target.port)
-            .tls(tls)
-            .timeout(Some(config.step_timeout))
-            .pool_config(PoolConfig::new().max_size(pool_size));
-        match &target.auth {
-            TargetAuth::None => {}
-            TargetAuth::Basic { username, password } => {
-                builder = builder
-                    .credentials(Credentials::new(username.clone(), password.expose_secret().to_owned()))
-                    .authentication(vec![Mechanism::Plain, Mechanism::Login]);
-            }
-            TargetAuth::OAuth2 { username, .. } => {
-                let token = token.ok_or_else(|| SmtpFailure::Other { detail: "no OAuth 2.0 token".into() })?;
-                builder = builder
-                    .credentials(Credentials::new(username.clone(), token.expose_secret().to_owned()))
-                    .authentication(vec![Mechanism::Xoauth2]);
-            }
-        }
-        Ok(Self::Smtp { target, transport: builder.build() })
+    /// A pool of up to `pool_size` connections to `target`, opened (and logged in, with tokens
+    /// from `tokens`) the step-wise way, so failures keep their step and DATA is one write.
+    pub fn smtp(target: SmtpTarget, tokens: Arc<TokenCache>, pool_size: u32) -> Self {
+        let pool =
+            SmtpPool { idle: AsyncMutex::new(Vec::new()), permits: Semaphore::new(pool_size.max(1) as usize), tokens };
+        Self::Smtp { target, pool }
     }
 
     /// Connects (and logs in) without sending: the health check of a transport.
@@ -88,12 +53,7 @@ impl Mailer {
             async move { tokio::time::timeout(limit, transport.test_connection()).await }
         };
         match self {
-            Self::Smtp { target, transport } => match test(transport).await {
-                Ok(Ok(true)) => Ok(()),
-                Ok(Ok(false)) => Err(SmtpFailure::ConnectionLost { step: Step::Greeting }),
-                Ok(Err(err)) => Err(classify(&err, Step::Greeting, target)),
-                Err(_) => Err(SmtpFailure::Timeout { step: Step::Greeting, secs: limit.as_secs().max(1) }),
-            },
+            Self::Smtp { target, pool } => super::deliver(target, config, &pool.tokens, None).await,
             Self::Relay { transport } => match test(transport).await {
                 Ok(Ok(true)) => Ok(()),
                 Ok(Ok(false)) => Err(SmtpFailure::ConnectionLost { step: Step::Greeting }),
@@ -110,11 +70,12 @@ impl Mailer {
         let limit = config.overall_timeout;
         let timed_out = || SmtpFailure::Timeout { step: Step::Data, secs: limit.as_secs().max(1) };
         match self {
-            Self::Smtp { target, transport } => match tokio::time::timeout(limit, transport.send(built)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(err)) => Err(classify(&err, Step::Data, target)),
-                Err(_) => Err(timed_out()),
-            },
+            Self::Smtp { target, pool } => {
+                match tokio::time::timeout(limit, pool.send(target, message, config)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(timed_out()),
+                }
+            }
             Self::Relay { transport } => match tokio::time::timeout(limit, transport.send(built)).await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(err)) => Err(SmtpFailure::Other { detail: format!("default relay: {err}") }),
@@ -126,6 +87,43 @@ impl Mailer {
                 Ok(())
             }
         }
+    }
+}
+
+/// Open SMTP connections kept between messages.
+pub struct SmtpPool {
+    idle: AsyncMutex<Vec<AsyncSmtpConnection>>,
+    permits: Semaphore,
+    tokens: Arc<TokenCache>,
+}
+
+impl SmtpPool {
+    async fn send(
+        &self,
+        target: &SmtpTarget,
+        message: &OutgoingMessage,
+        config: &MailConfig,
+    ) -> Result<(), SmtpFailure> {
+        let _permit = self.permits.acquire().await.map_err(|_| SmtpFailure::Other { detail: "pool closed".into() })?;
+        let reused = self.idle.lock().await.pop();
+        let limit = config.step_timeout;
+        if let Some(mut conn) = reused {
+            if !conn.has_broken() && transmit(&mut conn, message, target, limit).await.is_ok() {
+                self.idle.lock().await.push(conn);
+                return Ok(());
+            }
+            // The server may have closed an idle connection, or refused this message on it:
+            // either way, one more try on a fresh connection says which.
+            conn.abort().await;
+        }
+        let mut conn = open(target, config, &self.tokens).await?;
+        let result = transmit(&mut conn, message, target, limit).await;
+        if result.is_ok() && !conn.has_broken() {
+            self.idle.lock().await.push(conn);
+        } else {
+            conn.abort().await;
+        }
+        result
     }
 }
 

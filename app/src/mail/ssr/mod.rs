@@ -156,6 +156,20 @@ async fn deliver_steps(
     tokens: &oauth::TokenCache,
     message: Option<&OutgoingMessage>,
 ) -> Result<(), SmtpFailure> {
+    let mut conn = open(target, config, tokens).await?;
+    if let Some(message) = message {
+        transmit(&mut conn, message, target, config.step_timeout).await?;
+    }
+    let _ = tokio::time::timeout(config.step_timeout, conn.quit()).await;
+    Ok(())
+}
+
+/// Connects, secures and logs in, one step at a time: a connection ready for MAIL FROM.
+pub async fn open(
+    target: &SmtpTarget,
+    config: &MailConfig,
+    tokens: &oauth::TokenCache,
+) -> Result<AsyncSmtpConnection, SmtpFailure> {
     let limit = config.step_timeout;
     // The token first: a bad client must not cost an SMTP connection.
     let mut token = match &target.auth {
@@ -228,7 +242,17 @@ async fn deliver_steps(
         }
     }
 
-    if let Some(message) = message {
+    Ok(conn)
+}
+
+/// Sends one message on an open connection: MAIL, RCPT, DATA, each step classified.
+pub async fn transmit(
+    conn: &mut AsyncSmtpConnection,
+    message: &OutgoingMessage,
+    target: &SmtpTarget,
+    limit: Duration,
+) -> Result<(), SmtpFailure> {
+    {
         let built = message.build()?;
         let envelope = built.envelope().clone();
         let bytes = built.formatted();
@@ -247,7 +271,6 @@ async fn deliver_steps(
         };
         check_positive(response, Step::Data)?;
     }
-    let _ = tokio::time::timeout(limit, conn.quit()).await;
     Ok(())
 }
 
