@@ -14,7 +14,7 @@ use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 
 pub enum Mailer {
     /// The admin's own SMTP server, with pooled connections.
-    Smtp { target: SmtpTarget, pool: SmtpPool },
+    Smtp { target: Box<SmtpTarget>, pool: Box<SmtpPool> },
     /// The default service pointed at `MAILROOM_DEFAULT_SMTP_URL`.
     Relay { transport: AsyncSmtpTransport<Tokio1Executor> },
     /// The default service without a relay: mail is stored and shown under Admin > Mailbox.
@@ -42,7 +42,7 @@ impl Mailer {
     pub fn smtp(target: SmtpTarget, tokens: Arc<TokenCache>, pool_size: u32) -> Self {
         let pool =
             SmtpPool { idle: AsyncMutex::new(Vec::new()), permits: Semaphore::new(pool_size.max(1) as usize), tokens };
-        Self::Smtp { target, pool }
+        Self::Smtp { target: Box::new(target), pool: Box::new(pool) }
     }
 
     /// Connects (and logs in) without sending: the health check of a transport.
