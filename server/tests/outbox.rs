@@ -269,3 +269,25 @@ async fn queued_mail_survives_kill_9_and_every_message_arrives() {
     assert!(missing.is_empty(), "lost: {missing:?}");
     let _ = base;
 }
+
+#[tokio::test]
+async fn links_point_at_the_server_not_at_the_callers_host_header_and_are_sealed_in_the_outbox() {
+    let app = spawn_app().await;
+    let admin = app.admin_client().await;
+    let poisoned = app
+        .client()
+        .post(app.url("/api/password_reset"))
+        .header("Host", "evil.example")
+        .form(&[("email", ADMIN_EMAIL)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(poisoned.status(), StatusCode::OK);
+    let link = link_in_mailbox(&app, &admin, ADMIN_EMAIL).await;
+    assert!(link.starts_with(&format!("http://{}/set-password?token=", app.addr)), "{link}");
+
+    let mut stored = app.state.db().query("SELECT VALUE text FROM outbox WHERE kind = 'password_reset'").await.unwrap();
+    let bodies: Vec<String> = stored.take(0).unwrap();
+    assert_eq!(bodies.len(), 1);
+    assert!(!bodies[0].contains(&token_of(&link)) && !bodies[0].contains("set-password"), "sealed: {}", bodies[0]);
+}

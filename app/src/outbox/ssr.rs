@@ -15,7 +15,7 @@ use crate::{
         ssr::{Mailer, OutgoingMessage, TargetAuth, new_message_id},
     },
     smtp_health::ssr::DELIVERY,
-    smtp_settings::ssr::{load_stored, target_from},
+    smtp_settings::ssr::{decrypt, encrypt, load_stored, target_from},
     state::{AppState, app_state},
 };
 use futures::StreamExt;
@@ -73,9 +73,10 @@ pub struct OutboxRow {
 }
 
 impl NewMail {
-    /// The record to write, queued for now. Bind it and `CREATE outbox CONTENT $row` inside the
-    /// transaction of the change that causes the mail.
-    pub fn queued(self) -> OutboxRow {
+    /// The record to write, queued for now, its bodies sealed with the instance key (they can
+    /// hold one-time links). Bind it and `CREATE outbox CONTENT $row` inside the transaction of
+    /// the change that causes the mail.
+    pub fn queued(self, key: &[u8; 32]) -> OutboxRow {
         let now = now_ms();
         OutboxRow {
             kind: self.kind.to_owned(),
@@ -83,8 +84,8 @@ impl NewMail {
             to_addr: self.to_addr,
             to_name: self.to_name,
             subject: self.subject,
-            text: self.text,
-            html: self.html,
+            text: encrypt(key, BODY_PURPOSE, &self.text),
+            html: encrypt(key, BODY_PURPOSE, &self.html),
             status: "queued".into(),
             attempts: 0,
             next_attempt_at: now,
@@ -97,6 +98,8 @@ impl NewMail {
         }
     }
 }
+
+const BODY_PURPOSE: &str = "outbox.body";
 
 /// Wakes this node's worker after a commit that queued mail.
 pub fn wake(state: &AppState) {
@@ -148,7 +151,7 @@ pub async fn retry_now(id: String) -> Result<(), AppError> {
 
 /// Records a message sent synchronously (Send Test Email) with its one attempt.
 pub async fn record_sent_now(state: &AppState, mail: NewMail, result: &Result<(), SmtpFailure>) {
-    let mut row = mail.queued();
+    let mut row = mail.queued(state.shared.secret_key.expose_secret());
     row.attempts = 1;
     match result {
         Ok(()) => {
@@ -318,12 +321,18 @@ async fn send(mailer: &Mailer, state: &AppState, row: &OutboxRow, from: Mailbox)
         Ok(address) => Mailbox::new(row.to_name.clone(), address),
         Err(err) => return Err(SmtpFailure::Other { detail: format!("bad recipient {}: {err}", row.to_addr) }),
     };
+    let key = state.shared.secret_key.expose_secret();
+    let open = |sealed: &str| {
+        decrypt(key, BODY_PURPOSE, sealed)
+            .map(|body| body.expose_secret().to_owned())
+            .map_err(|err| SmtpFailure::Other { detail: err.to_string() })
+    };
     let message = OutgoingMessage {
         from,
         to,
         subject: row.subject.clone(),
-        text: row.text.clone(),
-        html: Some(row.html.clone()),
+        text: open(&row.text)?,
+        html: Some(open(&row.html)?),
         message_id: Some(row.message_id.clone()),
     };
     mailer.send(&message, &state.settings().mail).await
@@ -377,13 +386,8 @@ async fn settle(state: &AppState, id: &str, row: &OutboxRow, result: Result<(), 
     }
 }
 
-/// `MAILROOM_PUBLIC_URL`, or the origin the current request came to.
+/// Where links in emails point: `MAILROOM_PUBLIC_URL`, else this server's own address. Never
+/// the request's Host header, which a caller chooses (password-reset poisoning).
 pub fn public_base(state: &AppState) -> String {
-    if let Some(url) = &state.settings().public_origin {
-        return url.clone();
-    }
-    let host = leptos::prelude::use_context::<http::request::Parts>()
-        .and_then(|parts| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned))
-        .unwrap_or_else(|| "localhost".to_owned());
-    format!("http://{host}")
+    state.settings().public_origin.clone().unwrap_or_else(|| format!("http://{}", state.leptos_options.site_addr))
 }

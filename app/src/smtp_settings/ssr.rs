@@ -340,7 +340,7 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
                 &a.name,
                 &a.email,
             )
-            .queued()
+            .queued(state.shared.secret_key.expose_secret())
         })
         .collect();
     next.saved_by = Some(format!("{} <{}>", admin.name, admin.email));

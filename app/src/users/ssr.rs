@@ -11,6 +11,7 @@ use crate::{
     },
     state::app_state,
 };
+use secrecy::ExposeSecret;
 use surrealdb::types::{RecordId, SurrealValue};
 
 pub async fn list() -> Result<Vec<UserEntry>, AppError> {
@@ -44,7 +45,8 @@ pub async fn create(name: String, email: String, role: String) -> Result<String,
     let hours = state.settings().invite_hours;
     let link = format!("{}/set-password?token={token}", public_base(&state));
     let instance = &state.settings().instance_name;
-    let mail = templates::invitation(instance, &admin.name, &name, &email, &link, hours).queued();
+    let mail = templates::invitation(instance, &admin.name, &name, &email, &link, hours)
+        .queued(state.shared.secret_key.expose_secret());
     let uid = random_token(16);
     let now = now_ms();
     // The outbox row goes first: if creating the user fails, the transaction takes it back.
@@ -131,7 +133,8 @@ pub async fn request_reset(email: String) -> Result<(), AppError> {
     };
     let token = random_token(32);
     let link = format!("{}/set-password?token={token}", public_base(&state));
-    let mail = templates::password_reset(&state.settings().instance_name, &name, &email, &link).queued();
+    let mail = templates::password_reset(&state.settings().instance_name, &name, &email, &link)
+        .queued(state.shared.secret_key.expose_secret());
     let now = now_ms();
     state
         .db()
