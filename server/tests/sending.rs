@@ -195,6 +195,13 @@ async fn token_endpoint_failures_are_classified() {
     let (_, fields) =
         failure(&case, &with_oauth(base.clone(), &endpoint.url("/token-html"), CLIENT_SECRET, SCOPE)).await;
     assert_eq!(fields["NotJson"]["status"], 200, "{fields}");
+    let (_, fields) =
+        failure(&case, &with_oauth(base.clone(), &endpoint.url("/token-huge"), CLIENT_SECRET, SCOPE)).await;
+    assert_eq!(fields, json!("TooLarge"), "the answer is bounded");
+    let (_, fields) =
+        failure(&case, &with_oauth(base.clone(), &endpoint.url("/token-redirect"), CLIENT_SECRET, SCOPE)).await;
+    assert_eq!(fields["HttpStatus"], 307, "redirects are not followed: {fields}");
+    assert_eq!(endpoint.calls.load(std::sync::atomic::Ordering::SeqCst), 2, "only the two /token calls above");
     let closed = closed_port().await;
     let (_, fields) =
         failure(&case, &with_oauth(base, &format!("http://127.0.0.1:{closed}/token"), CLIENT_SECRET, SCOPE)).await;

@@ -157,7 +157,8 @@ fn rand_suffix() -> u64 {
 }
 
 /// An OAuth 2.0 token endpoint on 127.0.0.1: `/token` issues [`TOKEN`] for the right client and
-/// scope; `/token-500` answers 500 with HTML; `/token-html` answers 200 with HTML.
+/// scope; `/token-500` answers 500 with HTML; `/token-html` answers 200 with HTML;
+/// `/token-huge` answers 200 KiB; `/token-redirect` redirects to `/token`.
 pub struct TokenEndpoint {
     pub addr: SocketAddr,
     pub calls: Arc<AtomicUsize>,
@@ -192,7 +193,12 @@ impl TokenEndpoint {
                 }),
             )
             .route("/token-500", post(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "<html>oops</html>") }))
-            .route("/token-html", post(|| async { (StatusCode::OK, "<html>a login page</html>") }));
+            .route("/token-html", post(|| async { (StatusCode::OK, "<html>a login page</html>") }))
+            .route("/token-huge", post(|| async { (StatusCode::OK, "x".repeat(200 * 1024)) }))
+            .route(
+                "/token-redirect",
+                post(|| async { (StatusCode::TEMPORARY_REDIRECT, [(axum::http::header::LOCATION, "/token")]) }),
+            );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
