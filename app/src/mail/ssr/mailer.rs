@@ -48,13 +48,9 @@ impl Mailer {
     /// Connects (and logs in) without sending: the health check of a transport.
     pub async fn check(&self, config: &MailConfig) -> Result<(), SmtpFailure> {
         let limit = config.overall_timeout;
-        let test = |transport: &AsyncSmtpTransport<Tokio1Executor>| {
-            let transport = transport.clone();
-            async move { tokio::time::timeout(limit, transport.test_connection()).await }
-        };
         match self {
             Self::Smtp { target, pool } => super::deliver(target, config, &pool.tokens, None).await,
-            Self::Relay { transport } => match test(transport).await {
+            Self::Relay { transport } => match tokio::time::timeout(limit, transport.test_connection()).await {
                 Ok(Ok(true)) => Ok(()),
                 Ok(Ok(false)) => Err(SmtpFailure::ConnectionLost { step: Step::Greeting }),
                 Ok(Err(err)) => Err(SmtpFailure::Other { detail: format!("default relay: {err}") }),
@@ -66,7 +62,6 @@ impl Mailer {
 
     /// Sends one message under the overall limit.
     pub async fn send(&self, message: &OutgoingMessage, config: &MailConfig) -> Result<(), SmtpFailure> {
-        let built = message.build()?;
         let limit = config.overall_timeout;
         let timed_out = || SmtpFailure::Timeout { step: Step::Data, secs: limit.as_secs().max(1) };
         match self {
@@ -76,14 +71,14 @@ impl Mailer {
                     Err(_) => Err(timed_out()),
                 }
             }
-            Self::Relay { transport } => match tokio::time::timeout(limit, transport.send(built)).await {
+            Self::Relay { transport } => match tokio::time::timeout(limit, transport.send(message.build()?)).await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(err)) => Err(SmtpFailure::Other { detail: format!("default relay: {err}") }),
                 Err(_) => Err(timed_out()),
             },
-            Self::LocalMailbox { db } => mailbox::store(db, message, &built).await,
+            Self::LocalMailbox { db } => mailbox::store(db, message, &message.build()?).await,
             Self::Memory { sent } => {
-                sent.lock().expect("memory mailer lock").push(built);
+                sent.lock().expect("memory mailer lock").push(message.build()?);
                 Ok(())
             }
         }
@@ -153,5 +148,31 @@ impl MailerCache {
 
     pub async fn invalidate(&self) {
         *self.current.lock().await = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_memory_mailer_keeps_both_parts_and_the_message_id() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let mailer = Mailer::Memory { sent: sent.clone() };
+        let message = OutgoingMessage {
+            from: "Mailroom <mail@example.com>".parse().unwrap(),
+            to: "Ann <ann@example.com>".parse().unwrap(),
+            subject: "Hello".into(),
+            text: "plain body".into(),
+            html: Some("<p>html body</p>".into()),
+            message_id: Some("<fixed@mailroom.localhost>".into()),
+        };
+        mailer.send(&message, &MailConfig::default()).await.unwrap();
+        mailer.check(&MailConfig::default()).await.unwrap();
+        let sent = sent.lock().unwrap();
+        let raw = String::from_utf8(sent[0].formatted()).unwrap();
+        assert!(raw.contains("Message-ID: <fixed@mailroom.localhost>"), "{raw}");
+        assert!(raw.contains("text/plain") && raw.contains("text/html"), "{raw}");
+        assert!(raw.contains("plain body") && raw.contains("Subject: Hello"));
     }
 }
