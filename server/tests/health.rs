@@ -11,14 +11,6 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use support::*;
 
-fn plain_form(port: u16) -> Value {
-    json!({
-        "mode": "Custom", "host": "127.0.0.1", "port": port.to_string(), "from": "Mailroom <mail@example.com>",
-        "tls_enabled": false, "tls_version": "Tls12", "tls_mode": "StartTls", "auth_type": "Basic",
-        "username": "", "password": "", "client_id": "", "client_secret": "", "token_url": "", "scope": ""
-    })
-}
-
 async fn save(app: &TestApp, client: &reqwest::Client, form: Value) -> Value {
     let version: Value = app.call(client, "smtp_load", &[]).await.json().await.unwrap();
     let response = client
@@ -101,7 +93,7 @@ async fn a_failing_post_save_check_is_recorded_and_a_later_good_save_clears_it()
     let admin = app.admin_client().await;
     assert_eq!(status(&app, &admin).await, json!({ "is_valid": true, "node_count": 0, "nodes": [] }));
 
-    save(&app, &admin, plain_form(closed_port().await)).await;
+    save(&app, &admin, plain_smtp_form(closed_port().await)).await;
     let failing = wait_for_status(&app, &admin, |s| s["is_valid"] == false).await;
     assert_eq!(failing["node_count"], 1);
     let node = &failing["nodes"][0];
@@ -122,7 +114,7 @@ async fn a_failing_post_save_check_is_recorded_and_a_later_good_save_clears_it()
 
     let dir = tempfile::tempdir().unwrap();
     let peer = SmtpPeer::start(dir.path(), None, PeerOptions::default());
-    save(&app, &admin, plain_form(peer.port)).await;
+    save(&app, &admin, plain_smtp_form(peer.port)).await;
     let healthy = wait_for_status(&app, &admin, |s| s["is_valid"] == true).await;
     assert_eq!(healthy["nodes"][0]["is_valid"], true);
     let received = peer.received();
@@ -138,9 +130,9 @@ async fn a_failing_post_save_check_is_recorded_and_a_later_good_save_clears_it()
 async fn saving_default_mode_with_the_local_mailbox_records_healthy() {
     let app = spawn_app().await;
     let admin = app.admin_client().await;
-    save(&app, &admin, plain_form(closed_port().await)).await;
+    save(&app, &admin, plain_smtp_form(closed_port().await)).await;
     wait_for_status(&app, &admin, |s| s["is_valid"] == false).await;
-    let mut default = plain_form(25);
+    let mut default = plain_smtp_form(25);
     default["mode"] = json!("Default");
     save(&app, &admin, default).await;
     wait_for_status(&app, &admin, |s| s["is_valid"] == true).await;
@@ -167,7 +159,7 @@ async fn two_subscribers_both_receive_a_change() {
     assert_eq!(first.next().await["is_valid"], true, "the stream starts with the current status");
     assert_eq!(second.next().await["is_valid"], true);
 
-    save(&app, &first_admin, plain_form(closed_port().await)).await;
+    save(&app, &first_admin, plain_smtp_form(closed_port().await)).await;
     for events in [&mut first, &mut second] {
         let change = events.until(|e| e["is_valid"] == false).await;
         assert!(change["nodes"][0]["message"].as_str().unwrap().contains("Connection refused"));
@@ -209,7 +201,7 @@ async fn a_status_written_by_one_node_reaches_admins_on_another_through_live_sel
         on_a.post(format!("http://{}/api/smtp_load", nodes[0])).send().await.unwrap().json().await.unwrap();
     let saved = on_a
         .post(format!("http://{}/api/smtp_save", nodes[0]))
-        .json(&json!({ "form": plain_form(closed_port().await), "version": version["version"] }))
+        .json(&json!({ "form": plain_smtp_form(closed_port().await), "version": version["version"] }))
         .send()
         .await
         .unwrap();

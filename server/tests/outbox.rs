@@ -10,14 +10,6 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use support::*;
 
-fn plain_form(port: u16) -> Value {
-    json!({
-        "mode": "Custom", "host": "127.0.0.1", "port": port.to_string(), "from": "Mailroom <mail@example.com>",
-        "tls_enabled": false, "tls_version": "Tls12", "tls_mode": "StartTls", "auth_type": "Basic",
-        "username": "", "password": "", "client_id": "", "client_secret": "", "token_url": "", "scope": ""
-    })
-}
-
 async fn save(base: &str, client: &reqwest::Client, form: Value) {
     let view: Value = client.post(format!("{base}/api/smtp_load")).send().await.unwrap().json().await.unwrap();
     let response = client
@@ -58,7 +50,7 @@ async fn a_421_is_retried_and_the_message_delivered_once() {
     let admin = app.admin_client().await;
     let dir = tempfile::tempdir().unwrap();
     let peer = SmtpPeer::start(dir.path(), None, PeerOptions { tempfail_first: 1, ..Default::default() });
-    save(&app.url(""), &admin, plain_form(peer.port)).await;
+    save(&app.url(""), &admin, plain_smtp_form(peer.port)).await;
     let list = wait_outbox(&app.url(""), &admin, 20, |l| notices(l).iter().any(|m| m["status"] == "sent")).await;
     let notice = notices(&list)[0];
     assert_eq!(notice["attempts"], 2, "{notice}");
@@ -76,7 +68,7 @@ async fn a_550_stops_as_failed_with_the_reason_and_retry_now_tries_again() {
     let dir = tempfile::tempdir().unwrap();
     let peer =
         SmtpPeer::start(dir.path(), None, PeerOptions { reject_recipient: Some(ADMIN_EMAIL), ..Default::default() });
-    save(&app.url(""), &admin, plain_form(peer.port)).await;
+    save(&app.url(""), &admin, plain_smtp_form(peer.port)).await;
     let list = wait_outbox(&app.url(""), &admin, 20, |l| notices(l).iter().any(|m| m["status"] == "failed")).await;
     let notice = notices(&list)[0].clone();
     assert_eq!(notice["attempts"], 1);
@@ -190,43 +182,26 @@ async fn no_invitation_is_queued_when_creating_the_user_fails() {
     assert_eq!(outbox(&app.url(""), &admin).await.len(), before, "the outbox row went with the failed transaction");
 }
 
-/// Starts the server binary; answers the child and its base URL.
-fn start_server(data: &std::path::Path) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(server_binary())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MAILROOM_BIND", "127.0.0.1:0")
-        .env("MAILROOM_DATABASE_URL", format!("surrealkv://{}", data.join("db").display()))
-        .env("MAILROOM_SECRET_KEY_FILE", data.join("secret.key"))
-        .env("MAILROOM_ADMIN_EMAIL", ADMIN_EMAIL)
-        .env("MAILROOM_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("MAILROOM_SMTP_TIMEOUT_SECS", "2")
-        .env("MAILROOM_OUTBOX_RETRY_BASE_MS", "200")
-        .env("MAILROOM_OUTBOX_LEASE_SECS", "3")
-        .env("MAILROOM_OUTBOX_MAX_ATTEMPTS", "100")
-        .env("MAILROOM_SMTP_ACTIONS_PER_MINUTE", "1000")
-        .current_dir(data)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    (child, line.trim().rsplit(' ').next().unwrap().to_owned())
-}
+/// Short timeouts and retries so the paused peer costs seconds, not minutes.
+const DURABLE_ENV: &[(&str, &str)] = &[
+    ("MAILROOM_SMTP_TIMEOUT_SECS", "2"),
+    ("MAILROOM_OUTBOX_RETRY_BASE_MS", "200"),
+    ("MAILROOM_OUTBOX_LEASE_SECS", "3"),
+    ("MAILROOM_OUTBOX_MAX_ATTEMPTS", "100"),
+    ("MAILROOM_SMTP_ACTIONS_PER_MINUTE", "1000"),
+];
 
 #[tokio::test]
 async fn queued_mail_survives_kill_9_and_every_message_arrives() {
     const MESSAGES: usize = 500;
     let dir = tempfile::tempdir().unwrap();
     let peer = SmtpPeer::start(dir.path(), None, PeerOptions::default());
-    let (mut first, base) = start_server(dir.path());
+    let (mut first, base) = start_process(dir.path(), DURABLE_ENV);
     let admin = reqwest::Client::builder().cookie_store(true).build().unwrap();
     let form = [("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)];
     assert!(admin.post(format!("{base}/api/login")).form(&form).send().await.unwrap().status().is_success());
     peer.pause(true);
-    save(&base, &admin, plain_form(peer.port)).await;
+    save(&base, &admin, plain_smtp_form(peer.port)).await;
     let mut expected = std::collections::BTreeSet::new();
     for n in 0..MESSAGES {
         let email = format!("user{n}@example.com");
@@ -242,7 +217,7 @@ async fn queued_mail_survives_kill_9_and_every_message_arrives() {
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
 
-    let (mut second, base) = start_server(dir.path());
+    let (mut second, base) = start_process(dir.path(), DURABLE_ENV);
     peer.pause(false);
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     let invitations = loop {

@@ -112,3 +112,39 @@ impl TestApp {
 pub fn server_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_server"))
 }
+
+/// Starts the server binary on a `surrealkv` database under `data`, with the test admin and
+/// `extra` variables; answers the child and its base URL (read from its first line).
+pub fn start_process(data: &std::path::Path, extra: &[(&str, &str)]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut command = std::process::Command::new(server_binary());
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MAILROOM_BIND", "127.0.0.1:0")
+        .env("MAILROOM_DATABASE_URL", format!("surrealkv://{}", data.join("db").display()))
+        .env("MAILROOM_SECRET_KEY_FILE", data.join("secret.key"))
+        .env("MAILROOM_ADMIN_EMAIL", ADMIN_EMAIL)
+        .env("MAILROOM_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .current_dir(data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (key, value) in extra {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("server binary starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "unexpected first line: {line}");
+    (child, url)
+}
+
+/// Custom settings for a plaintext SMTP server on 127.0.0.1 without AUTH, as the form sends them.
+pub fn plain_smtp_form(port: u16) -> serde_json::Value {
+    serde_json::json!({
+        "mode": "Custom", "host": "127.0.0.1", "port": port.to_string(), "from": "Mailroom <mail@example.com>",
+        "tls_enabled": false, "tls_version": "Tls12", "tls_mode": "StartTls", "auth_type": "Basic",
+        "username": "", "password": "", "client_id": "", "client_secret": "", "token_url": "", "scope": ""
+    })
+}
