@@ -108,6 +108,17 @@ async fn plaintext_without_auth_delivers_the_test_mail() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!(ADMIN_EMAIL));
     assert_test_mail_arrived(&peer, false);
+    let outbox: Value = case.app.call(&case.admin, "outbox_list", &[]).await.json().await.unwrap();
+    let recorded =
+        outbox.as_array().unwrap().iter().find(|m| m["kind"] == "test").expect("the test email is in the outbox");
+    assert_eq!((recorded["status"].as_str(), recorded["attempts"].as_i64()), (Some("sent"), Some(1)));
+
+    let refused = closed_port().await;
+    failure(&case, &form("127.0.0.1", refused)).await;
+    let outbox: Value = case.app.call(&case.admin, "outbox_list", &[("status", "failed")]).await.json().await.unwrap();
+    let failed = &outbox.as_array().unwrap()[0];
+    assert_eq!(failed["kind"], "test");
+    assert!(failed["last_error"].as_str().unwrap().starts_with("Connection refused"), "{failed}");
 }
 
 #[tokio::test]
