@@ -14,7 +14,6 @@ MAIL/RCPT/DATA over the same number of persistent connections.
 """
 import argparse
 import asyncio
-import http.cookiejar
 import json
 import os
 import subprocess
@@ -23,6 +22,8 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+
+from harness import plain_form, sign_in, start_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOME = os.path.expanduser("~")
@@ -75,21 +76,11 @@ async def raw_ceiling(port, connections, total):
 def run(pool):
     work = tempfile.mkdtemp(prefix="mailroom-throughput-")
     sink, sink_port = start_sink(work)
-    env = dict(os.environ,
-        MAILROOM_BIND="127.0.0.1:0", MAILROOM_DATABASE_URL=f"surrealkv://{work}/db",
-        MAILROOM_SECRET_KEY_FILE=f"{work}/secret.key", MAILROOM_ADMIN_EMAIL="admin@example.com",
-        MAILROOM_ADMIN_PASSWORD="bench admin password", MAILROOM_OUTBOX_CONCURRENCY=str(pool), RUST_LOG="warn")
-    server = subprocess.Popen([args.server], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    base = server.stdout.readline().strip().rsplit(" ", 1)[1]
+    server, base = start_server(args.server, work, MAILROOM_DATABASE_URL=f"surrealkv://{work}/db",
+                                MAILROOM_OUTBOX_CONCURRENCY=str(pool))
     try:
-        jar = http.cookiejar.CookieJar()
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-        opener.open(urllib.request.Request(f"{base}/api/login", data=b"email=admin%40example.com&password=bench+admin+password"))
-        form = {
-            "mode": "Custom", "host": "127.0.0.1", "port": str(sink_port), "from": "Mailroom <mail@example.com>",
-            "tls_enabled": False, "tls_version": "Tls12", "tls_mode": "StartTls", "auth_type": "Basic",
-            "username": "", "password": "", "client_id": "", "client_secret": "", "token_url": "", "scope": "",
-        }
+        opener, _ = sign_in(base)
+        form = plain_form(sink_port)
         body = json.dumps({"form": form, "version": 0}).encode()
         opener.open(urllib.request.Request(f"{base}/api/smtp_save", data=body, headers={"Content-Type": "application/json"}))
         expected = args.messages + 1  # the invitations and the admin notice about the save

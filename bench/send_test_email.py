@@ -9,7 +9,6 @@ parses the form, checks the caller and the rate limit, connects, sends and waits
 Prints median and p95 of each, in milliseconds.
 """
 import argparse
-import http.cookiejar
 import json
 import os
 import smtplib
@@ -19,6 +18,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+
+from harness import plain_form, sign_in, start_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOME = os.path.expanduser("~")
@@ -35,23 +36,11 @@ peer = subprocess.Popen(
     stdout=subprocess.PIPE, text=True,
 )
 smtp_port = int(peer.stdout.readline().split()[1])
-env = dict(os.environ,
-    MAILROOM_BIND="127.0.0.1:0", MAILROOM_DATABASE_URL="mem://", MAILROOM_SECRET_KEY_FILE=f"{work}/secret.key",
-    MAILROOM_ADMIN_EMAIL="admin@example.com", MAILROOM_ADMIN_PASSWORD="bench admin password",
-    MAILROOM_SMTP_ACTIONS_PER_MINUTE="1000000", MAILROOM_SMTP_ACTIONS_PER_MINUTE_INSTANCE="1000000",
-    RUST_LOG="warn")
-server = subprocess.Popen([args.server], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-base = server.stdout.readline().strip().rsplit(" ", 1)[1]
+server, base = start_server(args.server, work)
 
 try:
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    opener.open(urllib.request.Request(f"{base}/api/login", data=b"email=admin%40example.com&password=bench+admin+password"))
-    form = {
-        "mode": "Custom", "host": "127.0.0.1", "port": str(smtp_port), "from": "Mailroom <mail@example.com>",
-        "tls_enabled": False, "tls_version": "Tls12", "tls_mode": "StartTls", "auth_type": "Basic",
-        "username": "", "password": "", "client_id": "", "client_secret": "", "token_url": "", "scope": "",
-    }
+    opener, _ = sign_in(base)
+    form = plain_form(smtp_port)
     body = json.dumps({"form": form}).encode()
 
     def mailroom_once():

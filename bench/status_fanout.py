@@ -21,7 +21,8 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-import http.cookiejar
+
+from harness import plain_form, sign_in, start_server
 
 HOME = os.path.expanduser("~")
 parser = argparse.ArgumentParser()
@@ -39,14 +40,7 @@ def raise_limit():
 
 
 work = tempfile.mkdtemp(prefix="mailroom-fanout-")
-env = dict(os.environ,
-    MAILROOM_BIND="127.0.0.1:0", MAILROOM_DATABASE_URL="mem://", MAILROOM_SECRET_KEY_FILE=f"{work}/secret.key",
-    MAILROOM_ADMIN_EMAIL="admin@example.com", MAILROOM_ADMIN_PASSWORD="bench admin password",
-    MAILROOM_SMTP_ACTIONS_PER_MINUTE="1000000", MAILROOM_SMTP_ACTIONS_PER_MINUTE_INSTANCE="1000000",
-    RUST_LOG="warn")
-server = subprocess.Popen([args.server], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-                          preexec_fn=raise_limit)
-base = server.stdout.readline().strip().rsplit(" ", 1)[1]
+server, base = start_server(args.server, work, preexec_fn=raise_limit)
 host, port = base.removeprefix("http://").split(":")
 port = int(port)
 
@@ -56,9 +50,7 @@ def rss_kib():
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 
 
-jar = http.cookiejar.CookieJar()
-opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-opener.open(urllib.request.Request(f"{base}/api/login", data=b"email=admin%40example.com&password=bench+admin+password"))
+opener, jar = sign_in(base)
 cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
 closed = socket.socket()
 closed.bind(("127.0.0.1", 0))
@@ -68,12 +60,7 @@ closed.close()
 
 def save(failing):
     version = json.load(opener.open(urllib.request.Request(f"{base}/api/smtp_load", data=b"")))["version"]
-    form = {
-        "mode": "Custom" if failing else "Default", "host": "127.0.0.1", "port": str(closed_port),
-        "from": "Mailroom <mail@example.com>", "tls_enabled": False, "tls_version": "Tls12", "tls_mode": "StartTls",
-        "auth_type": "Basic", "username": "", "password": "", "client_id": "", "client_secret": "", "token_url": "",
-        "scope": "",
-    }
+    form = plain_form(closed_port, mode="Custom" if failing else "Default")
     body = json.dumps({"form": form, "version": version}).encode()
     opener.open(urllib.request.Request(f"{base}/api/smtp_save", data=body, headers={"Content-Type": "application/json"}))
 

@@ -142,6 +142,7 @@ pub fn LoginPage() -> impl IntoView {
     let login = ServerAction::<Login>::new();
     let setup = Resource::new(|| (), |_| first_admin_needed());
     let error = Signal::derive(move || login.value().get().and_then(Result::err));
+    let query = leptos_router::hooks::use_query_map();
     view! {
         <section class="card narrow">
             <h1>"Sign in"</h1>
@@ -155,7 +156,6 @@ pub fn LoginPage() -> impl IntoView {
             <ErrorAlert error/>
             <p class="hint"><A href="/forgot-password">"Forgot password?"</A></p>
             {move || {
-                let query = leptos_router::hooks::use_query_map();
                 (query.read().get("password").as_deref() == Some("set"))
                     .then(|| view! { <p role="status" class="success">"Password set. Sign in with your new password."</p> })
             }}

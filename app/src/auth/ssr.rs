@@ -215,7 +215,12 @@ pub async fn require_user() -> Result<CurrentUser, AppError> {
 
 /// The signed-in admin, or 401 / 403. Every admin server function starts with this.
 pub async fn require_admin() -> Result<CurrentUser, AppError> {
-    let user = require_user().await?;
+    admin_of(app_state()?.db(), &session().await?).await
+}
+
+/// The admin a session belongs to, or 401 / 403 (for plain axum handlers too).
+pub async fn admin_of(db: &Db, session: &Session) -> Result<CurrentUser, AppError> {
+    let user = user_from_session(db, session).await?.ok_or(AppError::Unauthorized)?;
     if user.role == Role::Admin { Ok(user) } else { Err(AppError::Forbidden) }
 }
 

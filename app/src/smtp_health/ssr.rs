@@ -4,7 +4,7 @@
 
 use super::{NodeStatus, SmtpHealth};
 use crate::{
-    auth::{Role, ssr::user_from_session},
+    auth::ssr::admin_of,
     db::now_ms,
     error::AppError,
     mail::{
@@ -137,12 +137,10 @@ async fn publish(state: &AppState) {
 }
 
 async fn admin_only(state: &AppState, session: &Session) -> Result<(), Response> {
-    match user_from_session(state.db(), session).await {
-        Ok(Some(user)) if user.role == Role::Admin => Ok(()),
-        Ok(Some(_)) => Err((StatusCode::FORBIDDEN, "Admins only.").into_response()),
-        Ok(None) => Err((StatusCode::UNAUTHORIZED, "Sign in to continue.").into_response()),
-        Err(_) => Err(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
-    }
+    admin_of(state.db(), session).await.map(drop).map_err(|err| {
+        let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, err.to_string()).into_response()
+    })
 }
 
 /// `GET /api/smtp_status`: `{ is_valid, node_count, nodes: [...] }`, admins only.

@@ -33,7 +33,8 @@ fn reply_text(err: &Error) -> String {
     text.split_once("): ").map_or(text.clone(), |(_, rest)| rest.to_owned())
 }
 
-pub fn classify(err: &Error, step: Step, target: &SmtpTarget) -> SmtpFailure {
+/// `secs` is the limit the step ran under, for the timeouts lettre itself reports.
+pub fn classify(err: &Error, step: Step, target: &SmtpTarget, secs: u64) -> SmtpFailure {
     if let Some(code) = err.status() {
         let code: u16 = code.to_string().parse().unwrap_or(0);
         return classify_code(code, reply_text(err), step);
@@ -51,7 +52,7 @@ pub fn classify(err: &Error, step: Step, target: &SmtpTarget) -> SmtpFailure {
         Some(std::io::ErrorKind::ConnectionRefused) => {
             return SmtpFailure::ConnectionRefused { host: target.host.to_string(), port: target.port };
         }
-        Some(std::io::ErrorKind::TimedOut) => return SmtpFailure::Timeout { step: Step::Connect, secs: 10 },
+        Some(std::io::ErrorKind::TimedOut) => return SmtpFailure::Timeout { step: Step::Connect, secs },
         _ => {}
     }
     if lower.contains("invalid peer certificate") || lower.contains("certificate") && lower.contains("invalid") {
@@ -72,7 +73,7 @@ pub fn classify(err: &Error, step: Step, target: &SmtpTarget) -> SmtpFailure {
         return SmtpFailure::NoCommonAuthMechanism { offered: String::new() };
     }
     if err.is_timeout() {
-        return SmtpFailure::Timeout { step, secs: 10 };
+        return SmtpFailure::Timeout { step, secs };
     }
     if matches!(
         io_kind(err),

@@ -130,7 +130,7 @@ async fn step<T>(
 ) -> Result<T, SmtpFailure> {
     match tokio::time::timeout(limit, work).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(classify(&err, step, target)),
+        Ok(Err(err)) => Err(classify(&err, step, target, limit.as_secs().max(1))),
         Err(_) => Err(SmtpFailure::Timeout { step, secs: limit.as_secs().max(1) }),
     }
 }
