@@ -64,6 +64,13 @@ pub enum AppError {
     /// The request never reached the function (network, encoding).
     #[error("Could not reach the server: {0}")]
     Transport(String),
+    /// The request itself is malformed (arguments of the wrong shape, a field far too long).
+    #[error("The request was not understood: {0}")]
+    BadRequest(String),
+    #[error("The request is larger than the {limit_bytes} bytes this server accepts.")]
+    TooLarge { limit_bytes: usize },
+    #[error("The request took too long to arrive or to answer.")]
+    RequestTimeout,
 }
 
 impl AppError {
@@ -88,7 +95,9 @@ impl AppError {
             Self::RateLimited { .. } => 429,
             Self::Conflict(_) => 409,
             Self::NotFound(_) => 404,
-            Self::Transport(_) => 400,
+            Self::Transport(_) | Self::BadRequest(_) => 400,
+            Self::TooLarge { .. } => 413,
+            Self::RequestTimeout => 408,
             Self::Internal => 500,
             Self::Smtp(_) => 502,
         }
@@ -130,6 +139,41 @@ pub mod ssr {
         fn from(err: surrealdb::Error) -> Self {
             internal("database error", &err)
         }
+    }
+
+    /// Plain axum handlers and middleware answer with the error as the same JSON body server
+    /// functions use, its status and (for rate limits) `Retry-After`.
+    impl axum::response::IntoResponse for AppError {
+        fn into_response(self) -> axum::response::Response {
+            use server_fn::error::FromServerFnError;
+            let status =
+                http::StatusCode::from_u16(self.http_status()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+            let retry_after = match &self {
+                AppError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+                _ => None,
+            };
+            let mut response = (
+                status,
+                [(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"))],
+                self.ser(),
+            )
+                .into_response();
+            if let Some(secs) = retry_after
+                && let Ok(value) = http::HeaderValue::from_str(&secs.to_string())
+            {
+                response.headers_mut().insert(http::header::RETRY_AFTER, value);
+            }
+            response
+        }
+    }
+
+    /// `Err(BadRequest)` when `value` is longer than `max` characters: checked before a value
+    /// reaches a limiter, a hash or the database.
+    pub fn bounded(field: &str, value: &str, max: usize) -> Result<(), AppError> {
+        if value.len() > max * 4 || value.chars().count() > max {
+            return Err(AppError::BadRequest(format!("{field} is longer than {max} characters.")));
+        }
+        Ok(())
     }
 
     /// Puts the error's HTTP status (and `Retry-After`) on the response of the current

@@ -31,6 +31,14 @@ pub struct Settings {
     pub invite_hours: i64,
     /// Password reset requests per hour per address (five times as many per client IP).
     pub reset_per_hour: NonZeroU32,
+    /// Proxies whose `X-Forwarded-For` is believed (`MAILROOM_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// A session ends this long after sign-in, however active (`MAILROOM_SESSION_MAX_DAYS`).
+    pub session_max_age: std::time::Duration,
+    /// How often an open status stream checks that its session is still an admin's.
+    pub stream_recheck: std::time::Duration,
+    /// Open status streams per session.
+    pub max_streams_per_session: usize,
 }
 
 #[derive(Clone, FromRef)]
@@ -44,8 +52,13 @@ pub struct Shared {
     /// The instance key that encrypts stored secrets.
     pub secret_key: secrecy::SecretBox<[u8; 32]>,
     pub settings: Settings,
-    pub login_by_email: Limiter,
+    /// Sign-in failures per email slow the next attempts down (no lock-out).
+    pub login_throttle: crate::auth::throttle::SignInThrottle,
     pub login_by_ip: Limiter,
+    /// Set-password and first-admin attempts per client.
+    pub token_by_ip: Limiter,
+    /// Open status streams per session (keyed by a hash of the session id).
+    pub open_streams: std::sync::Mutex<std::collections::HashMap<[u8; 16], usize>>,
     pub smtp_by_admin: Limiter,
     pub smtp_instance: Limiter,
     pub tokens: Arc<crate::mail::ssr::oauth::TokenCache>,
@@ -68,8 +81,10 @@ impl AppState {
             shared: Arc::new(Shared {
                 db,
                 secret_key: secrecy::SecretBox::new(Box::new(secret_key)),
-                login_by_email: Limiter::per_minute(per_minute),
+                login_throttle: Default::default(),
                 login_by_ip: Limiter::per_minute(by_ip),
+                token_by_ip: Limiter::per_minute(by_ip),
+                open_streams: Default::default(),
                 smtp_by_admin: Limiter::per_minute(settings.smtp_per_admin_per_minute),
                 smtp_instance: Limiter::per_minute(settings.smtp_per_instance_per_minute),
                 tokens: Default::default(),
@@ -96,8 +111,9 @@ impl AppState {
 
     /// Forgets keys whose quota has fully refilled; call now and then.
     pub fn prune_limiters(&self) {
-        self.shared.login_by_email.prune();
+        self.shared.login_throttle.prune();
         self.shared.login_by_ip.prune();
+        self.shared.token_by_ip.prune();
         self.shared.smtp_by_admin.prune();
         self.shared.smtp_instance.prune();
         self.shared.reset_by_email.prune();
@@ -105,8 +121,17 @@ impl AppState {
     }
 }
 
-/// A keyed GCRA limiter (governor) that answers with [`AppError::RateLimited`].
-pub struct Limiter(DefaultKeyedRateLimiter<String>);
+/// A keyed GCRA limiter (governor) that answers with [`AppError::RateLimited`]. Keys are kept
+/// as 128-bit SHA-256 prefixes, so a caller cannot make the limiter hold large strings.
+pub struct Limiter(DefaultKeyedRateLimiter<[u8; 16]>);
+
+pub fn limiter_key(key: &str) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
 
 impl Limiter {
     pub fn per_minute(quota: NonZeroU32) -> Self {
@@ -118,7 +143,7 @@ impl Limiter {
     }
 
     pub fn check(&self, key: &str) -> Result<(), AppError> {
-        self.0.check_key(&key.to_owned()).map_err(|not_until| {
+        self.0.check_key(&limiter_key(key)).map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
             AppError::RateLimited { retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64 }
         })

@@ -57,6 +57,30 @@ pub struct Config {
     pub outbox_concurrency: usize,
     pub invite_hours: i64,
     pub reset_per_hour: NonZeroU32,
+    /// The edge: body size, header and request time, open connections.
+    pub limits: Limits,
+    /// When set, the only networks SMTP servers, token endpoints and the relay may be in.
+    pub smtp_allowed_networks: Option<Vec<ipnet::IpNet>>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub session_max_days: u64,
+    pub max_streams_per_session: usize,
+    pub stream_recheck_secs: u64,
+}
+
+/// What one request and one client may cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub header_timeout_secs: u64,
+    pub request_timeout_secs: u64,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_body_bytes: 64 * 1024, header_timeout_secs: 10, request_timeout_secs: 60, max_connections: 1024 }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -83,6 +107,12 @@ impl std::fmt::Debug for Config {
             .field("outbox_concurrency", &self.outbox_concurrency)
             .field("invite_hours", &self.invite_hours)
             .field("reset_per_hour", &self.reset_per_hour)
+            .field("limits", &self.limits)
+            .field("smtp_allowed_networks", &self.smtp_allowed_networks)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("session_max_days", &self.session_max_days)
+            .field("max_streams_per_session", &self.max_streams_per_session)
+            .field("stream_recheck_secs", &self.stream_recheck_secs)
             .finish()
     }
 }
@@ -116,6 +146,15 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("MAILROOM_OUTBOX_CONCURRENCY", "4"),
     ("MAILROOM_INVITE_HOURS", "72"),
     ("MAILROOM_RESET_PER_HOUR", "5"),
+    ("MAILROOM_MAX_BODY_BYTES", "65536"),
+    ("MAILROOM_HEADER_TIMEOUT_SECS", "10"),
+    ("MAILROOM_REQUEST_TIMEOUT_SECS", "60"),
+    ("MAILROOM_MAX_CONNECTIONS", "1024"),
+    ("MAILROOM_SMTP_ALLOWED_NETWORKS", ""),
+    ("MAILROOM_TRUSTED_PROXIES", ""),
+    ("MAILROOM_SESSION_MAX_DAYS", "30"),
+    ("MAILROOM_MAX_STREAMS_PER_SESSION", "4"),
+    ("MAILROOM_STREAM_RECHECK_SECS", "30"),
 ];
 
 impl Config {
@@ -202,13 +241,17 @@ impl Config {
         let smtp_per_instance_per_minute = per_minute("MAILROOM_SMTP_ACTIONS_PER_MINUTE_INSTANCE", "30")?;
 
         let default_smtp_url = get("MAILROOM_DEFAULT_SMTP_URL");
-        if let Some(url) = &default_smtp_url
-            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
-        {
-            return Err(ConfigError {
+        if let Some(url) = &default_smtp_url {
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                return Err(ConfigError {
+                    var: "MAILROOM_DEFAULT_SMTP_URL",
+                    reason: format!("'{}' must start with smtp:// or smtps://", redact_url(url)),
+                });
+            }
+            app::mail::ssr::relay_target(url).map_err(|reason| ConfigError {
                 var: "MAILROOM_DEFAULT_SMTP_URL",
-                reason: format!("'{}' must start with smtp:// or smtps://", redact_url(url)),
-            });
+                reason: format!("'{}': {reason}", redact_url(url)),
+            })?;
         }
         let default_from = parse("MAILROOM_DEFAULT_FROM", "no-reply@mailroom.localhost", "an address")?;
         if default_from.parse::<app::smtp_settings::Mailbox>().is_err() {
@@ -250,6 +293,33 @@ impl Config {
         let invite_hours = number("MAILROOM_INVITE_HOURS", "72", 1..=24 * 365)? as i64;
         let reset_per_hour = per_minute("MAILROOM_RESET_PER_HOUR", "5")?;
 
+        let limits = Limits {
+            max_body_bytes: number("MAILROOM_MAX_BODY_BYTES", "65536", 1024..=16 * 1024 * 1024)? as usize,
+            header_timeout_secs: number("MAILROOM_HEADER_TIMEOUT_SECS", "10", 1..=300)?,
+            request_timeout_secs: number("MAILROOM_REQUEST_TIMEOUT_SECS", "60", 2..=3600)?,
+            max_connections: number("MAILROOM_MAX_CONNECTIONS", "1024", 1..=1_000_000)? as usize,
+        };
+        if limits.request_timeout_secs <= smtp_timeout_secs {
+            return Err(ConfigError {
+                var: "MAILROOM_REQUEST_TIMEOUT_SECS",
+                reason: format!(
+                    "{} must be longer than MAILROOM_SMTP_TIMEOUT_SECS ({smtp_timeout_secs}), or Send Test Email is cut off",
+                    limits.request_timeout_secs
+                ),
+            });
+        }
+        let networks = |var: &'static str| -> Result<Option<Vec<ipnet::IpNet>>, ConfigError> {
+            get(var)
+                .map(|text| app::mail::ssr::address_policy::AddressPolicy::parse_networks(&text))
+                .transpose()
+                .map_err(|reason| ConfigError { var, reason })
+        };
+        let smtp_allowed_networks = networks("MAILROOM_SMTP_ALLOWED_NETWORKS")?;
+        let trusted_proxies = networks("MAILROOM_TRUSTED_PROXIES")?.unwrap_or_default();
+        let session_max_days = number("MAILROOM_SESSION_MAX_DAYS", "30", 1..=3650)?;
+        let max_streams_per_session = number("MAILROOM_MAX_STREAMS_PER_SESSION", "4", 1..=100)? as usize;
+        let stream_recheck_secs = number("MAILROOM_STREAM_RECHECK_SECS", "30", 1..=30)?;
+
         Ok(Self {
             bind,
             database,
@@ -272,6 +342,12 @@ impl Config {
             outbox_concurrency,
             invite_hours,
             reset_per_hour,
+            limits,
+            smtp_allowed_networks,
+            trusted_proxies,
+            session_max_days,
+            max_streams_per_session,
+            stream_recheck_secs,
         })
     }
 
@@ -368,6 +444,12 @@ mod tests {
             (&[("MAILROOM_INVITE_HOURS", "soon")], "MAILROOM_INVITE_HOURS"),
             (&[("MAILROOM_DEFAULT_FROM", "not a mailbox")], "MAILROOM_DEFAULT_FROM"),
             (&[("MAILROOM_INSTANCE_NAME", "bad\nname")], "MAILROOM_INSTANCE_NAME"),
+            (&[("MAILROOM_DEFAULT_SMTP_URL", "smtp://relay.example.com?tls=sometimes")], "MAILROOM_DEFAULT_SMTP_URL"),
+            (&[("MAILROOM_SMTP_ALLOWED_NETWORKS", "10.0.0.0/8, nonsense")], "MAILROOM_SMTP_ALLOWED_NETWORKS"),
+            (&[("MAILROOM_TRUSTED_PROXIES", "10.0.0.0/33")], "MAILROOM_TRUSTED_PROXIES"),
+            (&[("MAILROOM_MAX_BODY_BYTES", "10")], "MAILROOM_MAX_BODY_BYTES"),
+            (&[("MAILROOM_REQUEST_TIMEOUT_SECS", "20")], "MAILROOM_REQUEST_TIMEOUT_SECS"),
+            (&[("MAILROOM_SESSION_MAX_DAYS", "0")], "MAILROOM_SESSION_MAX_DAYS"),
         ];
         for (vars, expected) in cases {
             let err = config(vars).expect_err(expected);

@@ -2,13 +2,16 @@
 //! live in `app`; this crate wires them to axum, SurrealDB and the session layer.
 
 pub mod config;
+mod edge;
+mod listener;
 mod origin;
 mod secret_key;
 
 use app::{
-    auth::ssr::{SurrealSessionStore, ensure_first_admin, ensure_user},
+    auth::ssr::{SurrealSessionStore, ensure_first_admin, ensure_user, issue_setup_code},
     db::{DbError, DbOptions},
-    mail::ssr::MailConfig,
+    error::AppError,
+    mail::ssr::{MailConfig, address_policy::AddressPolicy, relay_target},
     outbox::ssr::OutboxPolicy,
     state::{AppState, Settings},
 };
@@ -16,7 +19,7 @@ use axum::{
     Router,
     body::Body,
     extract::State,
-    http::Request,
+    http::{Request, StatusCode},
     response::{IntoResponse, Response},
     routing::{any, get},
 };
@@ -44,6 +47,8 @@ pub enum StartupError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot create the users named by MAILROOM_ADMIN_EMAIL / MAILROOM_USER_EMAIL: {0}")]
     FirstAdmin(app::error::AppError),
+    #[error("MAILROOM_DEFAULT_SMTP_URL: {0}")]
+    Relay(String),
 }
 
 /// A server that has opened its database and bound its port, ready to serve.
@@ -51,6 +56,8 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    limits: config::Limits,
+    setup_code: Option<String>,
 }
 
 impl Server {
@@ -92,7 +99,13 @@ impl Server {
                 ca_pem,
                 overall_timeout: Duration::from_secs(config.smtp_timeout_secs),
                 step_timeout: Duration::from_secs(config.smtp_timeout_secs.div_ceil(2)),
-                default_relay: config.default_smtp_url.clone(),
+                default_relay: config
+                    .default_smtp_url
+                    .as_deref()
+                    .map(relay_target)
+                    .transpose()
+                    .map_err(StartupError::Relay)?,
+                address_policy: AddressPolicy::new(config.smtp_allowed_networks.clone()),
             },
             default_from: config.default_from.clone(),
             outbox: OutboxPolicy {
@@ -107,6 +120,10 @@ impl Server {
                 Some(id) => id.clone(),
                 None => secret_key::node_id(&config.secret_key_file)?,
             },
+            trusted_proxies: config.trusted_proxies.clone(),
+            session_max_age: Duration::from_secs(config.session_max_days * 86_400),
+            stream_recheck: Duration::from_secs(config.stream_recheck_secs),
+            max_streams_per_session: config.max_streams_per_session,
         };
         let state = AppState::new(leptos_options, db.clone(), settings, secret_key);
 
@@ -120,12 +137,25 @@ impl Server {
             ensure_user(&state, email, password).await.map_err(StartupError::FirstAdmin)?;
         }
 
-        let router = router(state.clone(), SurrealSessionStore::new(db));
-        Ok(Self { listener, router, state })
+        // Without MAILROOM_ADMIN_EMAIL, the "Create the first admin" page asks for this code.
+        let setup_code = if config.first_admin.is_none() {
+            issue_setup_code(state.db()).await.map_err(StartupError::FirstAdmin)?
+        } else {
+            None
+        };
+
+        let hosts = origin::AllowedHosts::new(config.public_url.as_deref(), addr);
+        let router = router(state.clone(), SurrealSessionStore::new(db), &config.limits, hosts);
+        Ok(Self { listener, router, state, limits: config.limits.clone(), setup_code })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The one-time code for "Create the first admin", when no admin existed at start-up.
+    pub fn setup_code(&self) -> Option<&str> {
+        self.setup_code.as_deref()
     }
 
     pub fn state(&self) -> &AppState {
@@ -137,9 +167,7 @@ impl Server {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         let feed = tokio::spawn(app::smtp_health::ssr::run_feed(self.state.clone()));
         let worker = tokio::spawn(app::outbox::ssr::run_worker(self.state.clone()));
-        let result = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = listener::serve(self.listener, self.router, &self.limits, shutdown).await;
         housekeeping.abort();
         feed.abort();
         worker.abort();
@@ -163,7 +191,7 @@ fn leptos_options(addr: SocketAddr) -> LeptosOptions {
         .build()
 }
 
-fn router(state: AppState, store: SurrealSessionStore) -> Router {
+fn router(state: AppState, store: SurrealSessionStore, limits: &config::Limits, hosts: origin::AllowedHosts) -> Router {
     let sessions = SessionManagerLayer::new(store)
         .with_name("mailroom_session")
         .with_http_only(true)
@@ -181,13 +209,43 @@ fn router(state: AppState, store: SurrealSessionStore) -> Router {
             move || app::shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .layer(axum::middleware::map_response(status_follows_error))
         .layer(axum::middleware::from_fn_with_state(state.clone(), origin::refuse_cross_site))
         .layer(sessions)
+        .layer(axum::middleware::from_fn_with_state(edge::Edge::new(limits), edge::limit_request))
+        .layer(axum::middleware::from_fn_with_state(hosts, origin::refuse_unknown_host))
         .with_state(state)
 }
 
 async fn server_fn_handler(State(state): State<AppState>, request: Request<Body>) -> Response {
     handle_server_fns_with_context(move || provide_context(state.clone()), request).await.into_response()
+}
+
+/// A server function that failed before its body ran (arguments of the wrong shape, a body
+/// that is not UTF-8) answers 500 from the framework; the error it carries says whose fault it
+/// was, and the status follows it (400 for bad input).
+async fn status_follows_error(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR || !is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return AppError::Internal.into_response();
+    };
+    match serde_json::from_slice::<AppError>(&bytes) {
+        Ok(error) if error.http_status() != 500 => {
+            let error = match error {
+                AppError::Transport(detail) => AppError::BadRequest(detail),
+                other => other,
+            };
+            error.into_response()
+        }
+        _ => Response::from_parts(parts, Body::from(bytes)),
+    }
 }
 
 /// Prunes rate-limiter keys and expired sessions every few minutes.

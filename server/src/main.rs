@@ -31,6 +31,10 @@ async fn main() -> ExitCode {
     };
     // Tests and scripts read this line to find the port (MAILROOM_BIND may say port 0).
     println!("Mailroom is listening on http://{}", server.local_addr());
+    if let Some(code) = server.setup_code() {
+        println!("Setup code for \"Create the first admin\": {code} (open http://{}/setup)", server.local_addr());
+        tracing::info!(setup_code = %code, "no admin yet: enter this setup code on the \"Create the first admin\" page");
+    }
     match server.run(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -109,10 +109,12 @@ async fn the_admin_page_sends_visitors_to_login_and_users_to_a_403_page() {
 }
 
 #[tokio::test]
-async fn sign_in_attempts_past_the_quota_get_429_with_the_wait() {
+async fn sign_in_attempts_from_one_client_past_the_quota_get_429_with_the_wait() {
+    // The per-client quota is three times MAILROOM_LOGIN_PER_MINUTE.
     let app = spawn_app_with(|config| config.login_per_minute = std::num::NonZeroU32::new(3).unwrap()).await;
-    for _ in 0..3 {
-        assert_eq!(app.sign_in(&app.client(), ADMIN_EMAIL, "wrong").await.status(), StatusCode::UNAUTHORIZED);
+    for n in 0..9 {
+        let email = format!("guess{n}@example.com");
+        assert_eq!(app.sign_in(&app.client(), &email, "wrong").await.status(), StatusCode::UNAUTHORIZED);
     }
     let limited = app.sign_in(&app.client(), ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -121,20 +123,52 @@ async fn sign_in_attempts_past_the_quota_get_429_with_the_wait() {
 }
 
 #[tokio::test]
+async fn failures_for_one_email_slow_it_down_but_never_lock_the_admin_out() {
+    let app = spawn_app().await;
+    for _ in 0..4 {
+        assert_eq!(app.sign_in(&app.client(), ADMIN_EMAIL, "wrong guess").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    // After four failures the next attempt waits a second first, then succeeds.
+    let started = std::time::Instant::now();
+    let response = app.sign_in(&app.client(), ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+    // Another email is not slowed down by them.
+    let started = std::time::Instant::now();
+    assert_eq!(app.sign_in(&app.client(), "nobody@example.com", "x").await.status(), StatusCode::UNAUTHORIZED);
+    assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
 async fn the_first_admin_page_works_once_and_only_without_an_admin() {
     let app = spawn_app_with(|config| config.first_admin = None).await;
+    let code = app.setup_code.clone().expect("a setup code without MAILROOM_ADMIN_EMAIL");
     let client = app.client();
     let needed: bool = app.call(&client, "first_admin_needed", &[]).await.json().await.unwrap();
     assert!(needed);
     let short = app
-        .call(&client, "create_first_admin", &[("name", "Ada"), ("email", "ada@example.com"), ("password", "short")])
+        .call(
+            &client,
+            "create_first_admin",
+            &[("name", "Ada"), ("email", "ada@example.com"), ("password", "short"), ("setup_code", &code)],
+        )
         .await;
     assert_eq!(short.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let form = [("name", "Ada"), ("email", "ada@example.com"), ("password", "a long enough password")];
+    let mut form = [
+        ("name", "Ada"),
+        ("email", "ada@example.com"),
+        ("password", "a long enough password"),
+        ("setup_code", "0000-0000-0000-0000"),
+    ];
+    let wrong_code = app.call(&client, "create_first_admin", &form).await;
+    assert_eq!(wrong_code.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(wrong_code.text().await.unwrap().contains("setup_code"));
+    form[3].1 = &code;
     assert_eq!(app.call(&client, "create_first_admin", &form).await.status(), StatusCode::OK);
     assert_eq!(app.call(&client, "admin_context", &[]).await.status(), StatusCode::OK, "signed in at once");
 
-    let again = [("name", "Eve"), ("email", "eve@example.com"), ("password", "a long enough password")];
+    let again =
+        [("name", "Eve"), ("email", "eve@example.com"), ("password", "a long enough password"), ("setup_code", &code)];
     assert_eq!(app.call(&app.client(), "create_first_admin", &again).await.status(), StatusCode::FORBIDDEN);
     let needed: bool = app.call(&app.client(), "first_admin_needed", &[]).await.json().await.unwrap();
     assert!(!needed);

@@ -184,7 +184,7 @@ async fn a_status_written_by_one_node_reaches_admins_on_another_through_live_sel
         nodes.push(addr);
     }
     let client_for = |addr: std::net::SocketAddr| async move {
-        let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+        let client = browser_like_client(&format!("http://{addr}"));
         let form = [("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)];
         assert!(
             client.post(format!("http://{addr}/api/login")).form(&form).send().await.unwrap().status().is_success()

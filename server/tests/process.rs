@@ -24,16 +24,15 @@ fn stop(mut child: Child) {
 #[tokio::test]
 async fn a_session_survives_a_restart_on_surrealkv() {
     let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
-
     let (first, url) = start_process(dir.path(), &[]);
+    let client = browser_like_client(&url);
     let form = [("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)];
     assert!(client.post(format!("{url}/api/login")).form(&form).send().await.unwrap().status().is_success());
     assert!(client.post(format!("{url}/api/admin_context")).send().await.unwrap().status().is_success());
     stop(first);
 
     let (second, url) = start_process(dir.path(), &[]);
-    let again = client.post(format!("{url}/api/admin_context")).send().await.unwrap();
+    let again = client.post(format!("{url}/api/admin_context")).header("Origin", &url).send().await.unwrap();
     // The cookie jar is keyed by host, not port: the same cookie goes to the new process.
     assert!(again.status().is_success(), "{}", again.status());
     stop(second);

@@ -1,7 +1,11 @@
 //! Users, sign-in, sign-out and the one-time "Create the first admin" page.
 
 #[cfg(feature = "ssr")]
+pub mod client;
+#[cfg(feature = "ssr")]
 pub mod ssr;
+#[cfg(feature = "ssr")]
+pub mod throttle;
 
 use crate::error::AppError;
 use leptos::prelude::*;
@@ -31,6 +35,12 @@ impl CurrentUser {
 }
 
 pub const MIN_PASSWORD_LEN: usize = 12;
+/// Longest accepted values, checked before anything else looks at them.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+pub const MAX_EMAIL_LEN: usize = 254;
+pub const MAX_NAME_LEN: usize = 100;
+/// One-time link tokens are 64 hex digits.
+pub const MAX_TOKEN_LEN: usize = 128;
 
 #[server(endpoint = "current_user")]
 pub async fn get_current_user() -> Result<Option<CurrentUser>, AppError> {
@@ -73,32 +83,15 @@ pub async fn first_admin_needed() -> Result<bool, AppError> {
 }
 
 #[server(endpoint = "create_first_admin")]
-pub async fn create_first_admin(name: String, email: String, password: String) -> Result<(), AppError> {
+pub async fn create_first_admin(
+    name: String,
+    email: String,
+    password: String,
+    setup_code: String,
+) -> Result<(), AppError> {
     crate::error::ssr::respond(
         async {
-            let state = crate::state::app_state()?;
-            let mut errors = crate::error::FieldErrors::new();
-            if name.trim().is_empty() {
-                errors.add("name", "Enter a name.");
-            }
-            if let Err(err) = email.trim().parse::<lettre::Address>() {
-                errors.add("email", format!("Enter an email address like name@example.com ({err})."));
-            }
-            if password.chars().count() < MIN_PASSWORD_LEN {
-                errors.add("password", format!("Use at least {MIN_PASSWORD_LEN} characters."));
-            }
-            errors.into_result()?;
-            // Checked and created in one request; a second admin created concurrently is caught
-            // by the unique email index or by this check on the next try.
-            if ssr::admin_exists(state.db()).await? {
-                return Err(AppError::Forbidden);
-            }
-            ssr::create_user(
-                state.db(),
-                ssr::NewUser { email: &email, name: &name, role: Role::Admin, password: Some(&password) },
-            )
-            .await?;
-            ssr::sign_in(&email, &password).await?;
+            ssr::first_admin(name, email, password, setup_code).await?;
             leptos_axum::redirect("/admin/smtp");
             Ok(())
         }
@@ -200,6 +193,14 @@ pub fn SetupPage() -> impl IntoView {
                                     aria-invalid=move || message("password")().is_some().then_some("true")
                                     aria-describedby="password-error"/>
                                 <p id="password-error" class="field-error">{message("password")}</p>
+                                <label for="setup_code">"Setup code"</label>
+                                <input id="setup_code" name="setup_code" required autocomplete="off"
+                                    aria-invalid=move || message("setup_code")().is_some().then_some("true")
+                                    aria-describedby="setup_code-hint setup_code-error"/>
+                                <p id="setup_code-hint" class="hint">
+                                    "The server printed this one-time code when it started (look for \"Setup code\" in its output or log)."
+                                </p>
+                                <p id="setup_code-error" class="field-error">{message("setup_code")}</p>
                                 <button type="submit" disabled=move || create.pending().get()>"Create admin"</button>
                             </ActionForm>
                             {move || error.get().filter(|e| e.field_errors().is_none()).map(|e| view! {

@@ -1,10 +1,13 @@
 //! The server half of sign-in: users in SurrealDB, argon2id hashes, sessions kept in
 //! SurrealDB behind tower-sessions, and the guards every server function starts with.
 
-use super::{CurrentUser, Role};
+use super::{CurrentUser, MAX_EMAIL_LEN, MAX_NAME_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Role};
 use crate::{
     db::now_ms,
-    error::{AppError, ssr::internal},
+    error::{
+        AppError, FieldErrors,
+        ssr::{bounded, internal},
+    },
     state::{AppState, Db, app_state},
 };
 use argon2::{
@@ -13,8 +16,12 @@ use argon2::{
 };
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use std::sync::LazyLock;
+use std::sync::{
+    LazyLock,
+    atomic::{AtomicU64, Ordering},
+};
 use surrealdb::types::{RecordId, SurrealValue};
+use tokio::sync::Semaphore;
 use tower_sessions::{
     Session, SessionStore,
     session::{Id, Record},
@@ -22,6 +29,8 @@ use tower_sessions::{
 };
 
 const USER_KEY: &str = "user_id";
+/// When the session signed in (ms since the epoch): sessions end `session_max_age` later.
+const SIGNED_IN_AT: &str = "signed_in_at";
 
 #[derive(Debug, Clone, SurrealValue)]
 struct UserRow {
@@ -110,7 +119,27 @@ pub async fn create_user(db: &Db, user: NewUser<'_>) -> Result<CurrentUser, AppE
     }
 }
 
+/// Argon2 runs at most one per core at a time: each costs 19 MiB and tens of milliseconds of
+/// CPU, so a flood of requests queues here instead of filling memory and the blocking pool.
+static HASHING: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+
+/// Argon2 computations (hashes and verifications) since start: tests use it to prove that a
+/// refused request did no hashing.
+static ARGON2_RUNS: AtomicU64 = AtomicU64::new(0);
+
+pub fn argon2_runs() -> u64 {
+    ARGON2_RUNS.load(Ordering::Relaxed)
+}
+
+async fn hashing_permit() -> Result<tokio::sync::SemaphorePermit<'static>, AppError> {
+    let permit = HASHING.acquire().await.map_err(|err| internal("the hashing semaphore closed", &err))?;
+    ARGON2_RUNS.fetch_add(1, Ordering::Relaxed);
+    Ok(permit)
+}
+
 pub async fn hash_password(password: String) -> Result<String, AppError> {
+    let _permit = hashing_permit().await?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default().hash_password(password.as_bytes(), &salt).map(|hash| hash.to_string())
@@ -130,6 +159,7 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
 });
 
 async fn verify_password(password: String, hash: Option<String>) -> Result<bool, AppError> {
+    let _permit = hashing_permit().await?;
     tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| DUMMY_HASH.clone());
@@ -161,30 +191,45 @@ pub fn fingerprint(secret: &str) -> String {
     Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn client_ip() -> String {
+/// The rate-limit key of the current request's client (see [`super::client`]).
+pub fn client_key() -> String {
     use axum::extract::ConnectInfo;
     use std::net::SocketAddr;
-    leptos::prelude::use_context::<http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()))
-        .unwrap_or_else(|| "unknown".to_owned())
+    let Some(parts) = leptos::prelude::use_context::<http::request::Parts>() else { return "unknown".to_owned() };
+    let Some(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else {
+        return "unknown".to_owned();
+    };
+    let state = leptos::prelude::use_context::<AppState>();
+    let trusted = state.as_ref().map(|s| s.settings().trusted_proxies.as_slice()).unwrap_or_default();
+    let forwarded = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+    super::client::limit_key(super::client::client_ip(peer, forwarded, trusted))
 }
 
 /// Checks the credentials and starts a fresh session. Unknown email and wrong password give
-/// the same error after the same work.
+/// the same error after the same work; failures for one email slow its next attempts down.
 pub async fn sign_in(email: &str, password: &str) -> Result<CurrentUser, AppError> {
+    bounded("Email", email, MAX_EMAIL_LEN)?;
+    bounded("Password", password, MAX_PASSWORD_LEN)?;
     let state = app_state()?;
-    state.shared.login_by_ip.check(&client_ip())?;
-    state.shared.login_by_email.check(&normalize_email(email))?;
-    let row = find_by_email(state.db(), email).await?;
+    state.shared.login_by_ip.check(&client_key())?;
+    let email = normalize_email(email);
+    let wait = state.shared.login_throttle.delay(&email);
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+    let row = find_by_email(state.db(), &email).await?;
     let hash = row.as_ref().and_then(|r| r.password_hash.clone());
     if !verify_password(password.to_owned(), hash).await? {
+        state.shared.login_throttle.failed(&email);
         tracing::info!("sign-in refused");
         return Err(AppError::InvalidCredentials);
     }
     let user = row.ok_or(AppError::InvalidCredentials)?.into_current();
+    state.shared.login_throttle.succeeded(&email);
     let session = session().await?;
     session.cycle_id().await.map_err(|err| internal("cannot rotate the session id", &err))?;
     session.insert(USER_KEY, &user.id).await.map_err(|err| internal("cannot write the session", &err))?;
+    session.insert(SIGNED_IN_AT, now_ms()).await.map_err(|err| internal("cannot write the session", &err))?;
     tracing::info!(user = %user.id, "signed in");
     Ok(user)
 }
@@ -196,16 +241,39 @@ pub async fn sign_out() -> Result<(), AppError> {
 
 pub async fn current_user() -> Result<Option<CurrentUser>, AppError> {
     let state = app_state()?;
-    user_from_session(state.db(), &session().await?).await
+    user_from_session(&state, &session().await?).await
 }
 
-/// The user a session belongs to (for plain axum handlers as well as server functions).
-pub async fn user_from_session(db: &Db, session: &Session) -> Result<Option<CurrentUser>, AppError> {
-    let Some(uid) = session.get::<String>(USER_KEY).await.map_err(|err| internal("cannot read the session", &err))?
-    else {
+/// The user a session belongs to (for plain axum handlers as well as server functions). A
+/// session past its absolute lifetime is ended here.
+pub async fn user_from_session(state: &AppState, session: &Session) -> Result<Option<CurrentUser>, AppError> {
+    let read = |err: tower_sessions::session::Error| internal("cannot read the session", &err);
+    let Some(uid) = session.get::<String>(USER_KEY).await.map_err(read)? else {
         return Ok(None);
     };
-    Ok(find_by_id(db, &uid).await?.map(UserRow::into_current))
+    let signed_in_at = session.get::<i64>(SIGNED_IN_AT).await.map_err(read)?;
+    if !within_lifetime(state, signed_in_at) {
+        session.flush().await.map_err(|err| internal("cannot end the session", &err))?;
+        return Ok(None);
+    }
+    Ok(find_by_id(state.db(), &uid).await?.map(UserRow::into_current))
+}
+
+fn within_lifetime(state: &AppState, signed_in_at: Option<i64>) -> bool {
+    let max_age = state.settings().session_max_age.as_millis() as i64;
+    signed_in_at.is_some_and(|at| now_ms().saturating_sub(at) <= max_age)
+}
+
+/// Whether the session with this id still belongs to an admin (and is within its lifetime):
+/// the check an open status stream repeats.
+pub async fn session_is_admin(state: &AppState, id: &Id) -> Result<bool, AppError> {
+    let store = SurrealSessionStore::new(state.db().clone());
+    let record = store.load(id).await.map_err(|err| internal("cannot read the session", &err))?;
+    let Some(record) = record else { return Ok(false) };
+    let uid = record.data.get(USER_KEY).and_then(|v| v.as_str());
+    let signed_in_at = record.data.get(SIGNED_IN_AT).and_then(serde_json::Value::as_i64);
+    let (Some(uid), true) = (uid, within_lifetime(state, signed_in_at)) else { return Ok(false) };
+    Ok(find_by_id(state.db(), uid).await?.is_some_and(|row| row.role == "admin"))
 }
 
 /// The signed-in user, or 401.
@@ -215,12 +283,12 @@ pub async fn require_user() -> Result<CurrentUser, AppError> {
 
 /// The signed-in admin, or 401 / 403. Every admin server function starts with this.
 pub async fn require_admin() -> Result<CurrentUser, AppError> {
-    admin_of(app_state()?.db(), &session().await?).await
+    admin_of(&app_state()?, &session().await?).await
 }
 
 /// The admin a session belongs to, or 401 / 403 (for plain axum handlers too).
-pub async fn admin_of(db: &Db, session: &Session) -> Result<CurrentUser, AppError> {
-    let user = user_from_session(db, session).await?.ok_or(AppError::Unauthorized)?;
+pub async fn admin_of(state: &AppState, session: &Session) -> Result<CurrentUser, AppError> {
+    let user = user_from_session(state, session).await?.ok_or(AppError::Unauthorized)?;
     if user.role == Role::Admin { Ok(user) } else { Err(AppError::Forbidden) }
 }
 
@@ -232,8 +300,113 @@ pub async fn ensure_first_admin(state: &AppState, email: &str, password: &str) -
         return Ok(false);
     }
     let name = email.split('@').next().unwrap_or("Admin");
-    create_user(state.db(), NewUser { email, name, role: Role::Admin, password: Some(password) }).await?;
-    Ok(true)
+    let hash = hash_password(password.to_owned()).await?;
+    match create_first_admin_record(state.db(), name, email, hash).await {
+        Ok(_) => Ok(true),
+        // Another node created it first.
+        Err(AppError::Forbidden) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// Creates the first admin, once: the fixed record `setup:first_admin` is created in the same
+/// transaction, so of any number of concurrent attempts exactly one commits. Spends every
+/// setup code. A second attempt is [`AppError::Forbidden`].
+async fn create_first_admin_record(db: &Db, name: &str, email: &str, hash: String) -> Result<CurrentUser, AppError> {
+    let uid = random_token(16);
+    let email = normalize_email(email);
+    let result = db
+        .query(
+            "BEGIN TRANSACTION;
+             IF (SELECT id FROM user WHERE role = 'admin' LIMIT 1)[0] != NONE { THROW 'admin exists' };
+             CREATE setup:first_admin CONTENT { email: $email, at: $now };
+             CREATE $id CONTENT { email: $email, name: $name, role: 'admin', password_hash: $hash, created_at: $now };
+             DELETE setup_code;
+             COMMIT TRANSACTION;",
+        )
+        .bind(("id", RecordId::new("user", uid.as_str())))
+        .bind(("email", email.clone()))
+        .bind(("name", name.trim().to_owned()))
+        .bind(("hash", hash))
+        .bind(("now", now_ms()))
+        .await
+        .and_then(crate::db::check_transaction);
+    match result {
+        Ok(_) => Ok(CurrentUser { id: uid, email, name: name.trim().to_owned(), role: Role::Admin }),
+        Err(err) if err.to_string().contains("admin exists") || err.to_string().contains("already exists") => {
+            Err(AppError::Forbidden)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// A one-time setup code for the "Create the first admin" page, when no admin exists yet: only
+/// its SHA-256 is stored. Every node that starts without an admin issues one; any of them works
+/// until the first admin exists.
+pub async fn issue_setup_code(db: &Db) -> Result<Option<String>, AppError> {
+    if admin_exists(db).await? {
+        return Ok(None);
+    }
+    let raw = random_token(10);
+    let code = raw.as_bytes().chunks(5).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-");
+    db.query("CREATE setup_code CONTENT { hash: $hash, at: $now }")
+        .bind(("hash", fingerprint(&normalize_setup_code(&code))))
+        .bind(("now", now_ms()))
+        .await?
+        .check()?;
+    Ok(Some(code))
+}
+
+fn normalize_setup_code(code: &str) -> String {
+    code.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+async fn setup_code_valid(db: &Db, code: &str) -> Result<bool, AppError> {
+    let mut response = db
+        .query("SELECT count() AS n FROM setup_code WHERE hash = $hash GROUP ALL")
+        .bind(("hash", fingerprint(&normalize_setup_code(code))))
+        .await?;
+    let count: Option<i64> = response.take((0, "n"))?;
+    Ok(count.unwrap_or(0) > 0)
+}
+
+/// "Create the first admin": every field bounded and checked, the setup code and the absence of
+/// an admin checked before any hashing, then one atomic creation, then a signed-in session.
+pub async fn first_admin(name: String, email: String, password: String, setup_code: String) -> Result<(), AppError> {
+    bounded("Name", &name, MAX_NAME_LEN)?;
+    bounded("Email", &email, MAX_EMAIL_LEN)?;
+    bounded("Password", &password, MAX_PASSWORD_LEN)?;
+    bounded("Setup code", &setup_code, 64)?;
+    let state = app_state()?;
+    state.shared.token_by_ip.check(&client_key())?;
+    if admin_exists(state.db()).await? {
+        return Err(AppError::Forbidden);
+    }
+    let mut errors = FieldErrors::new();
+    if name.trim().is_empty() || name.chars().any(char::is_control) {
+        errors.add("name", "Enter a name.");
+    }
+    if let Err(err) = email.trim().parse::<lettre::Address>() {
+        errors.add("email", format!("Enter an email address like name@example.com ({err})."));
+    }
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        errors.add("password", format!("Use at least {MIN_PASSWORD_LEN} characters."));
+    }
+    if !setup_code_valid(state.db(), &setup_code).await? {
+        errors.add("setup_code", "Enter the setup code the server printed when it started.");
+    }
+    errors.into_result()?;
+    let hash = hash_password(password.clone()).await?;
+    create_first_admin_record(state.db(), &name, &email, hash).await?;
+    tracing::info!("created the first admin from the setup page");
+    sign_in(&email, &password).await?;
+    Ok(())
+}
+
+/// Ends every session of a user (after a password change through a link).
+pub async fn end_sessions_of(db: &Db, uid: &str) -> Result<(), AppError> {
+    db.query("DELETE session WHERE user = $uid").bind(("uid", uid.to_owned())).await?.check()?;
+    Ok(())
 }
 
 /// Creates a non-admin user from the environment unless that email already exists.
@@ -262,6 +435,11 @@ impl std::fmt::Debug for SurrealSessionStore {
 struct SessionRow {
     data: String,
     expires_at: i64,
+}
+
+/// The user a session record belongs to, kept beside the data so a user's sessions can be ended.
+fn session_user(record: &Record) -> Option<String> {
+    record.data.get(USER_KEY).and_then(|v| v.as_str()).map(str::to_owned)
 }
 
 impl SurrealSessionStore {
@@ -293,8 +471,9 @@ impl SessionStore for SurrealSessionStore {
         for _ in 0..8 {
             let created = self
                 .db
-                .query("CREATE $id CONTENT { data: $data, expires_at: $expires_at }")
+                .query("CREATE $id CONTENT { data: $data, expires_at: $expires_at, user: $user }")
                 .bind(("id", Self::key(&record.id)))
+                .bind(("user", session_user(record)))
                 .bind(("data", data.clone()))
                 .bind(("expires_at", expires_at))
                 .await
@@ -312,8 +491,9 @@ impl SessionStore for SurrealSessionStore {
         let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let expires_at = (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64;
         self.db
-            .query("UPSERT $id CONTENT { data: $data, expires_at: $expires_at }")
+            .query("UPSERT $id CONTENT { data: $data, expires_at: $expires_at, user: $user }")
             .bind(("id", Self::key(&record.id)))
+            .bind(("user", session_user(record)))
             .bind(("data", data))
             .bind(("expires_at", expires_at))
             .await

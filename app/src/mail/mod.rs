@@ -60,6 +60,15 @@ pub enum SmtpFailure {
         host: String,
         port: u16,
     },
+    /// The outbound address policy refused every connection to this host: nothing was connected.
+    AddressRefused {
+        host: String,
+        address: String,
+        reason: String,
+        /// True when the address is outside `MAILROOM_SMTP_ALLOWED_NETWORKS` (rather than one
+        /// of the kinds that are always refused).
+        outside_allowed: bool,
+    },
     Timeout {
         step: Step,
         secs: u64,
@@ -131,6 +140,12 @@ impl SmtpFailure {
     pub fn hint(&self) -> String {
         match self {
             Self::Dns { host } => format!("Check the Email Server name: {host} does not resolve."),
+            Self::AddressRefused { outside_allowed: true, .. } => {
+                "Mailroom may only connect to the networks in MAILROOM_SMTP_ALLOWED_NETWORKS: use a server inside them, or ask the operator to add this network to that setting.".into()
+            }
+            Self::AddressRefused { .. } => {
+                "Mailroom never connects to link-local (cloud metadata), unspecified, multicast or broadcast addresses. Enter the email server's real host name or address; the operator can restrict connections further with MAILROOM_SMTP_ALLOWED_NETWORKS.".into()
+            }
             Self::ConnectionRefused { port, .. } => format!(
                 "Nothing accepts connections on port {port}. Check the Email Server and Port, and that a firewall allows the connection."
             ),
@@ -198,6 +213,9 @@ impl fmt::Display for SmtpFailure {
         match self {
             Self::Dns { host } => write!(f, "DNS lookup failed for {host}"),
             Self::ConnectionRefused { host, port } => write!(f, "Connection refused by {host}:{port}"),
+            Self::AddressRefused { host, address, reason, .. } => {
+                write!(f, "Not connecting to {host} ({address}): {reason}")
+            }
             Self::Timeout { step, secs } => write!(f, "Timed out after {secs} s during {step}"),
             Self::TlsHandshake { detail } => write!(f, "TLS handshake failed: {detail}"),
             Self::TlsModeMismatch { port, server_expects_tls: true } => {

@@ -48,11 +48,15 @@ pub async fn list_mailbox() -> Result<Vec<MailboxEntry>, AppError> {
     )
 }
 
+/// One message. Its body is opened with the instance key; one-time links in it are shown only
+/// to the admin it is addressed to (otherwise admin A could ask for B's reset and read B's link).
 #[server(endpoint = "mailbox_read")]
 pub async fn read_mailbox(id: String) -> Result<MailboxMessage, AppError> {
     crate::error::ssr::respond(
         async {
-            crate::auth::ssr::require_admin().await?;
+            use secrecy::ExposeSecret;
+            crate::error::ssr::bounded("Message id", &id, 64)?;
+            let admin = crate::auth::ssr::require_admin().await?;
             let state = crate::state::app_state()?;
             let mut response = state
                 .db()
@@ -62,10 +66,70 @@ pub async fn read_mailbox(id: String) -> Result<MailboxMessage, AppError> {
                 )
                 .bind(("id", surrealdb::types::RecordId::new("mailbox", id.as_str())))
                 .await?;
-            response.take::<Option<MailboxMessage>>(0)?.ok_or_else(|| AppError::NotFound("No such message.".into()))
+            let mut message = response
+                .take::<Option<MailboxMessage>>(0)?
+                .ok_or_else(|| AppError::NotFound("No such message.".into()))?;
+            let key = state.shared.secret_key.expose_secret();
+            message.text =
+                crate::smtp_settings::ssr::decrypt(key, crate::mail::ssr::mailbox::BODY_PURPOSE, &message.text)
+                    .map(|text| text.expose_secret().to_owned())
+                    .map_err(|err| crate::error::ssr::internal("cannot open a mailbox body", &err))?;
+            if !addressed_to(&message.to_addr, &admin.email) {
+                message.text = mask_links(&message.text);
+            }
+            Ok(message)
         }
         .await,
     )
+}
+
+/// Whether a `To` value (`Name <address>` or `address`) is this email address.
+pub fn addressed_to(to: &str, email: &str) -> bool {
+    let address = to.rsplit_once('<').map_or(to, |(_, rest)| rest.trim_end_matches('>'));
+    address.trim().eq_ignore_ascii_case(email.trim())
+}
+
+/// One-time link tokens (`token=` and 32 or more hex digits) replaced by a notice.
+pub fn mask_links(text: &str) -> String {
+    const MARK: &str = "token=";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(MARK) {
+        let (before, after) = rest.split_at(at + MARK.len());
+        out.push_str(before);
+        let run = after.chars().take_while(char::is_ascii_hexdigit).count();
+        if run >= 32 {
+            out.push_str("[hidden: only the recipient sees this link]");
+        } else {
+            out.push_str(&after[..run]);
+        }
+        rest = &after[run..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_masked_and_the_rest_kept() {
+        let token = "ab".repeat(32);
+        let text = format!("Hi,\nhttp://x/set-password?token={token}\nbye token=12 end");
+        let masked = mask_links(&text);
+        assert!(!masked.contains(&token), "{masked}");
+        assert!(masked.contains("set-password?token=[hidden: only the recipient sees this link]"));
+        assert!(masked.ends_with("bye token=12 end"));
+    }
+
+    #[test]
+    fn the_recipient_is_read_from_either_form() {
+        assert!(addressed_to("Ann Admin <ann@example.com>", "ANN@example.com"));
+        assert!(addressed_to("ann@example.com", "ann@example.com"));
+        assert!(!addressed_to("Bob <bob@example.com>", "ann@example.com"));
+        assert!(!addressed_to("Eve <eve@example.com> ann@example.com", "ann@example.com"));
+    }
 }
 
 #[component]

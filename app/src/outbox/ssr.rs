@@ -115,6 +115,9 @@ pub fn backoff(policy: &OutboxPolicy, attempts: i64) -> Duration {
 }
 
 pub async fn list(status: Option<String>) -> Result<Vec<OutboxEntry>, AppError> {
+    if let Some(status) = &status {
+        crate::error::ssr::bounded("Status", status, 16)?;
+    }
     require_admin().await?;
     let state = app_state()?;
     let fields = "record::id(id) AS id, kind, to_addr, subject, status, attempts, next_attempt_at, last_error, last_hint, created_at, sent_at";
@@ -132,6 +135,7 @@ pub async fn list(status: Option<String>) -> Result<Vec<OutboxEntry>, AppError> 
 }
 
 pub async fn retry_now(id: String) -> Result<(), AppError> {
+    crate::error::ssr::bounded("Message id", &id, 64)?;
     let admin = require_admin().await?;
     let state = app_state()?;
     let mut response = state
@@ -199,8 +203,7 @@ pub async fn active_mailer(state: &AppState) -> Result<(Arc<Mailer>, i64, Mailbo
     };
     if stored.mode != "custom" {
         let key = format!("default:{}", stored.version);
-        let db = state.db().clone();
-        let mailer = state.shared.mailers.get_or_build(key, async || Mailer::default_service(db, mail)).await?;
+        let mailer = state.shared.mailers.get_or_build(key, async || Ok(Mailer::default_service(state))).await?;
         return Ok((mailer, stored.version, default_from()?));
     }
     let target = target_from(&stored, state.shared.secret_key.expose_secret()).map_err(unusable)?;

@@ -1,6 +1,8 @@
 //! The browser's side of the live push: an EventSource on `/api/smtp_status/stream`. The browser
-//! reconnects a dropped stream by itself; a refused one is retried here with backoff, forever.
-//! Every (re)connection starts with the current status, so the page resynchronises.
+//! reconnects a dropped stream by itself; a refused one is retried here with backoff while the
+//! page still belongs to a signed-in admin, and given up once the server says it does not
+//! (signed out, session expired, admin role taken away: 401/403). Every (re)connection starts
+//! with the current status, so the page resynchronises.
 
 use super::SmtpHealth;
 use leptos::prelude::*;
@@ -67,8 +69,17 @@ fn retry(
     let next = SendWrapper::new((stopped, current));
     set_timeout(
         move || {
-            let (stopped, current) = next.take();
-            connect(health, stopped, current, attempt);
+            leptos::task::spawn_local(async move {
+                let (stopped, current) = next.take();
+                // EventSource hides the status of a refused connection: ask who we are.
+                match crate::auth::get_current_user().await {
+                    Ok(Some(user)) if user.is_admin() => connect(health, stopped, current, attempt),
+                    Ok(_) | Err(crate::error::AppError::Unauthorized | crate::error::AppError::Forbidden) => {
+                        stopped.set(true);
+                    }
+                    Err(_) => retry(health, stopped, current, attempt + 1),
+                }
+            });
         },
         delay,
     );

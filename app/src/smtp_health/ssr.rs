@@ -4,7 +4,7 @@
 
 use super::{NodeStatus, SmtpHealth};
 use crate::{
-    auth::ssr::admin_of,
+    auth::ssr::{admin_of, session_is_admin},
     db::now_ms,
     error::AppError,
     mail::{
@@ -96,7 +96,7 @@ pub fn spawn_post_save_check(state: AppState, settings: StoredSettings) {
 async fn check(state: &AppState, settings: &StoredSettings) -> Result<(), SmtpFailure> {
     let mail = &state.settings().mail;
     if settings.mode != "custom" {
-        return Mailer::default_service(state.db().clone(), mail)?.check(mail).await;
+        return Mailer::default_service(state).check(mail).await;
     }
     let target = target_from(settings, state.shared.secret_key.expose_secret())
         .map_err(|err| SmtpFailure::Other { detail: format!("the saved settings cannot be used: {err}") })?;
@@ -137,10 +137,38 @@ async fn publish(state: &AppState) {
 }
 
 async fn admin_only(state: &AppState, session: &Session) -> Result<(), Response> {
-    admin_of(state.db(), session).await.map(drop).map_err(|err| {
-        let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, err.to_string()).into_response()
-    })
+    admin_of(state, session).await.map(drop).map_err(IntoResponse::into_response)
+}
+
+/// Counts a session's open status streams; the count drops when the stream does.
+struct StreamSlot {
+    state: AppState,
+    key: [u8; 16],
+}
+
+impl StreamSlot {
+    fn take(state: &AppState, session_id: &str) -> Option<Self> {
+        let key = crate::state::limiter_key(session_id);
+        let mut open = state.shared.open_streams.lock().expect("stream count lock");
+        let count = open.entry(key).or_insert(0);
+        if *count >= state.settings().max_streams_per_session {
+            return None;
+        }
+        *count += 1;
+        Some(Self { state: state.clone(), key })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.state.shared.open_streams.lock().expect("stream count lock");
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// `GET /api/smtp_status`: `{ is_valid, node_count, nodes: [...] }`, admins only.
@@ -158,11 +186,18 @@ pub async fn status_api(State(state): State<AppState>, session: Session) -> Resp
 }
 
 /// `GET /api/smtp_status/stream`: server-sent events, admins only. The first event is the
-/// current status; then one event per change.
+/// current status; then one event per change. At most `max_streams_per_session` per session; the
+/// stream ends when its session ends or loses the admin role (checked every `stream_recheck`).
 pub async fn status_stream(State(state): State<AppState>, session: Session) -> Response {
     if let Err(refused) = admin_only(&state, &session).await {
         return refused;
     }
+    let Some(id) = session.id() else {
+        return AppError::Unauthorized.into_response();
+    };
+    let Some(slot) = StreamSlot::take(&state, &id.to_string()) else {
+        return AppError::RateLimited { retry_after_secs: 30 }.into_response();
+    };
     let receiver = state.shared.health_tx.subscribe();
     let current = match load_health(state.db()).await {
         Ok(health) => health,
@@ -171,12 +206,23 @@ pub async fn status_stream(State(state): State<AppState>, session: Session) -> R
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    let updates = futures::stream::unfold(receiver, |mut receiver| async move {
+    let mut recheck = tokio::time::interval(state.settings().stream_recheck);
+    recheck.reset();
+    let watch = (receiver, recheck, state.clone(), slot);
+    let updates = futures::stream::unfold(watch, move |(mut receiver, mut recheck, state, slot)| async move {
         loop {
-            match receiver.recv().await {
-                Ok(health) => return Some((health, receiver)),
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
+            tokio::select! {
+                received = receiver.recv() => match received {
+                    Ok(health) => return Some((health, (receiver, recheck, state, slot))),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = recheck.tick() => {
+                    if !matches!(session_is_admin(&state, &id).await, Ok(true)) {
+                        tracing::info!("status stream ended: its session ended or lost the admin role");
+                        return None;
+                    }
+                }
             }
         }
     });

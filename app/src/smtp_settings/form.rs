@@ -158,6 +158,22 @@ impl SmtpForm {
         }
     }
 
+    /// Refuses a form with a field far past any sensible length (a request, not a typo), before
+    /// any parser, limiter or query sees it. The parsers give the friendly messages below these.
+    #[cfg(feature = "ssr")]
+    pub fn check_lengths(&self) -> Result<(), crate::error::AppError> {
+        use crate::error::ssr::bounded;
+        bounded("Email Server", &self.host, 253 + 16)?;
+        bounded("Port", &self.port, 16)?;
+        bounded("From", &self.from, 512)?;
+        bounded("Username", &self.username, 320 + 16)?;
+        bounded("Password", &self.password, crate::auth::MAX_PASSWORD_LEN)?;
+        bounded("Client ID", &self.client_id, 255 + 16)?;
+        bounded("Client Secret", &self.client_secret, 2048)?;
+        bounded("Token URL", &self.token_url, 2048)?;
+        bounded("Scope", &self.scope, 2048)
+    }
+
     /// The message for one field, for live validation while the admin types.
     pub fn field_error(&self, name: &str) -> Option<String> {
         if self.mode == Mode::Default {

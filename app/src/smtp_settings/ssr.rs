@@ -173,7 +173,8 @@ pub enum SecretSource {
 }
 
 /// The re-entry rule: a stored Password / Client Secret is reused only while the server, port,
-/// username and authentication type (and, for the client secret, the token URL) are unchanged.
+/// username, authentication type and TLS (on, and its mode) are unchanged — and, for the client
+/// secret, the token URL. Turning TLS off would otherwise send the stored password in clear.
 /// Returns the field error to show when the admin must type the secret again.
 pub fn secret_source(
     stored: Option<&StoredSettings>,
@@ -205,6 +206,10 @@ pub fn secret_source(
         Some("the username changed")
     } else if stored.auth_type() != settings.auth.kind() {
         Some("the authentication type changed")
+    } else if stored.tls_enabled && !settings.tls.enabled {
+        Some("TLS/SSL was turned off")
+    } else if stored.tls_enabled && stored.to_form().tls_mode != settings.tls.mode {
+        Some("the TLS mode changed")
     } else if let AuthSettings::OAuth2 { token_url, .. } = &settings.auth {
         (stored.token_url != token_url.to_string()).then_some("the token URL changed")
     } else {
@@ -224,19 +229,7 @@ pub async fn load_stored(db: &Db) -> Result<Option<StoredSettings>, AppError> {
 fn view_of(stored: Option<StoredSettings>, state: &AppState) -> SmtpSettingsView {
     let stored = stored.unwrap_or_default();
     let default_service = match &state.settings().mail.default_relay {
-        Some(url) => super::DefaultService::Relay {
-            host: url
-                .split("://")
-                .nth(1)
-                .unwrap_or(url)
-                .rsplit('@')
-                .next()
-                .unwrap_or_default()
-                .split(['/', '?'])
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-        },
+        Some(relay) => super::DefaultService::Relay { host: relay.host.to_string() },
         None => super::DefaultService::LocalMailbox,
     };
     SmtpSettingsView {
@@ -311,6 +304,7 @@ pub fn next_settings(
 }
 
 pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, AppError> {
+    form.check_lengths()?;
     let admin = require_admin().await?;
     let state = app_state()?;
     check_rate(&state, &admin)?;
@@ -461,10 +455,11 @@ fn test_message(
 
 /// The Mailer for what "Use default email settings" means here.
 pub fn default_mailer(state: &AppState) -> Result<Mailer, AppError> {
-    Mailer::default_service(state.db().clone(), &state.settings().mail).map_err(AppError::Smtp)
+    Ok(Mailer::default_service(state))
 }
 
 pub async fn send_test(form: SmtpForm) -> Result<String, AppError> {
+    form.check_lengths()?;
     let admin = require_admin().await?;
     let state = app_state()?;
     check_rate(&state, &admin)?;
@@ -579,6 +574,22 @@ mod tests {
         stored.auth_type = "oauth2".into();
         let result = secret_source(Some(&stored), &form().parse_custom().unwrap(), "");
         assert_eq!(result, Err((field::PASSWORD, "Re-enter the password: the authentication type changed".to_owned())));
+    }
+
+    #[test]
+    fn turning_tls_off_or_changing_its_mode_demands_the_password() {
+        let stored = stored_from(&form());
+        let cases = [
+            (SmtpForm { tls_enabled: false, ..form() }, "Re-enter the password: TLS/SSL was turned off"),
+            (SmtpForm { tls_mode: TlsMode::Implicit, ..form() }, "Re-enter the password: the TLS mode changed"),
+        ];
+        for (next, message) in cases {
+            let result = secret_source(Some(&stored), &next.parse_custom().unwrap(), "");
+            assert_eq!(result, Err((field::PASSWORD, message.to_owned())));
+        }
+        // A stricter minimum version keeps the stored password.
+        let stricter = SmtpForm { tls_version: MinTlsVersion::Tls13, ..form() };
+        assert_eq!(secret_source(Some(&stored), &stricter.parse_custom().unwrap(), ""), Ok(SecretSource::Stored));
     }
 
     #[test]

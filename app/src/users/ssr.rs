@@ -2,9 +2,12 @@
 
 use super::UserEntry;
 use crate::{
-    auth::ssr::{fingerprint, hash_password, normalize_email, random_token, require_admin},
+    auth::{
+        MAX_EMAIL_LEN, MAX_NAME_LEN, MAX_PASSWORD_LEN, MAX_TOKEN_LEN, MIN_PASSWORD_LEN,
+        ssr::{client_key, end_sessions_of, fingerprint, hash_password, normalize_email, random_token, require_admin},
+    },
     db::now_ms,
-    error::{AppError, FieldErrors},
+    error::{AppError, FieldErrors, ssr::bounded},
     outbox::{
         ssr::{public_base, wake},
         templates,
@@ -25,6 +28,9 @@ pub async fn list() -> Result<Vec<UserEntry>, AppError> {
 }
 
 pub async fn create(name: String, email: String, role: String) -> Result<String, AppError> {
+    bounded("Name", &name, MAX_NAME_LEN)?;
+    bounded("Email", &email, MAX_EMAIL_LEN)?;
+    bounded("Role", &role, 16)?;
     let admin = require_admin().await?;
     let state = app_state()?;
     let mut errors = FieldErrors::new();
@@ -83,12 +89,39 @@ pub async fn create(name: String, email: String, role: String) -> Result<String,
     }
 }
 
-/// Sets the password through a one-time link; the link is spent in the same transaction.
+fn link_not_usable() -> AppError {
+    AppError::Conflict("This link has expired or was already used. Ask for a new one with \"Forgot password?\".".into())
+}
+
+#[derive(Debug, SurrealValue)]
+struct LinkRow {
+    user: String,
+    expires_at: i64,
+    used_at: Option<i64>,
+}
+
+/// Sets the password through a one-time link. The link is looked up before any hashing (a
+/// random token costs a lookup, never an Argon2 run), then spent in the same transaction that
+/// sets the password, ends every session of the user and spends their other open links.
 pub async fn set_password(token: String, password: String) -> Result<(), AppError> {
-    if password.chars().count() < crate::auth::MIN_PASSWORD_LEN {
-        return Err(AppError::field("password", format!("Use at least {} characters.", crate::auth::MIN_PASSWORD_LEN)));
+    bounded("Token", &token, MAX_TOKEN_LEN)?;
+    bounded("Password", &password, MAX_PASSWORD_LEN)?;
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(AppError::field("password", format!("Use at least {MIN_PASSWORD_LEN} characters.")));
     }
     let state = app_state()?;
+    state.shared.token_by_ip.check(&client_key())?;
+    let link_id = RecordId::new("user_token", fingerprint(&token));
+    let mut response = state
+        .db()
+        .query("SELECT user, expires_at, used_at FROM ONLY $link_id")
+        .bind(("link_id", link_id.clone()))
+        .await?;
+    let link: Option<LinkRow> = response.take(0)?;
+    let now = now_ms();
+    let Some(link) = link.filter(|l| l.used_at.is_none() && l.expires_at >= now) else {
+        return Err(link_not_usable());
+    };
     let hash = hash_password(password).await?;
     let result = state
         .db()
@@ -97,28 +130,33 @@ pub async fn set_password(token: String, password: String) -> Result<(), AppErro
              LET $link = (SELECT * FROM ONLY $link_id);
              IF $link = NONE OR $link.used_at != NONE OR $link.expires_at < $now { THROW 'link not usable' };
              UPDATE type::record('user', $link.user) SET password_hash = $hash;
-             UPDATE $link_id SET used_at = $now;
+             UPDATE user_token SET used_at = $now WHERE user = $link.user AND used_at = NONE;
+             DELETE session WHERE user = $link.user;
              COMMIT TRANSACTION;",
         )
-        .bind(("link_id", RecordId::new("user_token", fingerprint(&token))))
+        .bind(("link_id", link_id))
         .bind(("now", now_ms()))
         .bind(("hash", hash))
         .await
         .and_then(crate::db::check_transaction);
     match result {
-        Ok(_) => Ok(()),
-        Err(err) if err.to_string().contains("link not usable") => Err(AppError::Conflict(
-            "This link has expired or was already used. Ask for a new one with \"Forgot password?\".".into(),
-        )),
+        Ok(_) => {
+            tracing::info!(user = %link.user, "password set through a link; other sessions and links ended");
+            // Sessions saved by requests that were in flight during the transaction.
+            end_sessions_of(state.db(), &link.user).await?;
+            Ok(())
+        }
+        Err(err) if err.to_string().contains("link not usable") => Err(link_not_usable()),
         Err(err) => Err(err.into()),
     }
 }
 
 /// Queues a reset link when the address belongs to a user. The answer is the same either way.
 pub async fn request_reset(email: String) -> Result<(), AppError> {
+    bounded("Email", &email, MAX_EMAIL_LEN)?;
     let state = app_state()?;
     let email = normalize_email(&email);
-    state.shared.reset_by_ip.check(&crate::auth::ssr::client_ip())?;
+    state.shared.reset_by_ip.check(&client_key())?;
     state.shared.reset_by_email.check(&email)?;
     let mut response = state
         .db()

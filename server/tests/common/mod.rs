@@ -18,6 +18,8 @@ pub const USER_PASSWORD: &str = "user password 12";
 pub struct TestApp {
     pub addr: SocketAddr,
     pub state: AppState,
+    /// The code "Create the first admin" asks for, when the app started without an admin.
+    pub setup_code: Option<String>,
     _shutdown: oneshot::Sender<()>,
     _dir: tempfile::TempDir,
 }
@@ -50,6 +52,12 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         outbox_concurrency: 4,
         invite_hours: 72,
         reset_per_hour: NonZeroU32::new(1000).unwrap(),
+        limits: server::config::Limits::default(),
+        smtp_allowed_networks: None,
+        trusted_proxies: Vec::new(),
+        session_max_days: 30,
+        max_streams_per_session: 4,
+        stream_recheck_secs: 30,
     }
 }
 
@@ -65,11 +73,12 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let server = Server::build(config).await.expect("server starts");
     let addr = server.local_addr();
     let state = server.state().clone();
+    let setup_code = server.setup_code().map(str::to_owned);
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(server.run(async {
         let _ = rx.await;
     }));
-    TestApp { addr, state, _shutdown: tx, _dir: dir }
+    TestApp { addr, state, setup_code, _shutdown: tx, _dir: dir }
 }
 
 impl TestApp {
@@ -77,9 +86,10 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// A client with its own cookie jar that does not follow redirects.
+    /// A client with its own cookie jar that does not follow redirects and, like a browser,
+    /// names its origin on every request.
     pub fn client(&self) -> reqwest::Client {
-        reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+        browser_like_client(&format!("http://{}", self.addr))
     }
 
     pub async fn create_user(&self, email: &str, password: &str, role: Role) {
@@ -106,6 +116,19 @@ impl TestApp {
         assert!(response.status().is_success() || response.status().is_redirection(), "{}", response.status());
         client
     }
+}
+
+/// A reqwest client with a cookie jar that sends `Origin: base` (as browsers do on POSTs; the
+/// server refuses cookie-carrying changes without it) and follows no redirects.
+pub fn browser_like_client(base: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::ORIGIN, base.parse().unwrap());
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 /// The compiled server binary, for tests that need a separate process.
@@ -147,4 +170,37 @@ pub fn plain_smtp_form(port: u16) -> serde_json::Value {
         "tls_enabled": false, "tls_version": "Tls12", "tls_mode": "StartTls", "auth_type": "Basic",
         "username": "", "password": "", "client_id": "", "client_secret": "", "token_url": "", "scope": ""
     })
+}
+
+/// Server functions anyone can call without signing in, and the admin ones.
+pub const PUBLIC_FUNCTIONS: &[&str] =
+    &["login", "logout", "current_user", "first_admin_needed", "create_first_admin", "password_reset", "password_set"];
+pub const ADMIN_FUNCTIONS: &[&str] = &[
+    "admin_context",
+    "smtp_load",
+    "smtp_save",
+    "smtp_test",
+    "users_list",
+    "users_create",
+    "outbox_list",
+    "outbox_retry",
+    "mailbox_list",
+    "mailbox_read",
+];
+
+/// Sends the head of a POST that declares `length` body bytes, then `sent` bytes of it, over a
+/// raw connection, and answers the status line the server replies with (empty if it closes).
+pub async fn post_declaring(app: &TestApp, path: &str, length: usize, sent: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {length}\r\n\r\n",
+        addr = app.addr
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let _ = stream.write_all(&vec![b'a'; sent]).await;
+    let mut reply = vec![0u8; 512];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut reply)).await;
+    let n = read.expect("the server answers within 5 s").unwrap_or(0);
+    String::from_utf8_lossy(&reply[..n]).lines().next().unwrap_or_default().to_owned()
 }

@@ -30,7 +30,37 @@ fn io_kind(err: &Error) -> Option<std::io::ErrorKind> {
 /// The reply text lettre puts after "(code): ".
 fn reply_text(err: &Error) -> String {
     let text = err.to_string();
-    text.split_once("): ").map_or(text.clone(), |(_, rest)| rest.to_owned())
+    excerpt(&text.split_once("): ").map_or(text.clone(), |(_, rest)| rest.to_owned()))
+}
+
+/// At most [`EXCERPT_CHARS`] printable characters of what a peer said: a port that is not an
+/// SMTP server (or a hostile one) must not put raw bytes or pages of text on an admin's screen.
+pub const EXCERPT_CHARS: usize = 160;
+
+pub fn excerpt(text: &str) -> String {
+    let mut out = String::new();
+    let mut count = 0;
+    let mut last_space = false;
+    for ch in text.chars() {
+        let ch = if ch.is_control() || ch == '\u{fffd}' { ' ' } else { ch };
+        if ch.is_whitespace() {
+            if last_space || out.is_empty() {
+                continue;
+            }
+            last_space = true;
+            out.push(' ');
+        } else {
+            last_space = false;
+            out.push(ch);
+        }
+        count += 1;
+        if count >= EXCERPT_CHARS {
+            out.truncate(out.trim_end().len());
+            out.push('…');
+            return out;
+        }
+    }
+    out.trim_end().to_owned()
 }
 
 /// `secs` is the limit the step ran under, for the timeouts lettre itself reports.
@@ -56,7 +86,7 @@ pub fn classify(err: &Error, step: Step, target: &SmtpTarget, secs: u64) -> Smtp
         _ => {}
     }
     if lower.contains("invalid peer certificate") || lower.contains("certificate") && lower.contains("invalid") {
-        return SmtpFailure::InvalidCertificate { detail: text };
+        return SmtpFailure::InvalidCertificate { detail: excerpt(&text) };
     }
     if implicit
         && step == Step::TlsHandshake
@@ -67,7 +97,7 @@ pub fn classify(err: &Error, step: Step, target: &SmtpTarget, secs: u64) -> Smtp
         return SmtpFailure::TlsModeMismatch { port: target.port, server_expects_tls: false };
     }
     if err.is_tls() || lower.contains("tls") || lower.contains("handshake") || lower.contains("alert") {
-        return SmtpFailure::TlsHandshake { detail: text };
+        return SmtpFailure::TlsHandshake { detail: excerpt(&text) };
     }
     if lower.contains("no compatible authentication mechanism") {
         return SmtpFailure::NoCommonAuthMechanism { offered: String::new() };
@@ -89,12 +119,12 @@ pub fn classify(err: &Error, step: Step, target: &SmtpTarget, secs: u64) -> Smtp
     {
         return SmtpFailure::ConnectionLost { step };
     }
-    SmtpFailure::Other { detail: text }
+    SmtpFailure::Other { detail: excerpt(&text) }
 }
 
 pub fn classify_response(response: &Response, step: Step) -> SmtpFailure {
     let code: u16 = response.code().to_string().parse().unwrap_or(0);
-    classify_code(code, response.message().collect::<Vec<_>>().join(" "), step)
+    classify_code(code, excerpt(&response.message().collect::<Vec<_>>().join(" ")), step)
 }
 
 fn classify_code(code: u16, text: String, step: Step) -> SmtpFailure {
@@ -115,5 +145,24 @@ fn classify_code(code: u16, text: String, step: Step) -> SmtpFailure {
         (_, Step::MailFrom) => SmtpFailure::SenderRejected { code, text },
         (_, Step::RcptTo) => SmtpFailure::RecipientRejected { code, text },
         _ => SmtpFailure::Rejected { step, code, text },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_excerpt_is_short_printable_and_single_line() {
+        assert_eq!(excerpt("250 ok"), "250 ok");
+        assert_eq!(
+            excerpt("HTTP/1.1 400 Bad Request\r\nServer: x\r\n\r\n\u{0}\u{7}<html>"),
+            "HTTP/1.1 400 Bad Request Server: x <html>"
+        );
+        let long = "x".repeat(10_000);
+        let cut = excerpt(&long);
+        assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        assert!(!excerpt("a\u{1b}[31mred").contains('\u{1b}'));
     }
 }

@@ -1,11 +1,16 @@
 //! The local mailbox: the default service when no relay is configured. Mail is stored in
-//! SurrealDB and read under Admin > Platform > Mailbox; it never leaves the instance.
+//! SurrealDB, its bodies sealed with the instance key (they hold one-time links), and read under
+//! Admin > Platform > Mailbox; it never leaves the instance.
 
 use super::OutgoingMessage;
 use crate::{db::now_ms, mail::SmtpFailure, state::Db};
 use lettre::Message;
 
-pub async fn store(db: &Db, message: &OutgoingMessage, built: &Message) -> Result<(), SmtpFailure> {
+/// What the sealed bodies are bound to: a mailbox body cannot be opened as anything else.
+pub const BODY_PURPOSE: &str = "mailbox.body";
+
+pub async fn store(db: &Db, key: &[u8; 32], message: &OutgoingMessage, built: &Message) -> Result<(), SmtpFailure> {
+    use crate::smtp_settings::ssr::encrypt;
     let message_id = built
         .headers()
         .get_raw("Message-ID")
@@ -19,8 +24,8 @@ pub async fn store(db: &Db, message: &OutgoingMessage, built: &Message) -> Resul
     .bind(("from", message.from.to_string()))
     .bind(("to", message.to.to_string()))
     .bind(("subject", message.subject.clone()))
-    .bind(("text", message.text.clone()))
-    .bind(("html", message.html.clone()))
+    .bind(("text", encrypt(key, BODY_PURPOSE, &message.text)))
+    .bind(("html", message.html.as_deref().map(|html| encrypt(key, BODY_PURPOSE, html))))
     .bind(("now", now_ms()))
     .await
     .and_then(|r| r.check())

@@ -3,37 +3,36 @@
 
 use super::{MailConfig, OutgoingMessage, SmtpTarget, mailbox, oauth::TokenCache, open, transmit};
 use crate::{
-    mail::{SmtpFailure, Step},
-    state::Db,
+    mail::SmtpFailure,
+    state::{AppState, Db},
 };
-use lettre::{
-    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor, transport::smtp::client::AsyncSmtpConnection,
-};
+use lettre::{Message, transport::smtp::client::AsyncSmtpConnection};
+use secrecy::{ExposeSecret, SecretBox};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 
 pub enum Mailer {
-    /// The admin's own SMTP server, with pooled connections.
+    /// The admin's own SMTP server — or the default service's `MAILROOM_DEFAULT_SMTP_URL` relay —
+    /// with pooled connections, through the same step-wise sender and address policy.
     Smtp { target: Box<SmtpTarget>, pool: Box<SmtpPool> },
-    /// The default service pointed at `MAILROOM_DEFAULT_SMTP_URL`.
-    Relay { transport: AsyncSmtpTransport<Tokio1Executor> },
-    /// The default service without a relay: mail is stored and shown under Admin > Mailbox.
-    LocalMailbox { db: Db },
+    /// The default service without a relay: mail is stored (bodies sealed with the instance key)
+    /// and shown under Admin > Mailbox.
+    LocalMailbox { db: Db, key: SecretBox<[u8; 32]> },
     /// Unit tests only: keeps what was sent.
     Memory { sent: Arc<Mutex<Vec<Message>>> },
 }
 
 impl Mailer {
-    pub fn default_service(db: Db, config: &MailConfig) -> Result<Self, SmtpFailure> {
-        match &config.default_relay {
-            Some(url) => {
-                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                    .map_err(|e| SmtpFailure::Other { detail: format!("MAILROOM_DEFAULT_SMTP_URL: {e}") })?
-                    .timeout(Some(config.step_timeout))
-                    .build();
-                Ok(Self::Relay { transport })
+    /// What "Use default email settings" means on this deployment.
+    pub fn default_service(state: &AppState) -> Self {
+        match &state.settings().mail.default_relay {
+            Some(relay) => {
+                Self::smtp(relay.clone(), state.shared.tokens.clone(), state.settings().outbox.concurrency as u32)
             }
-            None => Ok(Self::LocalMailbox { db }),
+            None => Self::LocalMailbox {
+                db: state.db().clone(),
+                key: SecretBox::new(Box::new(*state.shared.secret_key.expose_secret())),
+            },
         }
     }
 
@@ -47,15 +46,8 @@ impl Mailer {
 
     /// Connects (and logs in) without sending: the health check of a transport.
     pub async fn check(&self, config: &MailConfig) -> Result<(), SmtpFailure> {
-        let limit = config.overall_timeout;
         match self {
             Self::Smtp { target, pool } => super::deliver(target, config, &pool.tokens, None).await,
-            Self::Relay { transport } => match tokio::time::timeout(limit, transport.test_connection()).await {
-                Ok(Ok(true)) => Ok(()),
-                Ok(Ok(false)) => Err(SmtpFailure::ConnectionLost { step: Step::Greeting }),
-                Ok(Err(err)) => Err(SmtpFailure::Other { detail: format!("default relay: {err}") }),
-                Err(_) => Err(SmtpFailure::Timeout { step: Step::Greeting, secs: limit.as_secs().max(1) }),
-            },
             Self::LocalMailbox { .. } | Self::Memory { .. } => Ok(()),
         }
     }
@@ -63,7 +55,7 @@ impl Mailer {
     /// Sends one message under the overall limit.
     pub async fn send(&self, message: &OutgoingMessage, config: &MailConfig) -> Result<(), SmtpFailure> {
         let limit = config.overall_timeout;
-        let timed_out = || SmtpFailure::Timeout { step: Step::Data, secs: limit.as_secs().max(1) };
+        let timed_out = || SmtpFailure::Timeout { step: crate::mail::Step::Data, secs: limit.as_secs().max(1) };
         match self {
             Self::Smtp { target, pool } => {
                 match tokio::time::timeout(limit, pool.send(target, message, config)).await {
@@ -71,12 +63,7 @@ impl Mailer {
                     Err(_) => Err(timed_out()),
                 }
             }
-            Self::Relay { transport } => match tokio::time::timeout(limit, transport.send(message.build()?)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(err)) => Err(SmtpFailure::Other { detail: format!("default relay: {err}") }),
-                Err(_) => Err(timed_out()),
-            },
-            Self::LocalMailbox { db } => mailbox::store(db, message, &message.build()?).await,
+            Self::LocalMailbox { db, key } => mailbox::store(db, key.expose_secret(), message, &message.build()?).await,
             Self::Memory { sent } => {
                 sent.lock().expect("memory mailer lock").push(message.build()?);
                 Ok(())

@@ -2,6 +2,7 @@
 //! timeout covers only the TCP connect) and the whole delivery under an overall limit, so
 //! nothing hangs. Failures are classified into [`SmtpFailure`] at the step where they happen.
 
+pub mod address_policy;
 mod classify;
 pub mod mailbox;
 mod mailer;
@@ -11,6 +12,8 @@ pub use mailer::{Mailer, MailerCache};
 
 use super::{SmtpFailure, Step};
 use crate::smtp_settings::types::{MinTlsVersion, SmtpHost, Tls, TlsMode};
+use address_policy::{AddressPolicy, ResolveError};
+pub use classify::excerpt;
 use classify::{classify, classify_response};
 use lettre::{
     Address,
@@ -23,7 +26,7 @@ use lettre::{
     },
 };
 use secrecy::{ExposeSecret, SecretString};
-use std::{future::Future, time::Duration};
+use std::{future::Future, net::SocketAddr, time::Duration};
 
 /// How Mailroom talks SMTP on this deployment.
 #[derive(Clone, Debug)]
@@ -35,7 +38,9 @@ pub struct MailConfig {
     /// The limit for each step (connect, greeting, TLS, AUTH, each command).
     pub step_timeout: Duration,
     /// `MAILROOM_DEFAULT_SMTP_URL`: the relay behind "Use default email settings".
-    pub default_relay: Option<String>,
+    pub default_relay: Option<SmtpTarget>,
+    /// Which addresses SMTP servers, token endpoints and the relay may resolve to.
+    pub address_policy: AddressPolicy,
 }
 
 impl Default for MailConfig {
@@ -45,6 +50,7 @@ impl Default for MailConfig {
             overall_timeout: Duration::from_secs(20),
             step_timeout: Duration::from_secs(10),
             default_relay: None,
+            address_policy: AddressPolicy::default(),
         }
     }
 }
@@ -70,6 +76,62 @@ impl std::fmt::Debug for SmtpTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SmtpTarget({}:{}, tls={:?})", self.host, self.port, self.tls)
     }
+}
+
+/// `MAILROOM_DEFAULT_SMTP_URL` as a target for the step-wise sender: `smtps://` is implicit TLS
+/// (port 465), `smtp://…?tls=required` STARTTLS (587), plain `smtp://` no TLS (25); a user and
+/// password in the URL (percent-encoded) log in with AUTH PLAIN or LOGIN.
+pub fn relay_target(text: &str) -> Result<SmtpTarget, String> {
+    let url = url::Url::parse(text).map_err(|err| format!("not a URL ({err})"))?;
+    let name = url.host_str().filter(|h| !h.is_empty()).ok_or("names no host")?;
+    let host = name.trim_matches(['[', ']']).parse::<SmtpHost>().map_err(|err| err.to_string())?;
+    let tls = url.query_pairs().find(|(key, _)| key == "tls").map(|(_, value)| value.into_owned());
+    let tls_on = |mode| Tls { enabled: true, min_version: MinTlsVersion::Tls12, mode };
+    let (tls, default_port) = match (url.scheme(), tls.as_deref()) {
+        ("smtps", None | Some("required")) => (tls_on(TlsMode::Implicit), 465),
+        ("smtp", Some("required")) => (tls_on(TlsMode::StartTls), 587),
+        ("smtp", None | Some("none")) => {
+            (Tls { enabled: false, min_version: MinTlsVersion::Tls12, mode: TlsMode::StartTls }, 25)
+        }
+        (_, Some(other)) => {
+            return Err(format!("tls={other} is not supported: use smtps://, or smtp://…?tls=required"));
+        }
+        (scheme, None) => return Err(format!("{scheme}:// is not supported: use smtp:// or smtps://")),
+    };
+    let decode = |part: &str| percent_encoding::percent_decode_str(part).decode_utf8_lossy().into_owned();
+    let username = decode(url.username());
+    let auth = if username.is_empty() {
+        TargetAuth::None
+    } else {
+        TargetAuth::Basic { username, password: SecretString::from(decode(url.password().unwrap_or_default())) }
+    };
+    Ok(SmtpTarget { host, port: url.port().unwrap_or(default_port), tls, auth })
+}
+
+/// Resolves the target's host once and checks every address against the outbound policy; the
+/// connection goes to these addresses only (TLS still verifies the name).
+async fn checked_addresses(target: &SmtpTarget, config: &MailConfig) -> Result<Vec<SocketAddr>, SmtpFailure> {
+    let host = target.host.to_string();
+    resolve_checked(&config.address_policy, &host, target.port, config.step_timeout).await
+}
+
+/// [`AddressPolicy::resolve`] with its failures classified.
+pub async fn resolve_checked(
+    policy: &AddressPolicy,
+    host: &str,
+    port: u16,
+    limit: Duration,
+) -> Result<Vec<SocketAddr>, SmtpFailure> {
+    policy.resolve(host, port, limit).await.map_err(|err| match err {
+        ResolveError::Dns => SmtpFailure::Dns { host: host.to_owned() },
+        ResolveError::Timeout => SmtpFailure::Timeout { step: Step::Connect, secs: limit.as_secs().max(1) },
+        ResolveError::Refused { address, refusal } => SmtpFailure::AddressRefused {
+            host: host.to_owned(),
+            address: address.to_string(),
+            reason: refusal.reason().to_owned(),
+            outside_allowed: refusal == address_policy::Refusal::NotAllowed,
+        },
+    })
 }
 
 /// A message to send: plain text and an optional HTML part.
@@ -176,14 +238,14 @@ pub async fn open(
         TargetAuth::OAuth2 { .. } => Some(tokens.token(target, config, false).await?),
         _ => None,
     };
-    let host = target.host.to_string();
+    let addresses = checked_addresses(target, config).await?;
     let implicit = target.tls.enabled && target.tls.mode == TlsMode::Implicit;
     let tls =
         if target.tls.enabled { Some(tls_parameters(&target.host, target.tls.min_version, config)?) } else { None };
 
     let hello = hello_name();
     let connect = AsyncSmtpConnection::connect_tokio1(
-        (host.as_str(), target.port),
+        addresses.as_slice(),
         Some(limit),
         &hello,
         if implicit { tls.clone() } else { None },
@@ -194,7 +256,7 @@ pub async fn open(
         Ok(conn) => conn,
         Err(SmtpFailure::Timeout { step: Step::Greeting, secs }) => {
             // Silence after connecting: an implicit-TLS port waits for our ClientHello.
-            return Err(if speaks_tls(target, config).await {
+            return Err(if speaks_tls(target, config, &addresses).await {
                 SmtpFailure::TlsModeMismatch { port: target.port, server_expects_tls: true }
             } else {
                 SmtpFailure::Timeout { step: Step::Greeting, secs }
@@ -328,14 +390,14 @@ async fn xoauth2(
         return Ok(());
     }
     let challenge = response.message().collect::<Vec<_>>().join(" ");
-    let text = B64.decode(challenge.trim()).ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or(challenge);
+    let text = excerpt(&B64.decode(challenge.trim()).ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or(challenge));
     // The client answers the challenge with an empty line; the server then says 535.
     let _ = tokio::time::timeout(limit, conn.command("\r\n")).await;
     Err(SmtpFailure::XOAuth2Rejected { text })
 }
 
 /// Whether the port completes a TLS handshake (certificate not checked: only the mode matters).
-async fn speaks_tls(target: &SmtpTarget, config: &MailConfig) -> bool {
+async fn speaks_tls(target: &SmtpTarget, config: &MailConfig, addresses: &[SocketAddr]) -> bool {
     let Ok(params) = TlsParameters::builder(target.host.to_string())
         .dangerous_accept_invalid_certs(true)
         .dangerous_accept_invalid_hostnames(true)
@@ -343,15 +405,8 @@ async fn speaks_tls(target: &SmtpTarget, config: &MailConfig) -> bool {
     else {
         return false;
     };
-    let host = target.host.to_string();
     let hello = hello_name();
-    let probe = AsyncSmtpConnection::connect_tokio1(
-        (host.as_str(), target.port),
-        Some(config.step_timeout),
-        &hello,
-        Some(params),
-        None,
-    );
+    let probe = AsyncSmtpConnection::connect_tokio1(addresses, Some(config.step_timeout), &hello, Some(params), None);
     matches!(tokio::time::timeout(config.step_timeout, probe).await, Ok(Ok(_)))
 }
 

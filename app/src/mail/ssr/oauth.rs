@@ -74,8 +74,16 @@ async fn fetch(
     config: &MailConfig,
 ) -> Result<(SecretString, Duration), SmtpFailure> {
     let unreachable = |detail: String| SmtpFailure::TokenEndpoint(TokenFailure::Unreachable(detail));
+    // The address policy: resolve once, check every address, and connect only to those.
+    let url = url::Url::parse(token_url).map_err(|e| unreachable(e.to_string()))?;
+    let host = url.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()).unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addresses = super::resolve_checked(&config.address_policy, &host, port, config.step_timeout).await?;
     let mut builder =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(config.step_timeout);
+    if let Some(url::Host::Domain(name)) = url.host() {
+        builder = builder.resolve_to_addrs(name, &addresses);
+    }
     if let Some(pem) = &config.ca_pem
         && let Ok(certificate) = reqwest::Certificate::from_pem(pem)
     {
@@ -128,7 +136,7 @@ async fn fetch(
             Ok((SecretString::from(token.access_token().secret().to_owned()), lifetime))
         }
         Err(RequestTokenError::ServerResponse(response)) => {
-            let description = response.error_description().cloned().unwrap_or_default();
+            let description = super::excerpt(&response.error_description().cloned().unwrap_or_default());
             Err(SmtpFailure::TokenEndpoint(match response.error() {
                 BasicErrorResponseType::InvalidClient => TokenFailure::InvalidClient(description),
                 BasicErrorResponseType::InvalidScope => TokenFailure::InvalidScope(description),
@@ -136,7 +144,7 @@ async fn fetch(
             }))
         }
         Err(RequestTokenError::Request(HttpError::TooLarge)) => Err(SmtpFailure::TokenEndpoint(TokenFailure::TooLarge)),
-        Err(RequestTokenError::Request(HttpError::Request(detail))) => Err(unreachable(detail)),
+        Err(RequestTokenError::Request(HttpError::Request(detail))) => Err(unreachable(super::excerpt(&detail))),
         Err(RequestTokenError::Parse(..) | RequestTokenError::Other(_)) if (200..300).contains(&status) => {
             Err(SmtpFailure::TokenEndpoint(TokenFailure::NotJson { status }))
         }
