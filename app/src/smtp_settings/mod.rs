@@ -82,4 +82,6 @@ pub fn format_utc(ms: i64) -> String {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

@@ -182,6 +182,10 @@ fn token_url_accepts_https_and_loopback_http_only() {
         ("http://10.0.0.5/token", TokenUrlError::NotHttps),
         ("ftp://login.example.com/token", TokenUrlError::Invalid("ftp://login.example.com/token".into())),
         ("https://user:pw@login.example.com/token", TokenUrlError::HasCredentials),
+        // The URL parser would drop these silently; an admin is told instead.
+        ("https://login.exa\nmple.com/token", TokenUrlError::Character { ch: '\n', position: 18 }),
+        ("\0https://x.example/token", TokenUrlError::Character { ch: '\0', position: 1 }),
+        ("https://x.example/to\tken", TokenUrlError::Character { ch: '\t', position: 21 }),
     ];
     for (input, expected) in refused {
         assert_eq!(input.parse::<TokenUrl>(), Err(expected), "{input:?}");

@@ -375,6 +375,8 @@ pub enum TokenUrlError {
     NotHttps,
     #[error("Leave user name and password out of the token URL; use Client ID and Client Secret.")]
     HasCredentials,
+    #[error("{} at position {position} is not allowed in the token URL.", describe(*ch))]
+    Character { ch: char, position: usize },
 }
 
 /// The OAuth 2.0 token endpoint: https, or http on a loopback host for local testing.
@@ -404,6 +406,10 @@ impl FromStr for TokenUrl {
         let text = input.trim();
         if text.is_empty() {
             return Err(TokenUrlError::Empty);
+        }
+        // The URL parser silently drops tabs and line breaks (and trims NUL): refuse them instead.
+        if let Some((i, ch)) = text.chars().enumerate().find(|(_, c)| c.is_control()) {
+            return Err(TokenUrlError::Character { ch, position: i + 1 });
         }
         let url = url::Url::parse(text).map_err(|_| TokenUrlError::Invalid(text.to_owned()))?;
         if !url.username().is_empty() || url.password().is_some() {
