@@ -412,7 +412,29 @@ async fn speaks_tls(target: &SmtpTarget, config: &MailConfig, addresses: &[Socke
 
 #[cfg(test)]
 mod tests {
-    use super::data_block;
+    use super::{TargetAuth, TlsMode, data_block, relay_target};
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn the_relay_url_becomes_a_step_wise_target() {
+        let implicit = relay_target("smtps://relay%2Buser:p%40ss@relay.example.com").unwrap();
+        assert_eq!((implicit.host.to_string().as_str(), implicit.port), ("relay.example.com", 465));
+        assert!(implicit.tls.enabled && implicit.tls.mode == TlsMode::Implicit);
+        let TargetAuth::Basic { username, password } = &implicit.auth else { panic!("basic auth") };
+        assert_eq!((username.as_str(), password.expose_secret()), ("relay+user", "p@ss"));
+
+        let starttls = relay_target("smtp://relay.example.com:2525?tls=required").unwrap();
+        assert_eq!(starttls.port, 2525);
+        assert!(starttls.tls.enabled && starttls.tls.mode == TlsMode::StartTls);
+        assert!(matches!(starttls.auth, TargetAuth::None));
+
+        let plain = relay_target("smtp://[::1]").unwrap();
+        assert_eq!((plain.host.to_string().as_str(), plain.port, plain.tls.enabled), ("::1", 25, false));
+
+        for bad in ["smtp://relay.example.com?tls=opportunistic", "http://relay.example.com", "smtp://", "not a url"] {
+            assert!(relay_target(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn the_data_block_is_dot_stuffed_and_terminated_once() {
