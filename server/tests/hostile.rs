@@ -351,3 +351,17 @@ async fn malformed_arguments_to_every_server_function_are_a_4xx_with_a_message()
     let missing = app.call(&app.client(), "login", &[("email", ADMIN_EMAIL)]).await;
     assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_until_one_closes() {
+    let app = spawn_app_with(|config| config.limits.max_connections = 2).await;
+    let idle = [TcpStream::connect(app.addr).await.unwrap(), TcpStream::connect(app.addr).await.unwrap()];
+    // Let the server accept both before the third arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(800)).build().unwrap();
+    let waiting = client.get(app.url("/login")).send().await;
+    assert!(waiting.is_err_and(|err| err.is_timeout()), "a third connection is served only when one closes");
+    drop(idle);
+    let served = client.get(app.url("/login")).send().await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+}
