@@ -108,7 +108,11 @@ impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
-        Self::Transport(value.to_string())
+        match value {
+            // Raised on the server when the request's arguments cannot be read: the caller's fault.
+            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => Self::BadRequest(value.to_string()),
+            other => Self::Transport(other.to_string()),
+        }
     }
 }
 

@@ -222,8 +222,8 @@ async fn server_fn_handler(State(state): State<AppState>, request: Request<Body>
 }
 
 /// A server function that failed before its body ran (arguments of the wrong shape, a body
-/// that is not UTF-8) answers 500 from the framework; the error it carries says whose fault it
-/// was, and the status follows it (400 for bad input).
+/// that is not UTF-8) answers 500 from the framework whatever the error; the error it carries
+/// says whose fault it was, and the status follows it (400 for bad input).
 async fn status_follows_error(response: Response) -> Response {
     let is_json = response
         .headers()
@@ -237,13 +237,7 @@ async fn status_follows_error(response: Response) -> Response {
         return AppError::Internal.into_response();
     };
     match serde_json::from_slice::<AppError>(&bytes) {
-        Ok(error) if error.http_status() != 500 => {
-            let error = match error {
-                AppError::Transport(detail) => AppError::BadRequest(detail),
-                other => other,
-            };
-            error.into_response()
-        }
+        Ok(error) if error.http_status() != 500 => error.into_response(),
         _ => Response::from_parts(parts, Body::from(bytes)),
     }
 }

@@ -54,22 +54,8 @@ impl Logged {
         let append = || std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         // Another build (a release binary, an older commit) can be checked with the same flow.
         let binary = std::env::var_os("MAILROOM_LEAK_SERVER_BIN").map(PathBuf::from).unwrap_or_else(server_binary);
-        let mut command = Command::new(binary);
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "trace")
-            .env("MAILROOM_BIND", "127.0.0.1:0")
-            .env("MAILROOM_DATABASE_URL", format!("surrealkv://{}", data.join("db").display()))
-            .env("MAILROOM_SECRET_KEY_FILE", data.join("secret.key"))
-            .env("MAILROOM_ADMIN_EMAIL", ADMIN_EMAIL)
-            .env("MAILROOM_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .current_dir(data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(append()));
-        for (key, value) in extra {
-            command.env(key, value);
-        }
+        let mut command = server_command(&binary, data, extra);
+        command.env("RUST_LOG", "trace").stderr(Stdio::from(append()));
         let mut child = command.spawn().expect("server binary starts");
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();

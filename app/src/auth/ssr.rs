@@ -226,12 +226,18 @@ pub async fn sign_in(email: &str, password: &str) -> Result<CurrentUser, AppErro
     }
     let user = row.ok_or(AppError::InvalidCredentials)?.into_current();
     state.shared.login_throttle.succeeded(&email);
+    start_session(&user).await?;
+    Ok(user)
+}
+
+/// A fresh session (new id) for `user`, signed in now.
+async fn start_session(user: &CurrentUser) -> Result<(), AppError> {
     let session = session().await?;
     session.cycle_id().await.map_err(|err| internal("cannot rotate the session id", &err))?;
     session.insert(USER_KEY, &user.id).await.map_err(|err| internal("cannot write the session", &err))?;
     session.insert(SIGNED_IN_AT, now_ms()).await.map_err(|err| internal("cannot write the session", &err))?;
     tracing::info!(user = %user.id, "signed in");
-    Ok(user)
+    Ok(())
 }
 
 pub async fn sign_out() -> Result<(), AppError> {
@@ -273,7 +279,7 @@ pub async fn session_is_admin(state: &AppState, id: &Id) -> Result<bool, AppErro
     let uid = record.data.get(USER_KEY).and_then(|v| v.as_str());
     let signed_in_at = record.data.get(SIGNED_IN_AT).and_then(serde_json::Value::as_i64);
     let (Some(uid), true) = (uid, within_lifetime(state, signed_in_at)) else { return Ok(false) };
-    Ok(find_by_id(state.db(), uid).await?.is_some_and(|row| row.role == "admin"))
+    Ok(find_by_id(state.db(), uid).await?.is_some_and(|row| row.into_current().is_admin()))
 }
 
 /// The signed-in user, or 401.
@@ -318,7 +324,6 @@ async fn create_first_admin_record(db: &Db, name: &str, email: &str, hash: Strin
     let result = db
         .query(
             "BEGIN TRANSACTION;
-             IF (SELECT id FROM user WHERE role = 'admin' LIMIT 1)[0] != NONE { THROW 'admin exists' };
              CREATE setup:first_admin CONTENT { email: $email, at: $now };
              CREATE $id CONTENT { email: $email, name: $name, role: 'admin', password_hash: $hash, created_at: $now };
              DELETE setup_code;
@@ -333,11 +338,15 @@ async fn create_first_admin_record(db: &Db, name: &str, email: &str, hash: Strin
         .and_then(crate::db::check_transaction);
     match result {
         Ok(_) => Ok(CurrentUser { id: uid, email, name: name.trim().to_owned(), role: Role::Admin }),
-        Err(err) if err.to_string().contains("admin exists") || err.to_string().contains("already exists") => {
-            Err(AppError::Forbidden)
-        }
+        // Judged by what is in the database, not by the error's text: another creator won.
+        Err(_) if first_admin_created(db).await? => Err(AppError::Forbidden),
         Err(err) => Err(err.into()),
     }
+}
+
+async fn first_admin_created(db: &Db) -> Result<bool, AppError> {
+    let mut response = db.query("SELECT VALUE id FROM ONLY setup:first_admin").await?;
+    Ok(response.take::<Option<RecordId>>(0)?.is_some())
 }
 
 /// A one-time setup code for the "Create the first admin" page, when no admin exists yet: only
@@ -396,11 +405,10 @@ pub async fn first_admin(name: String, email: String, password: String, setup_co
         errors.add("setup_code", "Enter the setup code the server printed when it started.");
     }
     errors.into_result()?;
-    let hash = hash_password(password.clone()).await?;
-    create_first_admin_record(state.db(), &name, &email, hash).await?;
+    let hash = hash_password(password).await?;
+    let admin = create_first_admin_record(state.db(), &name, &email, hash).await?;
     tracing::info!("created the first admin from the setup page");
-    sign_in(&email, &password).await?;
-    Ok(())
+    start_session(&admin).await
 }
 
 /// Ends every session of a user (after a password change through a link).

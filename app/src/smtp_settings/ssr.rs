@@ -423,7 +423,7 @@ pub fn target_from(stored: &StoredSettings, key: &[u8; 32]) -> Result<SmtpTarget
             client_id: client_id.clone(),
             client_secret: secret(&stored.client_secret_enc, CLIENT_SECRET_PURPOSE)?
                 .ok_or_else(|| AppError::field(field::CLIENT_SECRET, "Enter the client secret."))?,
-            token_url: token_url.to_string(),
+            token_url: token_url.clone(),
             scopes: scopes.clone(),
         },
     };
@@ -453,11 +453,6 @@ fn test_message(
     })
 }
 
-/// The Mailer for what "Use default email settings" means here.
-pub fn default_mailer(state: &AppState) -> Result<Mailer, AppError> {
-    Ok(Mailer::default_service(state))
-}
-
 pub async fn send_test(form: SmtpForm) -> Result<String, AppError> {
     form.check_lengths()?;
     let admin = require_admin().await?;
@@ -470,7 +465,7 @@ pub async fn send_test(form: SmtpForm) -> Result<String, AppError> {
             Err(_) => state.settings().default_from.parse().map_err(|_| AppError::Internal)?,
         };
         let message = test_message(&state, from, &admin)?;
-        default_mailer(&state)?.send(&message, mail).await
+        Mailer::default_service(&state).send(&message, mail).await
     } else {
         let stored = load_stored(state.db()).await?;
         let next = next_settings(&state, stored.as_ref(), &form)?;

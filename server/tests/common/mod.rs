@@ -136,11 +136,15 @@ pub fn server_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_server"))
 }
 
-/// Starts the server binary on a `surrealkv` database under `data`, with the test admin and
-/// `extra` variables; answers the child and its base URL (read from its first line).
-pub fn start_process(data: &std::path::Path, extra: &[(&str, &str)]) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
-    let mut command = std::process::Command::new(server_binary());
+/// `binary` set to run on a `surrealkv` database under `data`, on a free port, with the test
+/// admin and `extra` variables and nothing else from the environment; stdout piped (its first
+/// line names the URL), stderr left to the caller.
+pub fn server_command(
+    binary: &std::path::Path,
+    data: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> std::process::Command {
+    let mut command = std::process::Command::new(binary);
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -150,11 +154,18 @@ pub fn start_process(data: &std::path::Path, extra: &[(&str, &str)]) -> (std::pr
         .env("MAILROOM_ADMIN_EMAIL", ADMIN_EMAIL)
         .env("MAILROOM_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .current_dir(data)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
+        .stdout(std::process::Stdio::piped());
     for (key, value) in extra {
         command.env(key, value);
     }
+    command
+}
+
+/// Starts the server binary (see [`server_command`]); answers the child and its base URL.
+pub fn start_process(data: &std::path::Path, extra: &[(&str, &str)]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut command = server_command(&server_binary(), data, extra);
+    command.stderr(std::process::Stdio::null());
     let mut child = command.spawn().expect("server binary starts");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();

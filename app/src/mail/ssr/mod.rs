@@ -59,8 +59,17 @@ impl Default for MailConfig {
 #[derive(Clone)]
 pub enum TargetAuth {
     None,
-    Basic { username: String, password: SecretString },
-    OAuth2 { username: String, client_id: String, client_secret: SecretString, token_url: String, scopes: Vec<String> },
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+    OAuth2 {
+        username: String,
+        client_id: String,
+        client_secret: SecretString,
+        token_url: crate::smtp_settings::types::TokenUrl,
+        scopes: Vec<String>,
+    },
 }
 
 /// One SMTP server with everything needed to reach it.
@@ -108,14 +117,8 @@ pub fn relay_target(text: &str) -> Result<SmtpTarget, String> {
     Ok(SmtpTarget { host, port: url.port().unwrap_or(default_port), tls, auth })
 }
 
-/// Resolves the target's host once and checks every address against the outbound policy; the
-/// connection goes to these addresses only (TLS still verifies the name).
-async fn checked_addresses(target: &SmtpTarget, config: &MailConfig) -> Result<Vec<SocketAddr>, SmtpFailure> {
-    let host = target.host.to_string();
-    resolve_checked(&config.address_policy, &host, target.port, config.step_timeout).await
-}
-
-/// [`AddressPolicy::resolve`] with its failures classified.
+/// [`AddressPolicy::resolve`] with its failures classified: the host is resolved once, every
+/// address checked, and the connection goes to these addresses only (TLS still verifies the name).
 pub async fn resolve_checked(
     policy: &AddressPolicy,
     host: &str,
@@ -238,7 +241,8 @@ pub async fn open(
         TargetAuth::OAuth2 { .. } => Some(tokens.token(target, config, false).await?),
         _ => None,
     };
-    let addresses = checked_addresses(target, config).await?;
+    let addresses =
+        resolve_checked(&config.address_policy, &target.host.to_string(), target.port, config.step_timeout).await?;
     let implicit = target.tls.enabled && target.tls.mode == TlsMode::Implicit;
     let tls =
         if target.tls.enabled { Some(tls_parameters(&target.host, target.tls.min_version, config)?) } else { None };

@@ -69,13 +69,13 @@ impl TokenCache {
 async fn fetch(
     client_id: &str,
     client_secret: &SecretString,
-    token_url: &str,
+    token_url: &crate::smtp_settings::types::TokenUrl,
     scopes: &[String],
     config: &MailConfig,
 ) -> Result<(SecretString, Duration), SmtpFailure> {
     let unreachable = |detail: String| SmtpFailure::TokenEndpoint(TokenFailure::Unreachable(detail));
     // The address policy: resolve once, check every address, and connect only to those.
-    let url = url::Url::parse(token_url).map_err(|e| unreachable(e.to_string()))?;
+    let url = token_url.url();
     let host = url.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()).unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or(443);
     let addresses = super::resolve_checked(&config.address_policy, &host, port, config.step_timeout).await?;
@@ -120,7 +120,7 @@ async fn fetch(
     let client = BasicClient::new(ClientId::new(client_id.to_owned()))
         .set_client_secret(ClientSecret::new(client_secret.expose_secret().to_owned()))
         .set_auth_type(AuthType::RequestBody)
-        .set_token_uri(TokenUrl::new(token_url.to_owned()).map_err(|e| unreachable(e.to_string()))?);
+        .set_token_uri(TokenUrl::new(token_url.as_str().to_owned()).map_err(|e| unreachable(e.to_string()))?);
     let request = client
         .exchange_client_credentials()
         .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())))
