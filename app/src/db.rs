@@ -62,6 +62,12 @@ pub fn check_transaction(
     Err(errors.swap_remove(cause).1)
 }
 
+/// A transaction that lost a race with another writer (another node claiming the same
+/// message): retrying it, or leaving the record to the winner, is safe.
+pub fn is_conflict(err: &surrealdb::Error) -> bool {
+    err.query_details() == Some(&surrealdb::types::QueryError::TransactionConflict)
+}
+
 /// Milliseconds since the Unix epoch: how every timestamp is stored.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()

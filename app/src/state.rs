@@ -39,6 +39,8 @@ pub struct Settings {
     pub stream_recheck: std::time::Duration,
     /// Open status streams per session.
     pub max_streams_per_session: usize,
+    /// A node without a heartbeat for this long is shown as stale (`MAILROOM_STATUS_STALE_SECS`).
+    pub status_stale_after: std::time::Duration,
 }
 
 #[derive(Clone, FromRef)]
@@ -68,6 +70,8 @@ pub struct Shared {
     /// The last status this node wrote: (settings version, ok).
     pub last_status: tokio::sync::Mutex<Option<(i64, bool)>>,
     pub outbox_wake: tokio::sync::Notify,
+    /// Set when the server starts to shut down: status streams end, the worker claims nothing.
+    pub stopping: tokio::sync::watch::Sender<bool>,
     pub reset_by_email: Limiter,
     pub reset_by_ip: Limiter,
 }
@@ -92,6 +96,7 @@ impl AppState {
                 health_tx: tokio::sync::broadcast::channel(64).0,
                 last_status: Default::default(),
                 outbox_wake: Default::default(),
+                stopping: tokio::sync::watch::Sender::new(false),
                 reset_by_email: Limiter::per_hour(settings.reset_per_hour),
                 reset_by_ip: Limiter::per_hour(
                     settings.reset_per_hour.saturating_mul(NonZeroU32::new(5).expect("5 is not zero")),

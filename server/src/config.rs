@@ -55,6 +55,12 @@ pub struct Config {
     pub outbox_retry_base_ms: u64,
     pub outbox_lease_secs: u64,
     pub outbox_concurrency: usize,
+    /// A message not delivered within this many hours fails for good.
+    pub outbox_max_age_hours: u64,
+    /// How often a held queue tries again on its own.
+    pub outbox_hold_retry_secs: u64,
+    /// A node without a heartbeat for this long is shown as stale.
+    pub status_stale_secs: u64,
     pub invite_hours: i64,
     pub reset_per_hour: NonZeroU32,
     /// The edge: body size, header and request time, open connections.
@@ -105,6 +111,9 @@ impl std::fmt::Debug for Config {
             .field("outbox_retry_base_ms", &self.outbox_retry_base_ms)
             .field("outbox_lease_secs", &self.outbox_lease_secs)
             .field("outbox_concurrency", &self.outbox_concurrency)
+            .field("outbox_max_age_hours", &self.outbox_max_age_hours)
+            .field("outbox_hold_retry_secs", &self.outbox_hold_retry_secs)
+            .field("status_stale_secs", &self.status_stale_secs)
             .field("invite_hours", &self.invite_hours)
             .field("reset_per_hour", &self.reset_per_hour)
             .field("limits", &self.limits)
@@ -144,6 +153,9 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("MAILROOM_OUTBOX_RETRY_BASE_MS", "30000"),
     ("MAILROOM_OUTBOX_LEASE_SECS", "120"),
     ("MAILROOM_OUTBOX_CONCURRENCY", "4"),
+    ("MAILROOM_OUTBOX_MAX_AGE_HOURS", "72"),
+    ("MAILROOM_OUTBOX_HOLD_RETRY_SECS", "120"),
+    ("MAILROOM_STATUS_STALE_SECS", "600"),
     ("MAILROOM_INVITE_HOURS", "72"),
     ("MAILROOM_RESET_PER_HOUR", "5"),
     ("MAILROOM_MAX_BODY_BYTES", "65536"),
@@ -290,6 +302,17 @@ impl Config {
         let outbox_retry_base_ms = number("MAILROOM_OUTBOX_RETRY_BASE_MS", "30000", 10..=3_600_000)?;
         let outbox_lease_secs = number("MAILROOM_OUTBOX_LEASE_SECS", "120", 1..=86_400)?;
         let outbox_concurrency = number("MAILROOM_OUTBOX_CONCURRENCY", "4", 1..=64)? as usize;
+        if outbox_lease_secs < 2 * smtp_timeout_secs {
+            return Err(ConfigError {
+                var: "MAILROOM_OUTBOX_LEASE_SECS",
+                reason: format!(
+                    "{outbox_lease_secs} must be at least twice MAILROOM_SMTP_TIMEOUT_SECS ({smtp_timeout_secs}): a send that outlives its lease could be sent again by another node"
+                ),
+            });
+        }
+        let outbox_max_age_hours = number("MAILROOM_OUTBOX_MAX_AGE_HOURS", "72", 1..=24 * 365)?;
+        let outbox_hold_retry_secs = number("MAILROOM_OUTBOX_HOLD_RETRY_SECS", "120", 1..=86_400)?;
+        let status_stale_secs = number("MAILROOM_STATUS_STALE_SECS", "600", 10..=86_400)?;
         let invite_hours = number("MAILROOM_INVITE_HOURS", "72", 1..=24 * 365)? as i64;
         let reset_per_hour = per_minute("MAILROOM_RESET_PER_HOUR", "5")?;
 
@@ -340,6 +363,9 @@ impl Config {
             outbox_retry_base_ms,
             outbox_lease_secs,
             outbox_concurrency,
+            outbox_max_age_hours,
+            outbox_hold_retry_secs,
+            status_stale_secs,
             invite_hours,
             reset_per_hour,
             limits,

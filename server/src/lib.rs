@@ -81,7 +81,7 @@ impl Server {
             ),
             None => None,
         };
-        let secret_key = secret_key::load_or_create(&config.secret_key_file)?;
+        let secret_key = secret_key::load_checked(&config.secret_key_file, &db).await?;
 
         let listener =
             TcpListener::bind(config.bind).await.map_err(|source| StartupError::Bind { addr: config.bind, source })?;
@@ -113,6 +113,8 @@ impl Server {
                 retry_base: Duration::from_millis(config.outbox_retry_base_ms),
                 lease: Duration::from_secs(config.outbox_lease_secs),
                 concurrency: config.outbox_concurrency,
+                max_age: Duration::from_secs(config.outbox_max_age_hours * 3600),
+                hold_retry: Duration::from_secs(config.outbox_hold_retry_secs),
             },
             invite_hours: config.invite_hours,
             reset_per_hour: config.reset_per_hour,
@@ -124,6 +126,7 @@ impl Server {
             session_max_age: Duration::from_secs(config.session_max_days * 86_400),
             stream_recheck: Duration::from_secs(config.stream_recheck_secs),
             max_streams_per_session: config.max_streams_per_session,
+            status_stale_after: Duration::from_secs(config.status_stale_secs),
         };
         let state = AppState::new(leptos_options, db.clone(), settings, secret_key);
 
@@ -162,18 +165,42 @@ impl Server {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// Serves until `shutdown` completes, then stops in under ten seconds: status streams end at
+    /// once, requests in flight get five seconds, the worker claims nothing more and its sends
+    /// get [`WORKER_DRAIN`] — after that their leases are released, so another node (or the
+    /// next start) sends those messages at once.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
-        let feed = tokio::spawn(app::smtp_health::ssr::run_feed(self.state.clone()));
-        let worker = tokio::spawn(app::outbox::ssr::run_worker(self.state.clone()));
-        let result = listener::serve(self.listener, self.router, &self.limits, shutdown).await;
+        let state = self.state.clone();
+        // What this node held when it last stopped (a crash, a kill) is due again now.
+        app::outbox::ssr::release_own_leases(&state).await;
+        app::smtp_health::ssr::heartbeat(&state).await;
+        let housekeeping = tokio::spawn(housekeeping(state.clone()));
+        let feed = tokio::spawn(app::smtp_health::ssr::run_feed(state.clone()));
+        let mut worker = tokio::spawn(app::outbox::ssr::run_worker(state.clone()));
+        let stopping = state.shared.stopping.clone();
+        let shutdown = async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            stopping.send_replace(true);
+        };
+        let drain = async {
+            let mut stopping = state.shared.stopping.subscribe();
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+            if tokio::time::timeout(WORKER_DRAIN, &mut worker).await.is_err() {
+                worker.abort();
+                let _ = (&mut worker).await;
+                app::outbox::ssr::release_own_leases(&state).await;
+            }
+        };
+        let (result, ()) = tokio::join!(listener::serve(self.listener, self.router, &self.limits, shutdown), drain);
         housekeeping.abort();
         feed.abort();
-        worker.abort();
         result
     }
 }
+
+/// How long a stopping server waits for the sends in flight before releasing their leases.
+const WORKER_DRAIN: Duration = Duration::from_secs(4);
 
 /// Where cargo-leptos put the compiled site, from its `LEPTOS_*` variables.
 fn leptos_options(addr: SocketAddr) -> LeptosOptions {
@@ -242,12 +269,20 @@ async fn status_follows_error(response: Response) -> Response {
     }
 }
 
-/// Prunes rate-limiter keys and expired sessions every few minutes.
+/// Writes this node's heartbeat every minute (more often when stale nodes are judged sooner);
+/// prunes rate-limiter keys and expired sessions every five minutes.
 async fn housekeeping(state: AppState) {
     let store = SurrealSessionStore::new(state.db().clone());
-    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    let beat = (state.settings().status_stale_after / 4).min(Duration::from_secs(60));
+    let mut tick = tokio::time::interval(beat);
+    let mut last_prune = std::time::Instant::now();
     loop {
         tick.tick().await;
+        app::smtp_health::ssr::heartbeat(&state).await;
+        if last_prune.elapsed() < Duration::from_secs(300) {
+            continue;
+        }
+        last_prune = std::time::Instant::now();
         state.prune_limiters();
         if let Err(err) = store.delete_expired().await {
             tracing::warn!(error = %err, "cannot delete expired sessions");

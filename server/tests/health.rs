@@ -178,6 +178,8 @@ async fn a_status_written_by_one_node_reaches_admins_on_another_through_live_sel
     for (dir, name) in [(&dirs.0, "node-a"), (&dirs.1, "node-b")] {
         let mut config = test_config(dir.path());
         config.node_id = Some(name.into());
+        // The nodes of one instance share its key (a second key would be refused).
+        config.secret_key_file = dirs.0.path().join("secret.key");
         let server = server::Server::build_on(config, db.clone()).await.unwrap();
         let addr = server.local_addr();
         tokio::spawn(server.run(std::future::pending()));

@@ -206,7 +206,7 @@ async fn no_invitation_is_queued_when_creating_the_user_fails() {
 const DURABLE_ENV: &[(&str, &str)] = &[
     ("MAILROOM_SMTP_TIMEOUT_SECS", "2"),
     ("MAILROOM_OUTBOX_RETRY_BASE_MS", "200"),
-    ("MAILROOM_OUTBOX_LEASE_SECS", "3"),
+    ("MAILROOM_OUTBOX_LEASE_SECS", "4"),
     ("MAILROOM_OUTBOX_MAX_ATTEMPTS", "100"),
     ("MAILROOM_SMTP_ACTIONS_PER_MINUTE", "1000"),
 ];

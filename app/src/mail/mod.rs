@@ -21,6 +21,28 @@ pub enum Step {
     TokenRequest,
 }
 
+impl Step {
+    const ALL: [Step; 9] = [
+        Self::Connect,
+        Self::TlsHandshake,
+        Self::Greeting,
+        Self::StartTls,
+        Self::Auth,
+        Self::MailFrom,
+        Self::RcptTo,
+        Self::Data,
+        Self::TokenRequest,
+    ];
+
+    pub fn index(self) -> u8 {
+        Self::ALL.iter().position(|s| *s == self).unwrap_or_default() as u8
+    }
+
+    pub fn from_index(index: u8) -> Self {
+        Self::ALL.get(index as usize).copied().unwrap_or(Self::Connect)
+    }
+}
+
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -49,8 +71,54 @@ pub enum TokenFailure {
     TooLarge,
 }
 
+/// What a failure means for the queue (see the README's outbox section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureClass {
+    /// This message cannot be delivered as it is (5xx for its recipient or its content): it
+    /// fails; the rest of the queue goes on.
+    Recipient,
+    /// May work later (4xx, connection lost, timeouts, a busy server): the message is retried
+    /// with backoff and spends one attempt.
+    Transient,
+    /// The same for every message (login, TLS, certificate, token endpoint, sender, refused
+    /// address): the queue is held, no attempt is spent, and every admin sees the error.
+    Configuration,
+}
+
+/// What is wrong with a server's certificate, from rustls' and webpki's own error types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CertProblem {
+    UnknownIssuer,
+    Expired,
+    NotValidYet,
+    WrongName,
+    CaUsedAsLeaf,
+    NotForServers,
+    Revoked,
+    BadSignature,
+    Malformed,
+    Unsupported,
+}
+
+impl fmt::Display for CertProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::UnknownIssuer => "it is signed by an authority Mailroom does not trust",
+            Self::Expired => "it has expired",
+            Self::NotValidYet => "it is not valid yet",
+            Self::WrongName => "it is not issued for this server name",
+            Self::CaUsedAsLeaf => "the server presents a CA certificate as its own",
+            Self::NotForServers => "it is not a certificate for a server",
+            Self::Revoked => "it has been revoked",
+            Self::BadSignature => "its signature does not verify",
+            Self::Malformed => "it cannot be read",
+            Self::Unsupported => "it uses something Mailroom cannot verify",
+        })
+    }
+}
+
 /// An SMTP failure classified for an admin: what happened, and (see [`SmtpFailure::hint`]) what
-/// to do about it.
+/// to do about it; [`SmtpFailure::class`] says what it means for the queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SmtpFailure {
     Dns {
@@ -73,6 +141,7 @@ pub enum SmtpFailure {
         step: Step,
         secs: u64,
     },
+    /// The TLS handshake failed; `detail` is one sentence made from rustls' error type.
     TlsHandshake {
         detail: String,
     },
@@ -83,7 +152,7 @@ pub enum SmtpFailure {
         server_expects_tls: bool,
     },
     InvalidCertificate {
-        detail: String,
+        problem: CertProblem,
     },
     StartTlsNotOffered,
     NoCommonAuthMechanism {
@@ -117,22 +186,79 @@ pub enum SmtpFailure {
         code: u16,
         text: String,
     },
-    Other {
+    /// The saved settings (or the deployment's own) cannot be used as they are.
+    Unusable {
+        detail: String,
+    },
+    /// This one message cannot be sent as stored (its address or body).
+    BadMessage {
+        detail: String,
+    },
+    /// Mailroom itself could not finish (its database, its shutdown): try again.
+    Local {
         detail: String,
     },
 }
 
 impl SmtpFailure {
-    /// 4xx answers, lost connections and timeouts may succeed later; the rest will not.
-    pub fn is_transient(&self) -> bool {
+    /// Recipient, transient or configuration: what the outbox does with the message.
+    pub fn class(&self) -> FailureClass {
+        use FailureClass::{Configuration, Recipient, Transient};
         match self {
-            Self::Timeout { .. } | Self::ConnectionLost { .. } | Self::ServiceUnavailable { .. } => true,
-            Self::ConnectionRefused { .. } | Self::Dns { .. } => true,
-            Self::Rejected { code, .. } | Self::SenderRejected { code, .. } | Self::RecipientRejected { code, .. } => {
-                (400..500).contains(code)
+            Self::Timeout { .. } | Self::ConnectionLost { .. } | Self::ServiceUnavailable { .. } => Transient,
+            Self::ConnectionRefused { .. } | Self::Local { .. } => Transient,
+            Self::TokenEndpoint(TokenFailure::Unreachable(_) | TokenFailure::HttpStatus(500..=599)) => Transient,
+            // 5xx before MAIL FROM comes from the server, not from this message: an overloaded
+            // server says 554 in its greeting, and the next attempt may find it well.
+            Self::Rejected { code: 400..=499, .. }
+            | Self::Rejected { step: Step::Connect | Step::Greeting | Step::TlsHandshake, .. } => Transient,
+            Self::AuthRejected { code: 400..=499, .. }
+            | Self::SenderRejected { code: 400..=499, .. }
+            | Self::RecipientRejected { code: 400..=499, .. } => Transient,
+            Self::RecipientRejected { .. } | Self::BadMessage { .. } => Recipient,
+            Self::Rejected { step: Step::RcptTo | Step::Data, .. } => Recipient,
+            Self::Rejected { .. } => Configuration,
+            Self::Dns { .. }
+            | Self::AddressRefused { .. }
+            | Self::TlsHandshake { .. }
+            | Self::TlsModeMismatch { .. }
+            | Self::InvalidCertificate { .. }
+            | Self::StartTlsNotOffered
+            | Self::NoCommonAuthMechanism { .. }
+            | Self::AuthRejected { .. }
+            | Self::XOAuth2Rejected { .. }
+            | Self::TokenEndpoint(_)
+            | Self::SenderRejected { .. }
+            | Self::Unusable { .. } => Configuration,
+        }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.class() == FailureClass::Transient
+    }
+
+    /// Whether the whole queue waits: a configuration failure (until the settings change or the
+    /// slow timer fires), or a transient failure of the server itself (a short, growing pause
+    /// with one probe message) — neither spends the messages' attempts.
+    pub fn holds_queue(&self) -> bool {
+        match self.class() {
+            FailureClass::Configuration => true,
+            FailureClass::Transient => self.is_about_the_server(),
+            FailureClass::Recipient => false,
+        }
+    }
+
+    /// Whether it happened before a message was offered (MAIL FROM): the server as a whole, not
+    /// this message. Such failures raise the SMTP status for every admin.
+    pub fn is_about_the_server(&self) -> bool {
+        match self {
+            Self::Timeout { step, .. } | Self::ConnectionLost { step } | Self::Rejected { step, .. } => {
+                !matches!(step, Step::MailFrom | Step::RcptTo | Step::Data)
             }
-            Self::TokenEndpoint(TokenFailure::Unreachable(_) | TokenFailure::HttpStatus(500..=599)) => true,
-            _ => false,
+            Self::ServiceUnavailable { .. } => false,
+            Self::RecipientRejected { .. } | Self::BadMessage { .. } | Self::Local { .. } => false,
+            Self::SenderRejected { code, .. } => *code >= 500,
+            _ => true,
         }
     }
 
@@ -153,7 +279,7 @@ impl SmtpFailure {
                 "The server did not answer. Check the Email Server and Port, and that outbound connections to that port are allowed.".into()
             }
             Self::Timeout { step: Step::Greeting, .. } => {
-                "The server accepted the connection but never greeted. If this port expects implicit TLS (often 465), tick TLS/SSL and choose Implicit TLS.".into()
+                "The server accepted the connection but did not answer (greeting or EHLO). If this port expects implicit TLS (often 465), tick TLS/SSL and choose Implicit TLS.".into()
             }
             Self::Timeout { step, .. } => format!("The server stopped answering during {step}. Try again later or ask its operator."),
             Self::TlsHandshake { .. } => {
@@ -165,8 +291,20 @@ impl SmtpFailure {
             Self::TlsModeMismatch { port, server_expects_tls: false } => format!(
                 "Port {port} speaks plain SMTP: choose TLS mode \"STARTTLS\" (usually port 587) instead of Implicit TLS."
             ),
+            Self::InvalidCertificate { problem: CertProblem::UnknownIssuer } => {
+                "Give Mailroom the private CA that signed it with MAILROOM_SMTP_CA_FILE, or ask the server's operator for a certificate from a public CA.".into()
+            }
+            Self::InvalidCertificate { problem: CertProblem::WrongName } => {
+                "Use the host name on the server's certificate in Email Server (not an IP address or an alias).".into()
+            }
+            Self::InvalidCertificate { problem: CertProblem::CaUsedAsLeaf } => {
+                "The server must present its own certificate, issued by that CA, not the CA certificate itself: ask its operator to fix the server's certificate.".into()
+            }
+            Self::InvalidCertificate { problem: CertProblem::Expired | CertProblem::NotValidYet } => {
+                "Ask the server's operator to renew its certificate, and check this server's clock.".into()
+            }
             Self::InvalidCertificate { .. } => {
-                "The server's certificate is not trusted for this name. Use the host name on its certificate, or give Mailroom the private CA with MAILROOM_SMTP_CA_FILE.".into()
+                "The server's certificate cannot be trusted: ask its operator to fix it. Mailroom never sends mail over an unverified connection.".into()
             }
             Self::StartTlsNotOffered => {
                 "The server does not offer STARTTLS, so mail would travel unencrypted. Use Implicit TLS on its TLS port, or untick TLS/SSL only for a trusted local relay.".into()
@@ -176,6 +314,9 @@ impl SmtpFailure {
             ),
             Self::AuthRejected { text, .. } if text.contains("5.7.139") || text.to_lowercase().contains("smtp auth") => {
                 "The provider has SMTP AUTH disabled for this mailbox or tenant: enable authenticated SMTP for it, or use OAuth 2.0.".into()
+            }
+            Self::AuthRejected { code: 400..=499, .. } => {
+                "The server could not check the login just now; Mailroom will retry.".into()
             }
             Self::AuthRejected { .. } => {
                 "535: check the Username and Password, and that SMTP AUTH is enabled for this account.".into()
@@ -190,11 +331,20 @@ impl SmtpFailure {
                 "The token endpoint rejected the Scope: for Microsoft 365 use https://outlook.office365.com/.default.".into()
             }
             Self::TokenEndpoint(TokenFailure::Rejected { .. }) => "Check the Client ID, Client Secret, Token URL and Scope.".into(),
+            Self::TokenEndpoint(TokenFailure::HttpStatus(500..=599)) => {
+                "The token endpoint is failing (HTTP 5xx). Mailroom will retry; if it lasts, check the provider's status.".into()
+            }
             Self::TokenEndpoint(TokenFailure::HttpStatus(_) | TokenFailure::NotJson { .. } | TokenFailure::TooLarge) => {
                 "The Token URL does not look like an OAuth 2.0 token endpoint: check it.".into()
             }
             Self::TokenEndpoint(TokenFailure::Unreachable(_)) => {
                 "The token endpoint could not be reached: check the Token URL and the network.".into()
+            }
+            Self::SenderRejected { code: 400..=499, .. } | Self::RecipientRejected { code: 400..=499, .. } => {
+                "The server asked Mailroom to try again later (greylisting or a temporary limit); it will.".into()
+            }
+            Self::Rejected { step: Step::Greeting, .. } => {
+                "The server refused the connection: it may be overloaded or blocking this address. Mailroom will retry.".into()
             }
             Self::SenderRejected { .. } => {
                 "The server refused the sender: make the From address one this account may send as.".into()
@@ -202,8 +352,11 @@ impl SmtpFailure {
             Self::RecipientRejected { .. } => "The server refused the recipient address.".into(),
             Self::ServiceUnavailable { .. } => "The server is busy or closing (421). Mailroom will retry; try again later.".into(),
             Self::ConnectionLost { .. } => "The server closed the connection. Try again; if it keeps happening, check the TLS mode and port.".into(),
+            Self::Rejected { code: 400..=499, .. } => "The server asked Mailroom to try again later; it will.".into(),
             Self::Rejected { .. } => "The server refused the request; its answer says why.".into(),
-            Self::Other { .. } => "Check the settings and try again.".into(),
+            Self::Unusable { .. } => "Open Admin > Platform > SMTP, correct the settings and save them again.".into(),
+            Self::BadMessage { .. } => "This message cannot be sent as stored; the rest of the queue is not affected.".into(),
+            Self::Local { .. } => "Mailroom will try again shortly; if it keeps happening, check the server's log.".into(),
         }
     }
 }
@@ -224,7 +377,7 @@ impl fmt::Display for SmtpFailure {
             Self::TlsModeMismatch { port, server_expects_tls: false } => {
                 write!(f, "TLS mode mismatch: port {port} does not speak implicit TLS")
             }
-            Self::InvalidCertificate { detail } => write!(f, "Invalid certificate: {detail}"),
+            Self::InvalidCertificate { problem } => write!(f, "Invalid certificate: {problem}"),
             Self::StartTlsNotOffered => write!(f, "The server does not offer STARTTLS"),
             Self::NoCommonAuthMechanism { offered } => {
                 write!(f, "No common authentication mechanism (server offers: {offered})")
@@ -247,7 +400,9 @@ impl fmt::Display for SmtpFailure {
             Self::ServiceUnavailable { code, text } => write!(f, "Service unavailable: {code} {text}"),
             Self::ConnectionLost { step } => write!(f, "Connection lost during {step}"),
             Self::Rejected { step, code, text } => write!(f, "Refused during {step}: {code} {text}"),
-            Self::Other { detail } => write!(f, "{detail}"),
+            Self::Unusable { detail } | Self::BadMessage { detail } | Self::Local { detail } => {
+                write!(f, "{detail}")
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "ssr")]
 use surrealdb::types::SurrealValue;
 
-pub const STATUSES: [&str; 5] = ["queued", "sending", "sent", "retrying", "failed"];
+pub const STATUSES: [&str; 6] = ["queued", "sending", "sent", "retrying", "held", "failed"];
 
 /// One outbox message as the Outbox page shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,6 +25,10 @@ pub struct NodeStatus {
     pub source: String,
     pub checked_at: i64,
     pub settings_version: i64,
+    /// The node has not written a heartbeat for longer than the configured limit: it is
+    /// probably gone, and its status no longer counts.
+    #[serde(default)]
+    pub stale: bool,
 }
 
 /// What every admin sees; also the answer of `GET /api/smtp_status`.
@@ -36,17 +40,27 @@ pub struct SmtpHealth {
 }
 
 impl SmtpHealth {
-    /// Only statuses about the newest saved settings count: an older failure is stale.
+    /// Only statuses of live nodes about the newest saved settings count: an older failure, or
+    /// one of a node that stopped reporting, is stale.
     pub fn from_nodes(nodes: Vec<NodeStatus>) -> Self {
-        let newest = nodes.iter().map(|n| n.settings_version).max().unwrap_or_default();
-        let is_valid = nodes.iter().filter(|n| n.settings_version == newest).all(|n| n.is_valid);
-        Self { is_valid, node_count: nodes.len(), nodes }
+        let mut health = Self { is_valid: true, node_count: nodes.len(), nodes };
+        health.is_valid = health.failing().is_none();
+        health
     }
 
-    /// The most recent failure about the newest settings.
+    fn current(&self) -> impl Iterator<Item = &NodeStatus> {
+        let newest = self.nodes.iter().filter(|n| !n.stale).map(|n| n.settings_version).max().unwrap_or_default();
+        self.nodes.iter().filter(move |n| !n.stale && n.settings_version == newest)
+    }
+
+    /// The most recent failure about the newest settings, from a live node.
     pub fn failing(&self) -> Option<&NodeStatus> {
-        let newest = self.nodes.iter().map(|n| n.settings_version).max()?;
-        self.nodes.iter().filter(|n| n.settings_version == newest && !n.is_valid).max_by_key(|n| n.checked_at)
+        self.current().filter(|n| !n.is_valid).max_by_key(|n| n.checked_at)
+    }
+
+    /// Nodes that stopped reporting.
+    pub fn stale_nodes(&self) -> impl Iterator<Item = &NodeStatus> {
+        self.nodes.iter().filter(|n| n.stale)
     }
 }
 
@@ -82,7 +96,19 @@ pub fn SidebarWarning() -> impl IntoView {
 #[component]
 pub fn HealthBanner() -> impl IntoView {
     let health = use_health();
-    move || {
+    let stale = move || {
+        let health = health?.get();
+        let nodes: Vec<String> =
+            health.stale_nodes().map(|n| format!("{} (last status {})", n.node, format_utc(n.checked_at))).collect();
+        (!nodes.is_empty()).then(|| {
+            view! {
+                <p class="note stale-nodes">
+                    "No heartbeat from " {nodes.join(", ")} ": shown as stale; their statuses no longer count."
+                </p>
+            }
+        })
+    };
+    let banner = move || {
         let health = health?.get();
         let node = health.failing()?.clone();
         let many = health.node_count > 1;
@@ -96,5 +122,6 @@ pub fn HealthBanner() -> impl IntoView {
                 </p>
             </div>
         })
-    }
+    };
+    view! { {banner} {stale} }
 }

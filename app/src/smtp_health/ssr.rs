@@ -26,23 +26,29 @@ use axum::{
 use futures::StreamExt;
 use secrecy::ExposeSecret;
 use std::{convert::Infallible, time::Duration};
-use surrealdb::types::RecordId;
+use surrealdb::types::{RecordId, SurrealValue};
 use tokio::sync::broadcast;
 use tower_sessions::Session;
 
 pub const POST_SAVE_CHECK: &str = "post-save check";
 pub const DELIVERY: &str = "delivery";
 
-pub async fn load_health(db: &Db) -> Result<SmtpHealth, surrealdb::Error> {
+/// Every node's status; a node whose heartbeat is older than `stale_after` (database clock) is
+/// marked stale and no longer counts.
+pub async fn load_health(db: &Db, stale_after: Duration) -> Result<SmtpHealth, surrealdb::Error> {
     let mut response = db
         .query(
-            "SELECT node, is_valid, message, hint, source, checked_at, settings_version FROM smtp_status ORDER BY node",
+            "SELECT node, is_valid, message, hint, source, checked_at, settings_version,
+                 (heartbeat_at ?? checked_at) < time::unix(time::now()) * 1000 - $stale_ms AS stale
+             FROM smtp_status ORDER BY node",
         )
+        .bind(("stale_ms", stale_after.as_millis() as i64))
         .await?;
     Ok(SmtpHealth::from_nodes(response.take::<Vec<NodeStatus>>(0)?))
 }
 
-/// Writes this node's status: the outcome of a check or of a delivery.
+/// Writes this node's status: the outcome of a check or of a delivery — only if it is about the
+/// settings saved now (a slow check of older settings must not overwrite a newer status).
 pub async fn record(state: &AppState, source: &str, settings_version: i64, result: &Result<(), SmtpFailure>) {
     let node = state.settings().node_id.clone();
     let status = NodeStatus {
@@ -53,18 +59,68 @@ pub async fn record(state: &AppState, source: &str, settings_version: i64, resul
         source: source.to_owned(),
         checked_at: now_ms(),
         settings_version,
+        stale: false,
     };
     let written = state
         .db()
-        .query("UPSERT $id CONTENT $status")
+        .query(
+            "LET $current = (SELECT VALUE version FROM ONLY smtp_settings:current) ?? 0;
+             IF $current = $status.settings_version {
+                 UPSERT $id CONTENT $row;
+             };
+             RETURN $current = $status.settings_version;",
+        )
         .bind(("id", RecordId::new("smtp_status", node.as_str())))
+        .bind(("row", StoredStatus::from(&status)))
         .bind(("status", status))
         .await
-        .and_then(|r| r.check());
+        .and_then(|mut r| r.take::<Option<bool>>(2));
     *state.shared.last_status.lock().await = Some((settings_version, result.is_ok()));
     match written {
-        Ok(_) => tracing::info!(node = %node, source, ok = result.is_ok(), "SMTP status recorded"),
+        Ok(Some(true)) => tracing::info!(node = %node, source, ok = result.is_ok(), "SMTP status recorded"),
+        Ok(_) => {
+            tracing::info!(node = %node, source, settings_version, "SMTP status not recorded: newer settings were saved")
+        }
         Err(err) => tracing::error!(error = %err, "cannot record the SMTP status"),
+    }
+}
+
+/// A status as stored: the node's heartbeat is written with it, on the database's clock.
+#[derive(Debug, SurrealValue)]
+struct StoredStatus {
+    node: String,
+    is_valid: bool,
+    message: Option<String>,
+    hint: Option<String>,
+    source: String,
+    checked_at: i64,
+    settings_version: i64,
+}
+
+impl From<&NodeStatus> for StoredStatus {
+    fn from(status: &NodeStatus) -> Self {
+        Self {
+            node: status.node.clone(),
+            is_valid: status.is_valid,
+            message: status.message.clone(),
+            hint: status.hint.clone(),
+            source: status.source.clone(),
+            checked_at: status.checked_at,
+            settings_version: status.settings_version,
+        }
+    }
+}
+
+/// This node is alive: refreshes its status row's heartbeat (database clock).
+pub async fn heartbeat(state: &AppState) {
+    let beat = state
+        .db()
+        .query("UPDATE $id SET heartbeat_at = time::unix(time::now()) * 1000")
+        .bind(("id", RecordId::new("smtp_status", state.settings().node_id.as_str())))
+        .await
+        .and_then(|r| r.check());
+    if let Err(err) = beat {
+        tracing::warn!(error = %err, "cannot write this node's heartbeat");
     }
 }
 
@@ -99,7 +155,7 @@ async fn check(state: &AppState, settings: &StoredSettings) -> Result<(), SmtpFa
         return Mailer::default_service(state).check(mail).await;
     }
     let target = target_from(settings, state.shared.secret_key.expose_secret())
-        .map_err(|err| SmtpFailure::Other { detail: format!("the saved settings cannot be used: {err}") })?;
+        .map_err(|err| SmtpFailure::Unusable { detail: format!("The saved settings cannot be used: {err}") })?;
     deliver(&target, mail, &state.shared.tokens, None).await
 }
 
@@ -128,7 +184,7 @@ pub async fn run_feed(state: AppState) {
 }
 
 async fn publish(state: &AppState) {
-    match load_health(state.db()).await {
+    match load_health(state.db(), state.settings().status_stale_after).await {
         Ok(health) => {
             let _ = state.shared.health_tx.send(health);
         }
@@ -176,7 +232,7 @@ pub async fn status_api(State(state): State<AppState>, session: Session) -> Resp
     if let Err(refused) = admin_only(&state, &session).await {
         return refused;
     }
-    match load_health(state.db()).await {
+    match load_health(state.db(), state.settings().status_stale_after).await {
         Ok(health) => Json(health).into_response(),
         Err(err) => {
             let _ = crate::error::ssr::internal("cannot read the SMTP status", &err);
@@ -199,7 +255,7 @@ pub async fn status_stream(State(state): State<AppState>, session: Session) -> R
         return AppError::RateLimited { retry_after_secs: 30 }.into_response();
     };
     let receiver = state.shared.health_tx.subscribe();
-    let current = match load_health(state.db()).await {
+    let current = match load_health(state.db(), state.settings().status_stale_after).await {
         Ok(health) => health,
         Err(err) => {
             let _ = crate::error::ssr::internal("cannot read the SMTP status", &err);
@@ -208,24 +264,28 @@ pub async fn status_stream(State(state): State<AppState>, session: Session) -> R
     };
     let mut recheck = tokio::time::interval(state.settings().stream_recheck);
     recheck.reset();
-    let watch = (receiver, recheck, state.clone(), slot);
-    let updates = futures::stream::unfold(watch, move |(mut receiver, mut recheck, state, slot)| async move {
-        loop {
-            tokio::select! {
-                received = receiver.recv() => match received {
-                    Ok(health) => return Some((health, (receiver, recheck, state, slot))),
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
-                _ = recheck.tick() => {
-                    if !matches!(session_is_admin(&state, &id).await, Ok(true)) {
-                        tracing::info!("status stream ended: its session ended or lost the admin role");
-                        return None;
+    let stopping = state.shared.stopping.subscribe();
+    let watch = (receiver, recheck, state.clone(), slot, stopping);
+    let updates =
+        futures::stream::unfold(watch, move |(mut receiver, mut recheck, state, slot, mut stopping)| async move {
+            loop {
+                tokio::select! {
+                    // The server is shutting down: end the stream so it does not hold the shutdown.
+                    () = async { let _ = stopping.wait_for(|stopping| *stopping).await; } => return None,
+                    received = receiver.recv() => match received {
+                        Ok(health) => return Some((health, (receiver, recheck, state, slot, stopping))),
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    },
+                    _ = recheck.tick() => {
+                        if !matches!(session_is_admin(&state, &id).await, Ok(true)) {
+                            tracing::info!("status stream ended: its session ended or lost the admin role");
+                            return None;
+                        }
                     }
                 }
             }
-        }
-    });
+        });
     let events = futures::stream::once(async move { current }).chain(updates).map(|health| {
         Ok::<_, Infallible>(Event::default().event("smtp_status").json_data(&health).unwrap_or_default())
     });
@@ -234,5 +294,5 @@ pub async fn status_stream(State(state): State<AppState>, session: Session) -> R
 
 /// Used by [`AppError`]-returning server functions.
 pub async fn current(state: &AppState) -> Result<SmtpHealth, AppError> {
-    Ok(load_health(state.db()).await?)
+    Ok(load_health(state.db(), state.settings().status_stale_after).await?)
 }

@@ -3,6 +3,8 @@
 //! Certificates are generated here, at test time.
 #![allow(dead_code)]
 
+pub mod fault_smtp;
+
 use axum::{Form, Json, Router, http::StatusCode, response::IntoResponse, routing::post};
 use std::{
     collections::HashMap,
@@ -158,7 +160,8 @@ fn rand_suffix() -> u64 {
 
 /// An OAuth 2.0 token endpoint on 127.0.0.1: `/token` issues [`TOKEN`] for the right client and
 /// scope; `/token-500` answers 500 with HTML; `/token-html` answers 200 with HTML;
-/// `/token-huge` answers 200 KiB; `/token-redirect` redirects to `/token`.
+/// `/token-huge` answers 200 KiB; `/token-redirect` redirects to `/token`; `/token-slow` answers
+/// after 30 s; `/token-other` issues a token the SMTP peer refuses.
 pub struct TokenEndpoint {
     pub addr: SocketAddr,
     pub calls: Arc<AtomicUsize>,
@@ -193,6 +196,19 @@ impl TokenEndpoint {
                 }),
             )
             .route("/token-500", post(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "<html>oops</html>") }))
+            .route(
+                "/token-slow",
+                post(|| async {
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    Json(serde_json::json!({"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600}))
+                }),
+            )
+            .route(
+                "/token-other",
+                post(|| async {
+                    Json(serde_json::json!({"access_token": "a-token-the-server-refuses", "token_type": "Bearer", "expires_in": 3600}))
+                }),
+            )
             .route("/token-html", post(|| async { (StatusCode::OK, "<html>a login page</html>") }))
             .route("/token-huge", post(|| async { (StatusCode::OK, "x".repeat(200 * 1024)) }))
             .route(
@@ -273,3 +289,4 @@ pub async fn fault_server(fault: Fault) -> u16 {
     });
     port
 }
+pub mod chaos_smtp;

@@ -1,33 +1,35 @@
-//! lettre errors → [`SmtpFailure`], using the step where they happened.
+//! lettre errors → [`SmtpFailure`], by type: the reply code lettre parsed, the `io::ErrorKind`
+//! and the `rustls::Error` (with webpki's certificate error inside it) found on the error's
+//! source chain. No message text is matched; what a peer said is shown as an excerpt only.
 
 use super::{SmtpTarget, Step};
-use crate::{mail::SmtpFailure, smtp_settings::types::TlsMode};
+use crate::{
+    mail::{CertProblem, SmtpFailure},
+    smtp_settings::types::TlsMode,
+};
 use lettre::transport::smtp::{Error, response::Response};
-use std::error::Error as _;
+use rustls::{AlertDescription, CertificateError, PeerIncompatible};
+use std::{error::Error as StdError, io};
 
-fn chain(err: &Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-fn io_kind(err: &Error) -> Option<std::io::ErrorKind> {
-    let mut source = err.source();
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
+/// The first error of type `T` on the chain, looking inside `io::Error`s too (rustls' errors
+/// travel wrapped in one).
+pub fn find<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut current = Some(err);
+    while let Some(cause) = current {
+        if let Some(found) = cause.downcast_ref::<T>() {
+            return Some(found);
         }
-        source = cause.source();
+        if let Some(inner) = cause.downcast_ref::<io::Error>().and_then(io::Error::get_ref)
+            && let Some(found) = find::<T>(inner)
+        {
+            return Some(found);
+        }
+        current = cause.source();
     }
     None
 }
 
-/// The reply text lettre puts after "(code): ".
+/// The reply text lettre keeps after "(code): ".
 fn reply_text(err: &Error) -> String {
     let text = err.to_string();
     excerpt(&text.split_once("): ").map_or(text.clone(), |(_, rest)| rest.to_owned()))
@@ -69,57 +71,94 @@ pub fn classify(err: &Error, step: Step, target: &SmtpTarget, secs: u64) -> Smtp
         let code: u16 = code.to_string().parse().unwrap_or(0);
         return classify_code(code, reply_text(err), step);
     }
-    let text = chain(err);
-    let lower = text.to_lowercase();
-    let implicit = target.tls.enabled && target.tls.mode == TlsMode::Implicit;
-    if lower.contains("failed to lookup address")
-        || lower.contains("name or service not known")
-        || lower.contains("no address")
-    {
-        return SmtpFailure::Dns { host: target.host.to_string() };
-    }
-    match io_kind(err) {
-        Some(std::io::ErrorKind::ConnectionRefused) => {
-            return SmtpFailure::ConnectionRefused { host: target.host.to_string(), port: target.port };
-        }
-        Some(std::io::ErrorKind::TimedOut) => return SmtpFailure::Timeout { step: Step::Connect, secs },
-        _ => {}
-    }
-    if lower.contains("invalid peer certificate") || lower.contains("certificate") && lower.contains("invalid") {
-        return SmtpFailure::InvalidCertificate { detail: excerpt(&text) };
-    }
-    if implicit
-        && step == Step::TlsHandshake
-        && (lower.contains("corrupt message")
-            || lower.contains("invalidcontenttype")
-            || lower.contains("invalid content type"))
-    {
-        return SmtpFailure::TlsModeMismatch { port: target.port, server_expects_tls: false };
-    }
-    if err.is_tls() || lower.contains("tls") || lower.contains("handshake") || lower.contains("alert") {
-        return SmtpFailure::TlsHandshake { detail: excerpt(&text) };
-    }
-    if lower.contains("no compatible authentication mechanism") {
-        return SmtpFailure::NoCommonAuthMechanism { offered: String::new() };
+    if let Some(tls) = find::<rustls::Error>(err) {
+        let implicit = target.tls.enabled && target.tls.mode == TlsMode::Implicit;
+        return classify_tls(tls, implicit && step == Step::TlsHandshake, target.port);
     }
     if err.is_timeout() {
         return SmtpFailure::Timeout { step, secs };
     }
-    if matches!(
-        io_kind(err),
+    let handshaking = matches!(step, Step::StartTls | Step::TlsHandshake);
+    match find::<io::Error>(err).map(io::Error::kind) {
+        Some(io::ErrorKind::ConnectionRefused) => {
+            SmtpFailure::ConnectionRefused { host: target.host.to_string(), port: target.port }
+        }
+        Some(io::ErrorKind::TimedOut) => SmtpFailure::Timeout { step, secs },
+        // Some TLS stacks hang up instead of sending an alert when nothing matches.
+        _ if handshaking => SmtpFailure::TlsHandshake {
+            detail:
+                "the server closed the connection during the TLS handshake (often: no TLS version or cipher in common)"
+                    .into(),
+        },
         Some(
-            std::io::ErrorKind::UnexpectedEof
-                | std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::BrokenPipe
-                | std::io::ErrorKind::ConnectionAborted
-        )
-    ) || lower.contains("incomplete response")
-        || lower.contains("connection closed")
-        || lower.contains("eof")
-    {
-        return SmtpFailure::ConnectionLost { step };
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected,
+        ) => SmtpFailure::ConnectionLost { step },
+        // lettre reads a closed connection as an empty, incomplete response.
+        None if err.is_response() || err.is_transport_shutdown() => SmtpFailure::ConnectionLost { step },
+        _ if err.is_tls() => SmtpFailure::TlsHandshake { detail: "the TLS connection could not be set up".into() },
+        _ => SmtpFailure::ConnectionLost { step },
     }
-    SmtpFailure::Other { detail: excerpt(&text) }
+}
+
+/// A rustls error as one sentence. `plain_port_suspected` is set for the handshake of implicit
+/// TLS, where an answer that is not TLS at all means the port speaks plain SMTP.
+pub fn classify_tls(err: &rustls::Error, plain_port_suspected: bool, port: u16) -> SmtpFailure {
+    use rustls::Error as E;
+    let handshake = |detail: &str| SmtpFailure::TlsHandshake { detail: detail.to_owned() };
+    match err {
+        E::InvalidCertificate(certificate) => SmtpFailure::InvalidCertificate { problem: cert_problem(certificate) },
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. }
+            if plain_port_suspected =>
+        {
+            SmtpFailure::TlsModeMismatch { port, server_expects_tls: false }
+        }
+        E::PeerIncompatible(
+            PeerIncompatible::ServerDoesNotSupportTls12Or13
+            | PeerIncompatible::ServerTlsVersionIsDisabledByOurConfig
+            | PeerIncompatible::Tls12NotOffered
+            | PeerIncompatible::Tls12NotOfferedOrEnabled
+            | PeerIncompatible::SupportedVersionsExtensionRequired,
+        )
+        | E::AlertReceived(AlertDescription::ProtocolVersion) => {
+            handshake("the server and Mailroom have no TLS version in common")
+        }
+        E::PeerIncompatible(_) | E::AlertReceived(AlertDescription::HandshakeFailure) => {
+            handshake("the server and Mailroom have no cipher or key exchange in common")
+        }
+        E::AlertReceived(_) => handshake("the server ended the handshake with an alert"),
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
+            handshake("the server's answer is not a valid TLS handshake")
+        }
+        E::NoCertificatesPresented => handshake("the server presented no certificate"),
+        _ => handshake("the TLS connection could not be set up"),
+    }
+}
+
+fn cert_problem(err: &CertificateError) -> CertProblem {
+    use CertificateError as C;
+    match err {
+        C::UnknownIssuer => CertProblem::UnknownIssuer,
+        C::Expired | C::ExpiredContext { .. } => CertProblem::Expired,
+        C::NotValidYet | C::NotValidYetContext { .. } => CertProblem::NotValidYet,
+        C::NotValidForName | C::NotValidForNameContext { .. } => CertProblem::WrongName,
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => CertProblem::NotForServers,
+        C::Revoked => CertProblem::Revoked,
+        C::BadSignature | C::UnsupportedSignatureAlgorithmContext { .. } => CertProblem::BadSignature,
+        C::BadEncoding => CertProblem::Malformed,
+        C::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
+            Some(webpki::Error::CaUsedAsEndEntity) => CertProblem::CaUsedAsLeaf,
+            Some(webpki::Error::EndEntityUsedAsCa | webpki::Error::UnknownIssuer) => CertProblem::UnknownIssuer,
+            Some(webpki::Error::CertNotValidForName(_)) => CertProblem::WrongName,
+            Some(webpki::Error::CertExpired { .. }) => CertProblem::Expired,
+            Some(webpki::Error::BadDer | webpki::Error::BadDerTime) => CertProblem::Malformed,
+            _ => CertProblem::Unsupported,
+        },
+        _ => CertProblem::Unsupported,
+    }
 }
 
 pub fn classify_response(response: &Response, step: Step) -> SmtpFailure {
@@ -127,21 +166,12 @@ pub fn classify_response(response: &Response, step: Step) -> SmtpFailure {
     classify_code(code, excerpt(&response.message().collect::<Vec<_>>().join(" ")), step)
 }
 
+/// A reply code at the step it answered. 421 anywhere is the server closing; otherwise the step
+/// says whose problem it is.
 fn classify_code(code: u16, text: String, step: Step) -> SmtpFailure {
-    // The pooled transport reports no step: read the enhanced status code (RFC 3463) and text.
-    let lower = text.to_lowercase();
-    let step = match step {
-        Step::Data if (500..600).contains(&code) && (text.starts_with("5.1.1") || lower.contains("recipient")) => {
-            Step::RcptTo
-        }
-        Step::Data if (500..600).contains(&code) && (text.starts_with("5.1.7") || lower.contains("sender")) => {
-            Step::MailFrom
-        }
-        other => other,
-    };
     match (code, step) {
         (421, _) => SmtpFailure::ServiceUnavailable { code, text },
-        (500..=599, Step::Auth) => SmtpFailure::AuthRejected { code, text },
+        (_, Step::Auth) => SmtpFailure::AuthRejected { code, text },
         (_, Step::MailFrom) => SmtpFailure::SenderRejected { code, text },
         (_, Step::RcptTo) => SmtpFailure::RecipientRejected { code, text },
         _ => SmtpFailure::Rejected { step, code, text },
@@ -164,5 +194,25 @@ mod tests {
         assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
         assert!(cut.ends_with('…'));
         assert!(!excerpt("a\u{1b}[31mred").contains('\u{1b}'));
+    }
+
+    #[test]
+    fn certificate_errors_are_read_by_type() {
+        let ca_as_leaf = rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+            std::sync::Arc::new(webpki::Error::CaUsedAsEndEntity),
+        )));
+        let failure = classify_tls(&ca_as_leaf, false, 465);
+        assert_eq!(failure, SmtpFailure::InvalidCertificate { problem: CertProblem::CaUsedAsLeaf });
+        assert_eq!(failure.to_string(), "Invalid certificate: the server presents a CA certificate as its own");
+        let wrapped = io::Error::new(io::ErrorKind::InvalidData, ca_as_leaf);
+        assert!(find::<rustls::Error>(&wrapped).is_some(), "found inside an io::Error");
+
+        let unknown = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        assert!(classify_tls(&unknown, false, 587).hint().contains("MAILROOM_SMTP_CA_FILE"));
+        let not_tls = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        assert_eq!(
+            classify_tls(&not_tls, true, 25),
+            SmtpFailure::TlsModeMismatch { port: 25, server_expects_tls: false }
+        );
     }
 }

@@ -31,7 +31,7 @@ pub async fn store(db: &Db, key: &[u8; 32], message: &OutgoingMessage, built: &M
     .and_then(|r| r.check())
     .map_err(|err| {
         tracing::error!(error = %err, "cannot store mail in the local mailbox");
-        SmtpFailure::Other { detail: "the local mailbox could not store the message".into() }
+        SmtpFailure::Local { detail: "the local mailbox could not store the message".into() }
     })?;
     Ok(())
 }

@@ -1,14 +1,17 @@
 //! The one Mailer of the server: an enum of backends, built once per saved-settings version
 //! (not per send) and swapped when the settings change.
 
-use super::{MailConfig, OutgoingMessage, SmtpTarget, mailbox, oauth::TokenCache, open, transmit};
+use super::{MailConfig, OutgoingMessage, Progress, SmtpTarget, hang_up, mailbox, oauth::TokenCache, open, transmit};
 use crate::{
     mail::SmtpFailure,
     state::{AppState, Db},
 };
-use lettre::{Message, transport::smtp::client::AsyncSmtpConnection};
+use lettre::transport::smtp::{client::AsyncSmtpConnection, commands::Rset};
 use secrecy::{ExposeSecret, SecretBox};
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 
 pub enum Mailer {
@@ -18,8 +21,6 @@ pub enum Mailer {
     /// The default service without a relay: mail is stored (bodies sealed with the instance key)
     /// and shown under Admin > Mailbox.
     LocalMailbox { db: Db, key: SecretBox<[u8; 32]> },
-    /// Unit tests only: keeps what was sent.
-    Memory { sent: Arc<Mutex<Vec<Message>>> },
 }
 
 impl Mailer {
@@ -48,65 +49,113 @@ impl Mailer {
     pub async fn check(&self, config: &MailConfig) -> Result<(), SmtpFailure> {
         match self {
             Self::Smtp { target, pool } => super::deliver(target, config, &pool.tokens, None).await,
-            Self::LocalMailbox { .. } | Self::Memory { .. } => Ok(()),
+            Self::LocalMailbox { .. } => Ok(()),
         }
     }
 
     /// Sends one message under the overall limit.
     pub async fn send(&self, message: &OutgoingMessage, config: &MailConfig) -> Result<(), SmtpFailure> {
-        let limit = config.overall_timeout;
-        let timed_out = || SmtpFailure::Timeout { step: crate::mail::Step::Data, secs: limit.as_secs().max(1) };
         match self {
             Self::Smtp { target, pool } => {
-                match tokio::time::timeout(limit, pool.send(target, message, config)).await {
+                let limit = config.overall_timeout;
+                let progress = Progress::default();
+                match tokio::time::timeout(limit, pool.send(target, message, config, &progress)).await {
                     Ok(result) => result,
-                    Err(_) => Err(timed_out()),
+                    Err(_) => Err(progress.timed_out(limit)),
                 }
             }
             Self::LocalMailbox { db, key } => mailbox::store(db, key.expose_secret(), message, &message.build()?).await,
-            Self::Memory { sent } => {
-                sent.lock().expect("memory mailer lock").push(message.build()?);
-                Ok(())
-            }
         }
     }
 }
 
-/// Open SMTP connections kept between messages.
+/// Open SMTP connections kept between messages, each with the time it was last used.
 pub struct SmtpPool {
-    idle: AsyncMutex<Vec<AsyncSmtpConnection>>,
+    idle: AsyncMutex<Vec<(AsyncSmtpConnection, Instant)>>,
     permits: Semaphore,
     tokens: Arc<TokenCache>,
 }
 
+/// A connection idle this long is checked with NOOP before it carries a message.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(5);
+/// A connection idle this long is closed: servers drop idle clients after a minute or so.
+const CLOSE_AFTER_IDLE: Duration = Duration::from_secs(50);
+
 impl SmtpPool {
+    /// Sends on an idle connection when one is usable, else on a fresh one. A message is sent
+    /// again on a fresh connection only when the reused one failed before the final dot could
+    /// have been written: after it, the server may have the message, and a second send could
+    /// deliver it twice. A refusal (an SMTP reply) is never retried here.
     async fn send(
         &self,
         target: &SmtpTarget,
         message: &OutgoingMessage,
         config: &MailConfig,
+        progress: &Progress,
     ) -> Result<(), SmtpFailure> {
-        let _permit = self.permits.acquire().await.map_err(|_| SmtpFailure::Other { detail: "pool closed".into() })?;
-        let reused = self.idle.lock().await.pop();
+        let _permit =
+            self.permits.acquire().await.map_err(|_| SmtpFailure::Local { detail: "the sender is closing".into() })?;
         let limit = config.step_timeout;
-        if let Some(mut conn) = reused {
-            if !conn.has_broken() && transmit(&mut conn, message, target, limit).await.is_ok() {
-                self.idle.lock().await.push(conn);
-                return Ok(());
+        if let Some(mut conn) = self.reusable(limit).await {
+            match transmit(&mut conn, message, target, limit, progress).await {
+                Ok(()) => {
+                    self.idle.lock().await.push((conn, Instant::now()));
+                    return Ok(());
+                }
+                Err(failure) if progress.dot_maybe_written() || is_reply(&failure) => {
+                    self.recycle(conn, &failure, limit).await;
+                    return Err(failure);
+                }
+                // Closed while idle, or lost before the message went out: a fresh connection.
+                Err(_) => hang_up(&mut conn).await,
             }
-            // The server may have closed an idle connection, or refused this message on it:
-            // either way, one more try on a fresh connection says which.
-            conn.abort().await;
         }
-        let mut conn = open(target, config, &self.tokens).await?;
-        let result = transmit(&mut conn, message, target, limit).await;
-        if result.is_ok() && !conn.has_broken() {
-            self.idle.lock().await.push(conn);
-        } else {
-            conn.abort().await;
+        let mut conn = open(target, config, &self.tokens, progress).await?;
+        let result = transmit(&mut conn, message, target, limit, progress).await;
+        match &result {
+            Ok(()) if !conn.has_broken() => self.idle.lock().await.push((conn, Instant::now())),
+            Ok(()) => hang_up(&mut conn).await,
+            Err(failure) => self.recycle(conn, failure, limit).await,
         }
         result
     }
+
+    /// An idle connection that still works: closed after [`CLOSE_AFTER_IDLE`], checked with NOOP
+    /// after [`CHECK_AFTER_IDLE`].
+    async fn reusable(&self, limit: Duration) -> Option<AsyncSmtpConnection> {
+        loop {
+            let (mut conn, since) = self.idle.lock().await.pop()?;
+            let idle = since.elapsed();
+            if conn.has_broken() || idle >= CLOSE_AFTER_IDLE {
+                let _ = tokio::time::timeout(limit, conn.quit()).await;
+                continue;
+            }
+            if idle < CHECK_AFTER_IDLE || matches!(tokio::time::timeout(limit, conn.test_connected()).await, Ok(true)) {
+                return Some(conn);
+            }
+            hang_up(&mut conn).await;
+        }
+    }
+
+    /// After a refused message the connection is still good once RSET clears the transaction.
+    async fn recycle(&self, mut conn: AsyncSmtpConnection, failure: &SmtpFailure, limit: Duration) {
+        if is_reply(failure) && !conn.has_broken() {
+            let reset = tokio::time::timeout(limit, conn.command(Rset)).await;
+            if matches!(reset, Ok(Ok(ref response)) if response.is_positive()) {
+                self.idle.lock().await.push((conn, Instant::now()));
+                return;
+            }
+        }
+        hang_up(&mut conn).await;
+    }
+}
+
+/// A failure the server answered with a reply code (the connection itself still works).
+fn is_reply(failure: &SmtpFailure) -> bool {
+    matches!(
+        failure,
+        SmtpFailure::SenderRejected { .. } | SmtpFailure::RecipientRejected { .. } | SmtpFailure::Rejected { .. }
+    )
 }
 
 /// The Mailer for the saved settings, rebuilt only when their version (or the OAuth 2.0 token)
@@ -135,31 +184,5 @@ impl MailerCache {
 
     pub async fn invalidate(&self) {
         *self.current.lock().await = None;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn the_memory_mailer_keeps_both_parts_and_the_message_id() {
-        let sent = Arc::new(Mutex::new(Vec::new()));
-        let mailer = Mailer::Memory { sent: sent.clone() };
-        let message = OutgoingMessage {
-            from: "Mailroom <mail@example.com>".parse().unwrap(),
-            to: "Ann <ann@example.com>".parse().unwrap(),
-            subject: "Hello".into(),
-            text: "plain body".into(),
-            html: Some("<p>html body</p>".into()),
-            message_id: Some("<fixed@mailroom.localhost>".into()),
-        };
-        mailer.send(&message, &MailConfig::default()).await.unwrap();
-        mailer.check(&MailConfig::default()).await.unwrap();
-        let sent = sent.lock().unwrap();
-        let raw = String::from_utf8(sent[0].formatted()).unwrap();
-        assert!(raw.contains("Message-ID: <fixed@mailroom.localhost>"), "{raw}");
-        assert!(raw.contains("text/plain") && raw.contains("text/html"), "{raw}");
-        assert!(raw.contains("plain body") && raw.contains("Subject: Hello"));
     }
 }

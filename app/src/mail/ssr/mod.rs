@@ -26,7 +26,40 @@ use lettre::{
     },
 };
 use secrecy::{ExposeSecret, SecretString};
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::atomic::{AtomicBool, AtomicU8, Ordering},
+    time::Duration,
+};
+
+/// How far one delivery got: the step it is in (an overall timeout names it) and whether the
+/// message's final dot may have been written — after which sending again could deliver twice.
+#[derive(Debug, Default)]
+pub struct Progress {
+    step: AtomicU8,
+    dot_maybe_written: AtomicBool,
+}
+
+impl Progress {
+    pub fn step(&self) -> Step {
+        Step::from_index(self.step.load(Ordering::Relaxed))
+    }
+
+    fn enter(&self, step: Step) {
+        self.step.store(step.index(), Ordering::Relaxed);
+    }
+
+    /// True once the message body (and its final dot) started going out.
+    pub fn dot_maybe_written(&self) -> bool {
+        self.dot_maybe_written.load(Ordering::Relaxed)
+    }
+
+    /// The timeout of the whole delivery, at the step it reached.
+    pub fn timed_out(&self, limit: Duration) -> SmtpFailure {
+        SmtpFailure::Timeout { step: self.step(), secs: limit.as_secs().max(1) }
+    }
+}
 
 /// How Mailroom talks SMTP on this deployment.
 #[derive(Clone, Debug)]
@@ -160,7 +193,7 @@ impl OutgoingMessage {
             Some(html) => builder.multipart(MultiPart::alternative_plain_html(self.text.clone(), html.clone())),
             None => builder.header(ContentType::TEXT_PLAIN).body(self.text.clone()),
         };
-        built.map_err(|err| SmtpFailure::Other { detail: format!("cannot build the message: {err}") })
+        built.map_err(|err| SmtpFailure::BadMessage { detail: format!("cannot build the message: {err}") })
     }
 }
 
@@ -175,12 +208,19 @@ pub fn tls_parameters(host: &SmtpHost, min: MinTlsVersion, config: &MailConfig) 
         MinTlsVersion::Tls13 => TlsVersion::Tlsv13,
     });
     if let Some(pem) = &config.ca_pem {
-        let certificate = Certificate::from_pem(pem).map_err(|err| SmtpFailure::Other {
+        let certificate = Certificate::from_pem(pem).map_err(|err| SmtpFailure::Unusable {
             detail: format!("MAILROOM_SMTP_CA_FILE is not a PEM certificate: {err}"),
         })?;
         builder = builder.add_root_certificate(certificate);
     }
-    builder.build_rustls().map_err(|err| SmtpFailure::TlsHandshake { detail: err.to_string() })
+    builder.build_rustls().map_err(|err| match find_tls(&err) {
+        Some(tls) => classify::classify_tls(tls, false, 0),
+        None => SmtpFailure::Unusable { detail: "the TLS settings cannot be used".into() },
+    })
+}
+
+fn find_tls(err: &lettre::transport::smtp::Error) -> Option<&rustls::Error> {
+    classify::find::<rustls::Error>(err)
 }
 
 fn hello_name() -> ClientId {
@@ -188,11 +228,13 @@ fn hello_name() -> ClientId {
 }
 
 async fn step<T>(
+    progress: &Progress,
     step: Step,
     limit: Duration,
     work: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
     target: &SmtpTarget,
 ) -> Result<T, SmtpFailure> {
+    progress.enter(step);
     match tokio::time::timeout(limit, work).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(classify(&err, step, target, limit.as_secs().max(1))),
@@ -209,9 +251,10 @@ pub async fn deliver(
     message: Option<&OutgoingMessage>,
 ) -> Result<(), SmtpFailure> {
     let overall = config.overall_timeout;
-    match tokio::time::timeout(overall, deliver_steps(target, config, tokens, message)).await {
+    let progress = Progress::default();
+    match tokio::time::timeout(overall, deliver_steps(target, config, tokens, message, &progress)).await {
         Ok(result) => result,
-        Err(_) => Err(SmtpFailure::Timeout { step: Step::Connect, secs: overall.as_secs().max(1) }),
+        Err(_) => Err(progress.timed_out(overall)),
     }
 }
 
@@ -220,10 +263,11 @@ async fn deliver_steps(
     config: &MailConfig,
     tokens: &oauth::TokenCache,
     message: Option<&OutgoingMessage>,
+    progress: &Progress,
 ) -> Result<(), SmtpFailure> {
-    let mut conn = open(target, config, tokens).await?;
+    let mut conn = open(target, config, tokens, progress).await?;
     if let Some(message) = message {
-        transmit(&mut conn, message, target, config.step_timeout).await?;
+        transmit(&mut conn, message, target, config.step_timeout, progress).await?;
     }
     let _ = tokio::time::timeout(config.step_timeout, conn.quit()).await;
     Ok(())
@@ -234,13 +278,16 @@ pub async fn open(
     target: &SmtpTarget,
     config: &MailConfig,
     tokens: &oauth::TokenCache,
+    progress: &Progress,
 ) -> Result<AsyncSmtpConnection, SmtpFailure> {
     let limit = config.step_timeout;
     // The token first: a bad client must not cost an SMTP connection.
+    progress.enter(Step::TokenRequest);
     let mut token = match &target.auth {
         TargetAuth::OAuth2 { .. } => Some(tokens.token(target, config, false).await?),
         _ => None,
     };
+    progress.enter(Step::Connect);
     let addresses =
         resolve_checked(&config.address_policy, &target.host.to_string(), target.port, config.step_timeout).await?;
     let implicit = target.tls.enabled && target.tls.mode == TlsMode::Implicit;
@@ -256,7 +303,7 @@ pub async fn open(
         None,
     );
     let first_step = if implicit { Step::TlsHandshake } else { Step::Greeting };
-    let mut conn = match step(first_step, limit + Duration::from_secs(1), connect, target).await {
+    let mut conn = match step(progress, first_step, limit + Duration::from_secs(1), connect, target).await {
         Ok(conn) => conn,
         Err(SmtpFailure::Timeout { step: Step::Greeting, secs }) => {
             // Silence after connecting: an implicit-TLS port waits for our ClientHello.
@@ -271,11 +318,11 @@ pub async fn open(
 
     if target.tls.enabled && !implicit {
         if !conn.can_starttls() {
-            conn.abort().await;
+            hang_up(&mut conn).await;
             return Err(SmtpFailure::StartTlsNotOffered);
         }
         let params = tls.clone().expect("TLS parameters exist when TLS is enabled");
-        step(Step::StartTls, limit, conn.starttls(params, &hello), target).await?;
+        step(progress, Step::StartTls, limit, conn.starttls(params, &hello), target).await?;
     }
 
     match &target.auth {
@@ -284,17 +331,19 @@ pub async fn open(
             let credentials = Credentials::new(username.clone(), password.expose_secret().to_owned());
             let offered = offered_mechanisms(&conn);
             if !offered.iter().any(|m| m == "PLAIN" || m == "LOGIN") {
-                conn.abort().await;
+                hang_up(&mut conn).await;
                 return Err(SmtpFailure::NoCommonAuthMechanism { offered: offered.join(" ") });
             }
-            step(Step::Auth, limit, conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials), target).await?;
+            let mechanisms = [Mechanism::Plain, Mechanism::Login];
+            step(progress, Step::Auth, limit, conn.auth(&mechanisms, &credentials), target).await?;
         }
         TargetAuth::OAuth2 { username, .. } => {
             if !offered_mechanisms(&conn).iter().any(|m| m == "XOAUTH2") {
                 let offered = offered_mechanisms(&conn).join(" ");
-                conn.abort().await;
+                hang_up(&mut conn).await;
                 return Err(SmtpFailure::NoCommonAuthMechanism { offered });
             }
+            progress.enter(Step::Auth);
             let mut result = xoauth2(&mut conn, username, token.as_ref().expect("token fetched"), limit, target).await;
             if matches!(result, Err(SmtpFailure::XOAuth2Rejected { .. })) {
                 // A token revoked early: fetch a fresh one once and try again.
@@ -312,37 +361,40 @@ pub async fn open(
 }
 
 /// Sends one message on an open connection: MAIL, RCPT, DATA, each step classified.
+/// `progress` tells a caller whether the final dot may have gone out.
 pub async fn transmit(
     conn: &mut AsyncSmtpConnection,
     message: &OutgoingMessage,
     target: &SmtpTarget,
     limit: Duration,
+    progress: &Progress,
 ) -> Result<(), SmtpFailure> {
-    {
-        let built = message.build()?;
-        let envelope = built.envelope().clone();
-        let bytes = built.formatted();
-        let from: Option<Address> = envelope.from().cloned();
-        let response = step(Step::MailFrom, limit, conn.command(Mail::new(from, vec![])), target).await?;
-        check_positive(response, Step::MailFrom)?;
-        for to in envelope.to() {
-            let response = step(Step::RcptTo, limit, conn.command(Rcpt::new(to.clone(), vec![])), target).await?;
-            check_positive(response, Step::RcptTo)?;
-        }
-        let response = step(Step::Data, limit, conn.command(Data), target).await?;
-        check_positive(response, Step::Data)?;
-        let response = match data_block(&bytes) {
-            Some(block) => step(Step::Data, limit, conn.command(block), target).await?,
-            None => step(Step::Data, limit, conn.message(&bytes), target).await?,
-        };
-        check_positive(response, Step::Data)?;
+    let built = message.build()?;
+    let envelope = built.envelope().clone();
+    let bytes = built.formatted();
+    let from: Option<Address> = envelope.from().cloned();
+    let response = step(progress, Step::MailFrom, limit, conn.command(Mail::new(from, vec![])), target).await?;
+    check_positive(response, Step::MailFrom)?;
+    for to in envelope.to() {
+        let rcpt = conn.command(Rcpt::new(to.clone(), vec![]));
+        check_positive(step(progress, Step::RcptTo, limit, rcpt, target).await?, Step::RcptTo)?;
     }
-    Ok(())
+    let response = step(progress, Step::Data, limit, conn.command(Data), target).await?;
+    check_positive(response, Step::Data)?;
+    progress.dot_maybe_written.store(true, Ordering::Relaxed);
+    let response = match data_block(&bytes) {
+        Some(block) => step(progress, Step::Data, limit, conn.command(block), target).await?,
+        None => step(progress, Step::Data, limit, conn.message(&bytes), target).await?,
+    };
+    check_positive(response, Step::Data)
 }
 
 /// The message dot-stuffed and terminated, as one write. lettre's `message()` writes the final
 /// `.` line separately, and that small second segment waits out the peer's delayed ACK
-/// (Nagle): about 40 ms per message on Linux. `None` for a body that is not UTF-8.
+/// (Nagle): about 40 ms per message on Linux. TCP_NODELAY would cure that too, but lettre opens
+/// its sockets itself and offers no way to set it (its `connect_with_transport` takes our own
+/// socket but then cannot do implicit TLS or STARTTLS), so one write it is. `None` for a body
+/// that is not UTF-8.
 fn data_block(message: &[u8]) -> Option<String> {
     let mut out = Vec::with_capacity(message.len() + 8);
     let mut line_start = true;
@@ -358,6 +410,12 @@ fn data_block(message: &[u8]) -> Option<String> {
     }
     out.extend_from_slice(b".\r\n");
     String::from_utf8(out).ok()
+}
+
+/// Ends a connection without waiting long: lettre's `abort` sends QUIT and waits for the
+/// reply, which a silent server never sends.
+pub async fn hang_up(conn: &mut AsyncSmtpConnection) {
+    let _ = tokio::time::timeout(Duration::from_millis(500), conn.abort()).await;
 }
 
 fn check_positive(response: lettre::transport::smtp::response::Response, step: Step) -> Result<(), SmtpFailure> {
@@ -383,7 +441,8 @@ async fn xoauth2(
 ) -> Result<(), SmtpFailure> {
     use base64::{Engine, engine::general_purpose::STANDARD as B64};
     let initial = B64.encode(format!("user={username}\x01auth=Bearer {}\x01\x01", token.expose_secret()));
-    let response = step(Step::Auth, limit, conn.command(format!("AUTH XOAUTH2 {initial}\r\n")), target).await;
+    let command = conn.command(format!("AUTH XOAUTH2 {initial}\r\n"));
+    let response = step(&Progress::default(), Step::Auth, limit, command, target).await;
     let response = match response {
         Ok(response) => response,
         Err(SmtpFailure::AuthRejected { text, .. }) => return Err(SmtpFailure::XOAuth2Rejected { text }),

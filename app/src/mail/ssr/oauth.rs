@@ -31,6 +31,8 @@ pub struct TokenCache {
 enum HttpError {
     #[error("{0}")]
     Request(String),
+    #[error("timed out")]
+    Timeout,
     #[error("answer larger than {MAX_BODY} bytes")]
     TooLarge,
 }
@@ -44,7 +46,7 @@ impl TokenCache {
         refresh: bool,
     ) -> Result<SecretString, SmtpFailure> {
         let TargetAuth::OAuth2 { client_id, client_secret, token_url, scopes, .. } = &target.auth else {
-            return Err(SmtpFailure::Other { detail: "no OAuth 2.0 settings".into() });
+            return Err(SmtpFailure::Unusable { detail: "no OAuth 2.0 settings".into() });
         };
         let mut hasher = Sha256::new();
         for part in [token_url.as_str(), client_id.as_str(), &scopes.join(" "), client_secret.expose_secret()] {
@@ -103,12 +105,12 @@ async fn fetch(
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| HttpError::Request(e.without_url().to_string()))?;
+                .map_err(request_error)?;
             seen.store(response.status().as_u16(), Ordering::Relaxed);
             let mut out = HttpResponse::new(Vec::new());
             *out.status_mut() = response.status();
             *out.headers_mut() = response.headers().clone();
-            while let Some(chunk) = response.chunk().await.map_err(|e| HttpError::Request(e.to_string()))? {
+            while let Some(chunk) = response.chunk().await.map_err(request_error)? {
                 if out.body().len() + chunk.len() > MAX_BODY {
                     return Err(HttpError::TooLarge);
                 }
@@ -143,6 +145,10 @@ async fn fetch(
                 other => TokenFailure::Rejected { error: other.to_string(), description },
             }))
         }
+        Err(RequestTokenError::Request(HttpError::Timeout)) => Err(SmtpFailure::Timeout {
+            step: crate::mail::Step::TokenRequest,
+            secs: config.step_timeout.as_secs().max(1),
+        }),
         Err(RequestTokenError::Request(HttpError::TooLarge)) => Err(SmtpFailure::TokenEndpoint(TokenFailure::TooLarge)),
         Err(RequestTokenError::Request(HttpError::Request(detail))) => Err(unreachable(super::excerpt(&detail))),
         Err(RequestTokenError::Parse(..) | RequestTokenError::Other(_)) if (200..300).contains(&status) => {
@@ -153,4 +159,19 @@ async fn fetch(
         }
         Err(err) => Err(unreachable(err.to_string())),
     }
+}
+
+/// A reqwest failure by type: its timeout, else the innermost cause ("Connection refused"),
+/// never the URL.
+fn request_error(err: reqwest::Error) -> HttpError {
+    if err.is_timeout() {
+        return HttpError::Timeout;
+    }
+    let mut innermost = None;
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        innermost = Some(cause.to_string());
+        source = cause.source();
+    }
+    HttpError::Request(innermost.unwrap_or_else(|| err.without_url().to_string()))
 }

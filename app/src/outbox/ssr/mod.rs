@@ -1,0 +1,205 @@
+//! The outbox as stored: queuing a message, the admin's list and "Retry now", and the record
+//! of a test email. The delivery worker is in [`worker`].
+
+mod worker;
+
+pub use worker::{active_mailer, release_own_leases, run_worker, work_once};
+
+use super::OutboxEntry;
+use crate::{
+    auth::ssr::require_admin,
+    db::now_ms,
+    error::AppError,
+    mail::{SmtpFailure, ssr::new_message_id},
+    smtp_settings::ssr::encrypt,
+    state::{AppState, app_state},
+};
+use secrecy::ExposeSecret;
+use std::time::Duration;
+use surrealdb::types::{RecordId, SurrealValue};
+
+/// How the worker retries; from configuration.
+#[derive(Clone, Debug)]
+pub struct OutboxPolicy {
+    /// Attempts a message may spend on transient failures before it fails.
+    pub max_attempts: i64,
+    pub retry_base: Duration,
+    /// How long a claim lasts (on the database's clock); at least twice the SMTP timeout.
+    pub lease: Duration,
+    /// Messages sent at once (and the size of the SMTP connection pool).
+    pub concurrency: usize,
+    /// A message not delivered this long after it was queued fails for good.
+    pub max_age: Duration,
+    /// How often a queue held by a configuration failure tries again on its own.
+    pub hold_retry: Duration,
+}
+
+impl Default for OutboxPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            retry_base: Duration::from_secs(30),
+            lease: Duration::from_secs(120),
+            concurrency: 4,
+            max_age: Duration::from_secs(3 * 86_400),
+            hold_retry: Duration::from_secs(120),
+        }
+    }
+}
+
+/// An email to queue.
+#[derive(Debug, Clone)]
+pub struct NewMail {
+    pub kind: &'static str,
+    pub to_addr: String,
+    pub to_name: Option<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// An outbox record as stored.
+#[derive(Debug, Clone, SurrealValue)]
+pub struct OutboxRow {
+    pub kind: String,
+    pub message_id: String,
+    pub to_addr: String,
+    pub to_name: Option<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub lease_owner: Option<String>,
+    /// Who holds the lease this time: a settle must present it (fencing).
+    pub lease_token: Option<String>,
+    pub lease_until: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_hint: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+}
+
+impl NewMail {
+    /// The record to write, queued for now, its bodies sealed with the instance key (they can
+    /// hold one-time links). Bind it and `CREATE outbox CONTENT $row` inside the transaction of
+    /// the change that causes the mail.
+    pub fn queued(self, key: &[u8; 32]) -> OutboxRow {
+        let now = now_ms();
+        OutboxRow {
+            kind: self.kind.to_owned(),
+            message_id: new_message_id(),
+            to_addr: self.to_addr,
+            to_name: self.to_name,
+            subject: self.subject,
+            text: encrypt(key, BODY_PURPOSE, &self.text),
+            html: encrypt(key, BODY_PURPOSE, &self.html),
+            status: "queued".into(),
+            attempts: 0,
+            next_attempt_at: now,
+            lease_owner: None,
+            lease_token: None,
+            lease_until: None,
+            last_error: None,
+            last_hint: None,
+            created_at: now,
+            sent_at: None,
+        }
+    }
+}
+
+pub(crate) const BODY_PURPOSE: &str = "outbox.body";
+
+/// Wakes this node's worker after a commit that queued mail.
+pub fn wake(state: &AppState) {
+    state.shared.outbox_wake.notify_one();
+}
+
+/// The wait before attempt `attempts + 1`: base × 2^(attempts−1), at most an hour, ±20 %.
+pub fn backoff(policy: &OutboxPolicy, attempts: i64) -> Duration {
+    use rand::Rng;
+    let exponent = (attempts.max(1) - 1).min(16) as u32;
+    let base = policy.retry_base.saturating_mul(2u32.pow(exponent)).min(Duration::from_secs(3600));
+    base.mul_f64(rand::rng().random_range(0.8..1.2))
+}
+
+pub async fn list(status: Option<String>) -> Result<Vec<OutboxEntry>, AppError> {
+    if let Some(status) = &status {
+        crate::error::ssr::bounded("Status", status, 16)?;
+    }
+    require_admin().await?;
+    let state = app_state()?;
+    let fields = "record::id(id) AS id, kind, to_addr, subject, status, attempts, next_attempt_at, last_error, last_hint, created_at, sent_at";
+    let mut response = match status.filter(|s| super::STATUSES.contains(&s.as_str())) {
+        Some(status) => {
+            state
+                .db()
+                .query(format!("SELECT {fields} FROM outbox WHERE status = $status ORDER BY created_at DESC LIMIT 500"))
+                .bind(("status", status))
+                .await?
+        }
+        None => state.db().query(format!("SELECT {fields} FROM outbox ORDER BY created_at DESC LIMIT 500")).await?,
+    };
+    Ok(response.take(0)?)
+}
+
+pub async fn retry_now(id: String) -> Result<(), AppError> {
+    crate::error::ssr::bounded("Message id", &id, 64)?;
+    let admin = require_admin().await?;
+    let state = app_state()?;
+    let mut response = state
+        .db()
+        .query("UPDATE $id SET status = 'retrying', next_attempt_at = $now WHERE status = 'failed' RETURN VALUE record::id(id)")
+        .bind(("id", RecordId::new("outbox", id.as_str())))
+        .bind(("now", now_ms()))
+        .await?;
+    let updated: Vec<String> = response.take(0)?;
+    if updated.is_empty() {
+        return Err(AppError::Conflict("Only a failed message can be retried.".into()));
+    }
+    tracing::info!(admin = %admin.id, message = %id, "outbox retry requested");
+    wake(&state);
+    Ok(())
+}
+
+/// Records a message sent synchronously (Send Test Email) with its one attempt.
+pub async fn record_sent_now(state: &AppState, mail: NewMail, result: &Result<(), SmtpFailure>) {
+    let mut row = mail.queued(state.shared.secret_key.expose_secret());
+    row.attempts = 1;
+    match result {
+        Ok(()) => {
+            row.status = "sent".into();
+            row.sent_at = Some(now_ms());
+        }
+        Err(failure) => {
+            row.status = "failed".into();
+            row.last_error = Some(failure.to_string());
+            row.last_hint = Some(failure.hint());
+        }
+    }
+    let written = state
+        .db()
+        .query(
+            "BEGIN TRANSACTION;
+             LET $created = (CREATE outbox CONTENT $row RETURN VALUE record::id(id))[0];
+             CREATE outbox_attempt CONTENT { outbox: $created, at: $now, node: $node, ok: $ok, error: $error };
+             COMMIT TRANSACTION;",
+        )
+        .bind(("row", row.clone()))
+        .bind(("now", now_ms()))
+        .bind(("node", state.settings().node_id.clone()))
+        .bind(("ok", result.is_ok()))
+        .bind(("error", row.last_error.clone()))
+        .await
+        .and_then(crate::db::check_transaction);
+    if let Err(err) = written {
+        tracing::error!(error = %err, "cannot record the test email in the outbox");
+    }
+}
+
+/// Where links in emails point: `MAILROOM_PUBLIC_URL`, else this server's own address. Never
+/// the request's Host header, which a caller chooses (password-reset poisoning).
+pub fn public_base(state: &AppState) -> String {
+    state.settings().public_origin.clone().unwrap_or_else(|| format!("http://{}", state.leptos_options.site_addr))
+}
