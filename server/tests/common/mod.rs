@@ -218,3 +218,74 @@ pub async fn post_declaring(app: &TestApp, path: &str, length: usize, sent: usiz
     let n = read.expect("the server answers within 5 s").unwrap_or(0);
     String::from_utf8_lossy(&reply[..n]).lines().next().unwrap_or_default().to_owned()
 }
+
+impl TestApp {
+    /// Queues `count` messages to `{tag}-{n}@example.com` (subject `{tag} {n}`) the way the
+    /// product does — sealed, in the outbox — and wakes the worker.
+    pub async fn queue_mail(&self, count: usize, tag: &str) {
+        use secrecy::ExposeSecret;
+        let key = *self.state.shared.secret_key.expose_secret();
+        for n in 0..count {
+            let row = app::outbox::ssr::NewMail {
+                kind: "test",
+                to_addr: format!("{tag}-{n}@example.com"),
+                to_name: None,
+                subject: format!("{tag} {n}"),
+                text: format!("message {n}"),
+                html: format!("<p>message {n}</p>"),
+            }
+            .queued(&key);
+            self.state.db().query("CREATE outbox CONTENT $row").bind(("row", row)).await.unwrap().check().unwrap();
+        }
+        app::outbox::ssr::wake(&self.state);
+    }
+
+    /// Saves SMTP settings as the form sends them; panics unless saved.
+    pub async fn save_settings(&self, client: &reqwest::Client, form: serde_json::Value) {
+        let view: serde_json::Value =
+            client.post(self.url("/api/smtp_load")).send().await.unwrap().json().await.unwrap();
+        let response = client
+            .post(self.url("/api/smtp_save"))
+            .json(&serde_json::json!({ "form": form, "version": view["version"] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK, "{}", response.text().await.unwrap());
+    }
+
+    /// The outbox rows of `kind` as stored (every row, not the page's latest 500).
+    pub async fn outbox_rows(&self, kind: &str) -> Vec<serde_json::Value> {
+        let mut response = self
+            .state
+            .db()
+            .query("SELECT status, attempts, last_error, last_hint, subject, to_addr FROM outbox WHERE kind = $kind")
+            .bind(("kind", kind.to_owned()))
+            .await
+            .unwrap();
+        let rows: Vec<surrealdb::types::Value> = response.take(0).unwrap();
+        rows.into_iter().map(|row| row.into_json_value()).collect()
+    }
+
+    /// Polls the outbox rows of `kind` until `done` holds (at most `secs`).
+    pub async fn wait_rows(
+        &self,
+        kind: &str,
+        secs: u64,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let rows = self.outbox_rows(kind).await;
+            if done(&rows) {
+                return rows;
+            }
+            assert!(std::time::Instant::now() < deadline, "the outbox never got there: {rows:#?}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// How many rows have this status.
+pub fn count_status(rows: &[serde_json::Value], status: &str) -> usize {
+    rows.iter().filter(|row| row["status"] == status).count()
+}

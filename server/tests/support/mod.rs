@@ -70,6 +70,10 @@ pub struct PeerOptions {
     pub reject_sender: Option<&'static str>,
     pub reject_recipient: Option<&'static str>,
     pub tempfail_first: u32,
+    /// The reply to those first MAIL commands (default: 421 and close).
+    pub tempfail_reply: Option<&'static str>,
+    /// Listen on this port (0: any free port); to restart a peer where it was.
+    pub port: u16,
 }
 
 /// aiosmtpd in a child process; killed on drop.
@@ -120,6 +124,12 @@ impl SmtpPeer {
         }
         if options.tempfail_first > 0 {
             command.args(["--tempfail-first", &options.tempfail_first.to_string()]);
+        }
+        if let Some(reply) = options.tempfail_reply {
+            command.args(["--tempfail-reply", reply]);
+        }
+        if options.port != 0 {
+            command.args(["--port", &options.port.to_string()]);
         }
         let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", python().display()));
         let mut line = String::new();

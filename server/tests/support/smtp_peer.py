@@ -27,7 +27,8 @@ parser.add_argument("--token", default="", help="the XOAUTH2 bearer token to acc
 parser.add_argument("--auth-fail-text", default="")
 parser.add_argument("--reject-sender", default="")
 parser.add_argument("--reject-recipient", default="")
-parser.add_argument("--tempfail-first", type=int, default=0, help="answer 421 to the first N MAIL commands")
+parser.add_argument("--tempfail-first", type=int, default=0, help="answer --tempfail-reply to the first N MAIL commands")
+parser.add_argument("--tempfail-reply", default="421 4.7.0 Try again later, closing connection")
 parser.add_argument("--mbox", required=True)
 args = parser.parse_args()
 
@@ -44,7 +45,7 @@ class Handler:
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if Handler.tempfails_left > 0:
             Handler.tempfails_left -= 1
-            return "421 4.7.0 Try again later, closing connection"
+            return args.tempfail_reply
         if args.reject_sender and address == args.reject_sender:
             return "550 5.7.1 Sender address rejected: not owned by user"
         envelope.mail_from = address

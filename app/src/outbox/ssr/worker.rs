@@ -402,8 +402,14 @@ async fn hold_queue(
         .bind(("hold", hold.clone()))
         .await?
         .check()?;
-    if previous.is_none() {
-        tracing::warn!(failure = %failure, class = ?failure.class(), "outbox held: nothing is sent until this is fixed");
+    match (previous.is_none(), failure.class()) {
+        (true, FailureClass::Configuration) => {
+            tracing::warn!(failure = %failure, "outbox held: nothing is sent until the SMTP settings work")
+        }
+        (true, _) => {
+            tracing::warn!(failure = %failure, "outbox paused: the server cannot be reached; probing with one message")
+        }
+        (false, _) => {}
     }
     park(state, &hold, policy).await?;
     Ok(wait)
@@ -559,6 +565,20 @@ fn age_text(age: Duration) -> String {
     }
 }
 
+/// The fenced settle: the message changes (and the attempt is recorded) only if the lease is
+/// still the one this claim took; the last statement answers how many messages changed.
+const SETTLE: &str = "BEGIN TRANSACTION;
+    LET $mine = (UPDATE $id SET status = $status, attempts = $attempts, next_attempt_at = $next_at,
+            lease_owner = NONE, lease_token = NONE, lease_until = NONE, last_error = $error, last_hint = $hint,
+            sent_at = IF $status = 'sent' THEN $now ELSE sent_at END
+        WHERE status = 'sending' AND lease_owner = $node AND lease_token = $claim_token
+        RETURN VALUE record::id(id));
+    IF array::len($mine) > 0 {
+        CREATE outbox_attempt CONTENT { outbox: $key, at: $now, node: $node, ok: $ok, error: $error };
+    };
+    COMMIT TRANSACTION;
+    RETURN array::len($mine);";
+
 /// Records the attempt and the message's next state — only while the lease is still ours.
 async fn settle(state: &AppState, id: &str, row: &OutboxRow, result: &Result<(), SmtpFailure>) -> Result<(), String> {
     let policy = &state.settings().outbox;
@@ -571,19 +591,7 @@ async fn settle(state: &AppState, id: &str, row: &OutboxRow, result: &Result<(),
     let hint = result.as_ref().err().map(SmtpFailure::hint);
     let written = state
         .db()
-        .query(
-            "BEGIN TRANSACTION;
-             LET $mine = (UPDATE $id SET status = $status, attempts = $attempts, next_attempt_at = $next_at,
-                     lease_owner = NONE, lease_token = NONE, lease_until = NONE, last_error = $error, last_hint = $hint,
-                     sent_at = IF $status = 'sent' THEN $now ELSE sent_at END
-                 WHERE status = 'sending' AND lease_owner = $node AND lease_token = $claim_token
-                 RETURN VALUE record::id(id));
-             IF array::len($mine) > 0 {
-                 CREATE outbox_attempt CONTENT { outbox: $key, at: $now, node: $node, ok: $ok, error: $error };
-             };
-             RETURN array::len($mine);
-             COMMIT TRANSACTION;",
-        )
+        .query(SETTLE)
         .bind(("id", RecordId::new("outbox", id)))
         .bind(("key", id.to_owned()))
         .bind(("status", status))
@@ -664,5 +672,53 @@ mod tests {
         let old = row(0, now - policy.max_age.as_millis() as i64);
         let (status, _, _, expired) = next_state(&policy, &old, &auth, now);
         assert_eq!((status, expired.as_deref()), ("failed", Some("Not delivered within 3 days")));
+    }
+
+    #[tokio::test]
+    async fn a_settle_changes_the_message_only_with_the_lease_it_claimed() {
+        let db = crate::db::connect(crate::db::DbOptions {
+            url: "mem://",
+            namespace: "test",
+            database: "test",
+            credentials: None,
+        })
+        .await
+        .unwrap();
+        let mut queued = row(0, now_ms());
+        queued.status = "sending".into();
+        queued.lease_owner = Some("node-a".into());
+        queued.lease_token = Some("ours".into());
+        db.query("CREATE outbox:m CONTENT $row").bind(("row", queued)).await.unwrap().check().unwrap();
+        let settle = |token: &'static str| {
+            let db = db.clone();
+            async move {
+                let mut response = db
+                    .query(SETTLE)
+                    .bind(("id", RecordId::new("outbox", "m")))
+                    .bind(("key", "m"))
+                    .bind(("status", "sent"))
+                    .bind(("attempts", 1))
+                    .bind(("next_at", 0))
+                    .bind(("error", None::<String>))
+                    .bind(("hint", None::<String>))
+                    .bind(("now", 1))
+                    .bind(("node", "node-a"))
+                    .bind(("claim_token", token))
+                    .bind(("ok", true))
+                    .await
+                    .and_then(crate::db::check_transaction)
+                    .unwrap();
+                let last = response.num_statements() - 1;
+                response.take::<Option<i64>>(last).unwrap()
+            }
+        };
+        assert_eq!(settle("theirs").await, Some(0), "a lost lease changes nothing");
+        let status: Option<String> = db.query("SELECT VALUE status FROM ONLY outbox:m").await.unwrap().take(0).unwrap();
+        assert_eq!(status.as_deref(), Some("sending"));
+        assert_eq!(settle("ours").await, Some(1));
+        let status: Option<String> = db.query("SELECT VALUE status FROM ONLY outbox:m").await.unwrap().take(0).unwrap();
+        assert_eq!(status.as_deref(), Some("sent"));
+        let attempts: Vec<i64> = db.query("SELECT VALUE at FROM outbox_attempt").await.unwrap().take(0).unwrap();
+        assert_eq!(attempts, vec![1], "one attempt recorded, by the settle that held the lease");
     }
 }
