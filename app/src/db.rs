@@ -58,8 +58,26 @@ pub fn check_transaction(
         return Ok(response);
     }
     errors.sort_by_key(|(index, _)| *index);
-    let cause = errors.iter().position(|(_, e)| !e.to_string().contains("failed transaction")).unwrap_or_default();
+    let not_executed = |e: &surrealdb::Error| e.query_details() == Some(&surrealdb::types::QueryError::NotExecuted);
+    let cause = errors.iter().position(|(_, e)| !not_executed(e)).unwrap_or_default();
     Err(errors.swap_remove(cause).1)
+}
+
+/// The text of a `THROW` in our own SurrealQL, by the error's kind (not by matching text):
+/// compare it with the constant the query throws.
+pub fn thrown(err: &surrealdb::Error) -> Option<&str> {
+    err.is_thrown().then(|| err.message().strip_prefix("An error occurred: ").unwrap_or(err.message()))
+}
+
+/// A record created with an id that is taken.
+pub fn record_exists(err: &surrealdb::Error) -> bool {
+    matches!(err.already_exists_details(), Some(surrealdb::types::AlreadyExistsError::Record { .. }))
+}
+
+/// A UNIQUE index refused a value. SurrealDB gives this error no kind of its own, so this is the
+/// one place that reads its message: "Database index `NAME` already contains …".
+pub fn violates_index(err: &surrealdb::Error, index: &str) -> bool {
+    !err.is_thrown() && err.message().starts_with(&format!("Database index `{index}` already contains"))
 }
 
 /// A transaction that lost a race with another writer (another node claiming the same
@@ -71,4 +89,26 @@ pub fn is_conflict(err: &surrealdb::Error) -> bool {
 /// Milliseconds since the Unix epoch: how every timestamp is stored.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn database_refusals_are_told_apart_by_kind() {
+        let db = connect(DbOptions { url: "mem://", namespace: "t", database: "t", credentials: None }).await.unwrap();
+        let failure = |query: &'static str| {
+            let db = db.clone();
+            async move { db.query(query).await.and_then(check_transaction).expect_err("the query fails") }
+        };
+        let thrown_error = failure("BEGIN; IF true { THROW 'stale settings version' }; COMMIT;").await;
+        assert_eq!(thrown(&thrown_error), Some("stale settings version"), "the statement that failed, not the rest");
+        let user = "CREATE user:a SET email = 'a@x', name = 'a', role = 'user', created_at = 1;";
+        db.query(user).await.unwrap().check().unwrap();
+        assert!(record_exists(&failure(user).await));
+        let same_email = failure("CREATE user:b SET email = 'a@x', name = 'b', role = 'user', created_at = 1").await;
+        assert!(violates_index(&same_email, "user_email") && !violates_index(&same_email, "other"));
+        assert_eq!(thrown(&same_email), None);
+    }
 }

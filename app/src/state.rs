@@ -54,15 +54,15 @@ pub struct Shared {
     /// The instance key that encrypts stored secrets.
     pub secret_key: secrecy::SecretBox<[u8; 32]>,
     pub settings: Settings,
-    /// Sign-in failures per email slow the next attempts down (no lock-out).
-    pub login_throttle: crate::auth::throttle::SignInThrottle,
     pub login_by_ip: Limiter,
     /// Set-password and first-admin attempts per client.
     pub token_by_ip: Limiter,
     /// Open status streams per session (keyed by a hash of the session id).
     pub open_streams: std::sync::Mutex<std::collections::HashMap<[u8; 16], usize>>,
-    pub smtp_by_admin: Limiter,
-    pub smtp_instance: Limiter,
+    /// SMTP actions (save, test) per admin and per instance: counted in the database, so they
+    /// hold across nodes.
+    pub smtp_by_admin: SharedQuota,
+    pub smtp_instance: SharedQuota,
     pub tokens: Arc<crate::mail::ssr::oauth::TokenCache>,
     pub mailers: crate::mail::ssr::MailerCache,
     /// Every change of the SMTP health, for the open admin streams.
@@ -85,12 +85,11 @@ impl AppState {
             shared: Arc::new(Shared {
                 db,
                 secret_key: secrecy::SecretBox::new(Box::new(secret_key)),
-                login_throttle: Default::default(),
                 login_by_ip: Limiter::per_minute(by_ip),
                 token_by_ip: Limiter::per_minute(by_ip),
                 open_streams: Default::default(),
-                smtp_by_admin: Limiter::per_minute(settings.smtp_per_admin_per_minute),
-                smtp_instance: Limiter::per_minute(settings.smtp_per_instance_per_minute),
+                smtp_by_admin: SharedQuota::per_minute("smtp_admin", settings.smtp_per_admin_per_minute),
+                smtp_instance: SharedQuota::per_minute("smtp_instance", settings.smtp_per_instance_per_minute),
                 tokens: Default::default(),
                 mailers: Default::default(),
                 health_tx: tokio::sync::broadcast::channel(64).0,
@@ -116,11 +115,8 @@ impl AppState {
 
     /// Forgets keys whose quota has fully refilled; call now and then.
     pub fn prune_limiters(&self) {
-        self.shared.login_throttle.prune();
         self.shared.login_by_ip.prune();
         self.shared.token_by_ip.prune();
-        self.shared.smtp_by_admin.prune();
-        self.shared.smtp_instance.prune();
         self.shared.reset_by_email.prune();
         self.shared.reset_by_ip.prune();
     }
@@ -157,6 +153,49 @@ impl Limiter {
     pub fn prune(&self) {
         self.0.retain_recent();
         self.0.shrink_to_fit();
+    }
+}
+
+/// A per-minute quota counted in the database (a fixed window per key and minute), so it holds
+/// for the whole instance however many nodes serve it. For the rare, costly actions only: the
+/// per-client limits on hot paths stay in each node's memory ([`Limiter`]).
+pub struct SharedQuota {
+    name: &'static str,
+    per_minute: NonZeroU32,
+}
+
+impl SharedQuota {
+    pub fn per_minute(name: &'static str, per_minute: NonZeroU32) -> Self {
+        Self { name, per_minute }
+    }
+
+    pub async fn check(&self, db: &Db, key: &str) -> Result<(), AppError> {
+        let now = crate::db::now_ms();
+        let window = now / 60_000;
+        let hashed: String = limiter_key(key).iter().map(|b| format!("{b:02x}")).collect();
+        let id = surrealdb::types::RecordId::new("quota", format!("{}-{hashed}-{window}", self.name));
+        let mut last = None;
+        // Two nodes counting the same key in the same instant conflict: count again.
+        for _ in 0..5 {
+            let counted = db
+                .query("UPSERT $id SET n = (n ?? 0) + 1, expires_at = $expires RETURN VALUE n")
+                .bind(("id", id.clone()))
+                .bind(("expires", (window + 2) * 60_000))
+                .await
+                .and_then(|mut r| r.take::<Vec<i64>>(0));
+            match counted {
+                Ok(n) => {
+                    if n.first().copied().unwrap_or_default() > i64::from(self.per_minute.get()) {
+                        let retry_after_secs = (((window + 1) * 60_000 - now + 999) / 1000).max(1) as u64;
+                        return Err(AppError::RateLimited { retry_after_secs });
+                    }
+                    return Ok(());
+                }
+                Err(err) if crate::db::is_conflict(&err) => last = Some(err),
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(last.map(AppError::from).unwrap_or(AppError::Internal))
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod config;
 mod edge;
+mod healthz;
 mod listener;
 mod origin;
 mod secret_key;
@@ -228,6 +229,7 @@ fn router(state: AppState, store: SurrealSessionStore, limits: &config::Limits, 
     let routes = generate_route_list(app::App);
     let context_state = state.clone();
     Router::new()
+        .route("/healthz", get(healthz::healthz))
         .route("/api/smtp_status", get(app::smtp_health::ssr::status_api))
         .route("/api/smtp_status/stream", get(app::smtp_health::ssr::status_stream))
         .route("/api/{*fn_name}", any(server_fn_handler))
@@ -284,6 +286,9 @@ async fn housekeeping(state: AppState) {
         }
         last_prune = std::time::Instant::now();
         state.prune_limiters();
+        if let Err(err) = app::auth::throttle::SignInThrottle::prune(state.db()).await {
+            tracing::warn!(error = %err, "cannot delete expired sign-in failures and quotas");
+        }
         if let Err(err) = store.delete_expired().await {
             tracing::warn!(error = %err, "cannot delete expired sessions");
         }

@@ -1,6 +1,7 @@
 //! The server half of sign-in: users in SurrealDB, argon2id hashes, sessions kept in
 //! SurrealDB behind tower-sessions, and the guards every server function starts with.
 
+use super::throttle::SignInThrottle;
 use super::{CurrentUser, MAX_EMAIL_LEN, MAX_NAME_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Role};
 use crate::{
     db::now_ms,
@@ -72,6 +73,8 @@ async fn find_by_id(db: &Db, uid: &str) -> Result<Option<UserRow>, AppError> {
     Ok(response.take::<Option<UserRow>>(0)?)
 }
 
+/// What creating a user throws when the email belongs to someone already.
+const EMAIL_TAKEN: &str = "email taken";
 pub async fn admin_exists(db: &Db) -> Result<bool, AppError> {
     let mut response = db.query("SELECT count() AS n FROM user WHERE role = 'admin' GROUP ALL").await?;
     let count: Option<i64> = response.take((0, "n"))?;
@@ -99,11 +102,12 @@ pub async fn create_user(db: &Db, user: NewUser<'_>) -> Result<CurrentUser, AppE
     };
     let result = db
         .query(
-            "IF (SELECT id FROM user WHERE email = $email LIMIT 1)[0] != NONE { THROW 'email taken' };
+            "IF (SELECT id FROM user WHERE email = $email LIMIT 1)[0] != NONE { THROW $taken };
              CREATE $id CONTENT { email: $email, name: $name, role: $role, password_hash: $hash, created_at: $now };",
         )
         .bind(("id", RecordId::new("user", uid.as_str())))
         .bind(("email", email.clone()))
+        .bind(("taken", EMAIL_TAKEN))
         .bind(("name", user.name.trim().to_owned()))
         .bind(("role", role))
         .bind(("hash", hash))
@@ -112,7 +116,7 @@ pub async fn create_user(db: &Db, user: NewUser<'_>) -> Result<CurrentUser, AppE
         .check();
     match result {
         Ok(_) => Ok(CurrentUser { id: uid, email, name: user.name.trim().to_owned(), role: user.role }),
-        Err(err) if err.to_string().contains("email taken") || err.to_string().contains("user_email") => {
+        Err(err) if crate::db::thrown(&err) == Some(EMAIL_TAKEN) || crate::db::violates_index(&err, "user_email") => {
             Err(AppError::field("email", "A user with this email already exists."))
         }
         Err(err) => Err(err.into()),
@@ -213,19 +217,19 @@ pub async fn sign_in(email: &str, password: &str) -> Result<CurrentUser, AppErro
     let state = app_state()?;
     state.shared.login_by_ip.check(&client_key())?;
     let email = normalize_email(email);
-    let wait = state.shared.login_throttle.delay(&email);
+    let wait = SignInThrottle::delay(state.db(), &email).await?;
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }
     let row = find_by_email(state.db(), &email).await?;
     let hash = row.as_ref().and_then(|r| r.password_hash.clone());
     if !verify_password(password.to_owned(), hash).await? {
-        state.shared.login_throttle.failed(&email);
+        SignInThrottle::failed(state.db(), &email).await?;
         tracing::info!("sign-in refused");
         return Err(AppError::InvalidCredentials);
     }
     let user = row.ok_or(AppError::InvalidCredentials)?.into_current();
-    state.shared.login_throttle.succeeded(&email);
+    SignInThrottle::succeeded(state.db(), &email).await?;
     start_session(&user).await?;
     Ok(user)
 }
@@ -488,7 +492,7 @@ impl SessionStore for SurrealSessionStore {
                 .and_then(|r| r.check());
             match created {
                 Ok(_) => return Ok(()),
-                Err(err) if err.to_string().contains("already exists") => record.id = Id::default(),
+                Err(err) if crate::db::record_exists(&err) => record.id = Id::default(),
                 Err(err) => return Err(backend(err)),
             }
         }

@@ -1,11 +1,10 @@
 //! Sign-in slow-down per email: failures make the next attempts wait longer instead of locking
-//! the account, so an attacker cannot lock a named admin out, and guessing stays slow.
+//! the account, so an attacker cannot lock a named admin out, and guessing stays slow. Counted
+//! in the database: the slow-down holds on every node behind a balancer.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use crate::{db::now_ms, state::Db};
+use std::time::Duration;
+use surrealdb::types::RecordId;
 
 /// Failures before any delay.
 const FREE_FAILURES: u32 = 3;
@@ -14,21 +13,6 @@ const FIRST_DELAY: Duration = Duration::from_millis(500);
 const MAX_DELAY: Duration = Duration::from_secs(10);
 /// A key with no failure for this long starts over.
 const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
-/// Past this many keys, forgotten ones are dropped at once (bounded memory).
-const PRUNE_AT: usize = 50_000;
-
-#[derive(Default)]
-pub struct SignInThrottle {
-    failures: Mutex<HashMap<[u8; 16], (u32, Instant)>>,
-}
-
-fn key(email: &str) -> [u8; 16] {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(email.as_bytes());
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&digest[..16]);
-    out
-}
 
 /// The wait before an attempt after `failures` recent failures.
 pub fn delay_after(failures: u32) -> Duration {
@@ -39,35 +23,59 @@ pub fn delay_after(failures: u32) -> Duration {
     FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY)
 }
 
+/// Sign-in failures per email, counted in the database so the slow-down holds across every node
+/// of the instance (a balancer must not multiply an attacker's guesses). Keys are SHA-256
+/// prefixes of the normalized email; rows older than [`FORGET_AFTER`] are deleted by
+/// housekeeping.
+pub struct SignInThrottle;
+
+fn key(email: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(email.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn forget_ms() -> i64 {
+    FORGET_AFTER.as_millis() as i64
+}
+
 impl SignInThrottle {
     /// How long a sign-in for `email` waits before its password is checked.
-    pub fn delay(&self, email: &str) -> Duration {
-        let failures = self.failures.lock().expect("throttle lock");
-        match failures.get(&key(email)) {
-            Some((count, last)) if last.elapsed() < FORGET_AFTER => delay_after(*count),
-            _ => Duration::ZERO,
-        }
+    pub async fn delay(db: &Db, email: &str) -> Result<Duration, surrealdb::Error> {
+        let count: Option<i64> = db
+            .query("SELECT VALUE count FROM ONLY $id WHERE last_at >= $since")
+            .bind(("id", RecordId::new("signin_failure", key(email))))
+            .bind(("since", now_ms() - forget_ms()))
+            .await?
+            .take(0)?;
+        Ok(delay_after(count.unwrap_or_default().clamp(0, u32::MAX as i64) as u32))
     }
 
-    pub fn failed(&self, email: &str) {
-        let mut failures = self.failures.lock().expect("throttle lock");
-        if failures.len() >= PRUNE_AT {
-            failures.retain(|_, (_, last)| last.elapsed() < FORGET_AFTER);
-        }
-        let entry = failures.entry(key(email)).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= FORGET_AFTER {
-            entry.0 = 0;
-        }
-        entry.0 = entry.0.saturating_add(1);
-        entry.1 = Instant::now();
+    pub async fn failed(db: &Db, email: &str) -> Result<(), surrealdb::Error> {
+        db.query(
+            "UPSERT $id SET count = IF last_at != NONE AND last_at >= $since THEN count + 1 ELSE 1 END, last_at = $now",
+        )
+        .bind(("id", RecordId::new("signin_failure", key(email))))
+        .bind(("since", now_ms() - forget_ms()))
+        .bind(("now", now_ms()))
+        .await?
+        .check()?;
+        Ok(())
     }
 
-    pub fn succeeded(&self, email: &str) {
-        self.failures.lock().expect("throttle lock").remove(&key(email));
+    pub async fn succeeded(db: &Db, email: &str) -> Result<(), surrealdb::Error> {
+        db.query("DELETE $id").bind(("id", RecordId::new("signin_failure", key(email)))).await?.check()?;
+        Ok(())
     }
 
-    pub fn prune(&self) {
-        self.failures.lock().expect("throttle lock").retain(|_, (_, last)| last.elapsed() < FORGET_AFTER);
+    /// Deletes failures nobody remembers any more.
+    pub async fn prune(db: &Db) -> Result<(), surrealdb::Error> {
+        db.query("DELETE signin_failure WHERE last_at < $since; DELETE quota WHERE expires_at < $now;")
+            .bind(("since", now_ms() - forget_ms()))
+            .bind(("now", now_ms()))
+            .await?
+            .check()?;
+        Ok(())
     }
 }
 
@@ -85,15 +93,22 @@ mod tests {
         assert_eq!(delay_after(40), MAX_DELAY);
     }
 
-    #[test]
-    fn failures_slow_one_email_and_a_success_clears_them() {
-        let throttle = SignInThrottle::default();
+    #[tokio::test]
+    async fn failures_slow_one_email_on_every_node_and_a_success_clears_them() {
+        let db = crate::db::connect(crate::db::DbOptions {
+            url: "mem://",
+            namespace: "t",
+            database: "t",
+            credentials: None,
+        })
+        .await
+        .unwrap();
         for _ in 0..5 {
-            throttle.failed("admin@example.com");
+            SignInThrottle::failed(&db, "admin@example.com").await.unwrap();
         }
-        assert_eq!(throttle.delay("admin@example.com"), Duration::from_secs(2));
-        assert_eq!(throttle.delay("other@example.com"), Duration::ZERO);
-        throttle.succeeded("admin@example.com");
-        assert_eq!(throttle.delay("admin@example.com"), Duration::ZERO);
+        assert_eq!(SignInThrottle::delay(&db, "admin@example.com").await.unwrap(), Duration::from_secs(2));
+        assert_eq!(SignInThrottle::delay(&db, "other@example.com").await.unwrap(), Duration::ZERO);
+        SignInThrottle::succeeded(&db, "admin@example.com").await.unwrap();
+        assert_eq!(SignInThrottle::delay(&db, "admin@example.com").await.unwrap(), Duration::ZERO);
     }
 }

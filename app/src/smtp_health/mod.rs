@@ -25,6 +25,9 @@ pub struct NodeStatus {
     pub source: String,
     pub checked_at: i64,
     pub settings_version: i64,
+    /// The node's last heartbeat (ms, database clock).
+    #[serde(default)]
+    pub heartbeat_at: Option<i64>,
     /// The node has not written a heartbeat for longer than the configured limit: it is
     /// probably gone, and its status no longer counts.
     #[serde(default)]

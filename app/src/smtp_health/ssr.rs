@@ -38,7 +38,7 @@ pub const DELIVERY: &str = "delivery";
 pub async fn load_health(db: &Db, stale_after: Duration) -> Result<SmtpHealth, surrealdb::Error> {
     let mut response = db
         .query(
-            "SELECT node, is_valid, message, hint, source, checked_at, settings_version,
+            "SELECT node, is_valid, message, hint, source, checked_at, settings_version, heartbeat_at,
                  (heartbeat_at ?? checked_at) < time::unix(time::now()) * 1000 - $stale_ms AS stale
              FROM smtp_status ORDER BY node",
         )
@@ -59,6 +59,7 @@ pub async fn record(state: &AppState, source: &str, settings_version: i64, resul
         source: source.to_owned(),
         checked_at: now_ms(),
         settings_version,
+        heartbeat_at: None,
         stale: false,
     };
     let written = state
@@ -67,6 +68,7 @@ pub async fn record(state: &AppState, source: &str, settings_version: i64, resul
             "LET $current = (SELECT VALUE version FROM ONLY smtp_settings:current) ?? 0;
              IF $current = $status.settings_version {
                  UPSERT $id CONTENT $row;
+                 UPDATE $id SET heartbeat_at = time::unix(time::now()) * 1000;
              };
              RETURN $current = $status.settings_version;",
         )

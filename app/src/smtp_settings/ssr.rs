@@ -221,6 +221,8 @@ pub fn secret_source(
     }
 }
 
+/// What a save throws when another admin saved first.
+const STALE_VERSION: &str = "stale settings version";
 pub async fn load_stored(db: &Db) -> Result<Option<StoredSettings>, AppError> {
     let mut response = db.query("SELECT * OMIT id FROM ONLY $id").bind(("id", current_id())).await?;
     Ok(response.take::<Option<StoredSettings>>(0)?)
@@ -249,10 +251,11 @@ pub async fn load() -> Result<SmtpSettingsView, AppError> {
     Ok(view_of(load_stored(state.db()).await?, &state))
 }
 
-/// Every SMTP action (save, test) counts against the admin's and the instance's quota.
-pub fn check_rate(state: &AppState, admin: &CurrentUser) -> Result<(), AppError> {
-    state.shared.smtp_by_admin.check(&admin.id)?;
-    state.shared.smtp_instance.check("instance")
+/// Every SMTP action (save, test) counts against the admin's and the instance's quota, on
+/// every node together.
+pub async fn check_rate(state: &AppState, admin: &CurrentUser) -> Result<(), AppError> {
+    state.shared.smtp_by_admin.check(state.db(), &admin.id).await?;
+    state.shared.smtp_instance.check(state.db(), "instance").await
 }
 
 /// The settings that will be in force after a save of `form`, with secrets resolved by the
@@ -307,7 +310,7 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
     form.check_lengths()?;
     let admin = require_admin().await?;
     let state = app_state()?;
-    check_rate(&state, &admin)?;
+    check_rate(&state, &admin).await?;
     let stored = load_stored(state.db()).await?;
     let current_version = stored.as_ref().map_or(0, |s| s.version.max(0) as u64);
     if current_version != expected_version {
@@ -345,7 +348,7 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
         .query(
             "BEGIN TRANSACTION;
              LET $current = (SELECT VALUE version FROM ONLY $id) ?? 0;
-             IF $current != $expected { THROW 'stale settings version' };
+             IF $current != $expected { THROW $stale };
              UPSERT $id CONTENT $settings;
              CREATE smtp_audit CONTENT { at: $now, actor_id: $actor_id, actor: $actor, fields: $fields, version: $version };
              FOR $notice IN $notices { CREATE outbox CONTENT $notice; };
@@ -353,6 +356,7 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
         )
         .bind(("id", current_id()))
         .bind(("expected", current_version as i64))
+        .bind(("stale", STALE_VERSION))
         .bind(("settings", next.clone()))
         .bind(("now", now_ms()))
         .bind(("actor_id", admin.id.clone()))
@@ -363,9 +367,8 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
         .await
         .and_then(crate::db::check_transaction);
     if let Err(err) = written {
-        let text = err.to_string();
-        tracing::debug!(error = %text, "SMTP settings transaction failed");
-        if text.contains("stale settings version") || text.to_lowercase().contains("conflict") {
+        tracing::debug!(error = %err, "SMTP settings transaction failed");
+        if crate::db::thrown(&err) == Some(STALE_VERSION) || crate::db::is_conflict(&err) {
             return Err(conflict(load_stored(state.db()).await?.as_ref()));
         }
         return Err(err.into());
@@ -457,7 +460,7 @@ pub async fn send_test(form: SmtpForm) -> Result<String, AppError> {
     form.check_lengths()?;
     let admin = require_admin().await?;
     let state = app_state()?;
-    check_rate(&state, &admin)?;
+    check_rate(&state, &admin).await?;
     let mail = &state.settings().mail;
     let result = if form.mode == Mode::Default {
         let from = match form.from.parse::<crate::smtp_settings::types::FromMailbox>() {

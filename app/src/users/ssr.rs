@@ -17,6 +17,8 @@ use crate::{
 use secrecy::ExposeSecret;
 use surrealdb::types::{RecordId, SurrealValue};
 
+/// What the set-password transaction throws for a used, expired or unknown link.
+const LINK_NOT_USABLE: &str = "link not usable";
 pub async fn list() -> Result<Vec<UserEntry>, AppError> {
     require_admin().await?;
     let state = app_state()?;
@@ -82,7 +84,7 @@ pub async fn create(name: String, email: String, role: String) -> Result<String,
             wake(&state);
             Ok(email)
         }
-        Err(err) if err.to_string().contains("user_email") => {
+        Err(err) if crate::db::violates_index(&err, "user_email") => {
             Err(AppError::field("email", "A user with this email already exists."))
         }
         Err(err) => Err(err.into()),
@@ -128,13 +130,14 @@ pub async fn set_password(token: String, password: String) -> Result<(), AppErro
         .query(
             "BEGIN TRANSACTION;
              LET $link = (SELECT * FROM ONLY $link_id);
-             IF $link = NONE OR $link.used_at != NONE OR $link.expires_at < $now { THROW 'link not usable' };
+             IF $link = NONE OR $link.used_at != NONE OR $link.expires_at < $now { THROW $unusable };
              UPDATE type::record('user', $link.user) SET password_hash = $hash;
              UPDATE user_token SET used_at = $now WHERE user = $link.user AND used_at = NONE;
              DELETE session WHERE user = $link.user;
              COMMIT TRANSACTION;",
         )
         .bind(("link_id", link_id))
+        .bind(("unusable", LINK_NOT_USABLE))
         .bind(("now", now_ms()))
         .bind(("hash", hash))
         .await
@@ -146,7 +149,7 @@ pub async fn set_password(token: String, password: String) -> Result<(), AppErro
             end_sessions_of(state.db(), &link.user).await?;
             Ok(())
         }
-        Err(err) if err.to_string().contains("link not usable") => Err(link_not_usable()),
+        Err(err) if crate::db::thrown(&err) == Some(LINK_NOT_USABLE) => Err(link_not_usable()),
         Err(err) => Err(err.into()),
     }
 }
