@@ -11,9 +11,12 @@ mkdir -p "$CARGO_TARGET_DIR"
 # A fresh clone (CI) builds its workspace crates at a new path: incremental caches for them are
 # never reused and cost gigabytes.
 if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
-# Each clone links its own test binaries (~700 MB each, debug): drop the ones no build has
-# touched for an hour so the shared cache does not fill the disk. Libraries stay; relinking is cheap.
-find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -executable -size +100M -mmin +60 -delete 2>/dev/null || true
+# In CI every fresh clone links its own test binaries (~550 MB each, debug) into the shared
+# cache: there, drop the ones no build has touched for an hour so repeated runs do not fill the
+# disk. Libraries stay; relinking is cheap. Outside CI nothing is deleted.
+if [ -n "${CI:-}" ]; then
+    find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -executable -size +100M -mmin +60 -delete 2>/dev/null || true
+fi
 export PATH="$HOME/.cargo/bin:$PATH"
 
 CARGO_LEPTOS_VERSION=0.3.10
@@ -24,6 +27,27 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# What a fresh Debian 12/13 machine may lack: a C compiler (ring and aws-lc-sys build C),
+# python3-venv (the test SMTP peer's venv) and Node >= 20 (Playwright). Installs the Debian
+# packages; for Node it names what to install, since Debian 12's own nodejs is 18.
+check_system() {
+    local missing=()
+    command -v cc >/dev/null || missing+=(build-essential)
+    python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]}"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}"
+    fi
+    local node_major
+    node_major="$(node --version 2>/dev/null | sed -n 's/^v\([0-9]*\).*/\1/p')"
+    if [ -z "$node_major" ] || [ "$node_major" -lt 20 ]; then
+        echo "Node.js 20 or newer is needed for the Playwright tests (found: $(node --version 2>/dev/null || echo none))." >&2
+        echo "Install it, e.g. from NodeSource (https://github.com/nodesource/distributions) or with nvm, then run this again." >&2
+        exit 1
+    fi
 }
 
 install_rust_tools() {

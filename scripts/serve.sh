@@ -3,6 +3,7 @@
 # embedded database under ./data, with a first admin ready to sign in.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
+check_system
 install_rust_tools
 build_site
 

@@ -3,6 +3,7 @@
 # integration tests, then Playwright against the real server.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
+check_system
 install_rust_tools
 install_test_tools
 install_test_peers
