@@ -234,7 +234,9 @@ pub async fn work_once(state: &AppState) -> Pass {
         Some(_) => true,
         None => false,
     };
-    let waiting: &[&str] = if probing { &["queued", "retrying", "held"] } else { &["queued", "retrying"] };
+    // No hold in force: "held" messages are due too (another node may have parked them while
+    // this one lifted the hold).
+    let waiting: &[&str] = &["queued", "retrying", "held"];
     // A probe sends one message: if the cause is still there, it costs one connection.
     let limit = if probing { 1 } else { (policy.concurrency * 4) as i64 };
     let due = state
