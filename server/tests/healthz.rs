@@ -88,14 +88,13 @@ async fn wait_for_health(app: &TestApp, want: StatusCode, secs: u64) {
     }
 }
 
+/// Not in `.ci/run` yet: SurrealDB's server takes 12 minutes to build cold. Run it with
+/// `bash scripts/build-surreal.sh && cargo test -p server --features app/ssr --test healthz -- --ignored`.
 #[tokio::test]
+#[ignore = "needs SurrealDB's server binary: bash scripts/build-surreal.sh"]
 async fn healthz_answers_503_while_the_database_server_is_down() {
-    let Some(binary) = surreal_binary() else {
-        eprintln!(
-            "skipped: no SurrealDB server binary; run `bash scripts/build-surreal.sh` or set MAILROOM_SURREAL_BIN"
-        );
-        return;
-    };
+    let binary = surreal_binary()
+        .expect("no SurrealDB server binary: run `bash scripts/build-surreal.sh` or set MAILROOM_SURREAL_BIN");
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let surreal = SurrealServer::start(&binary, dir.path(), port).await;
