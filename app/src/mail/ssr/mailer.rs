@@ -1,7 +1,9 @@
 //! The one Mailer of the server: an enum of backends, built once per saved-settings version
 //! (not per send) and swapped when the settings change.
 
-use super::{MailConfig, OutgoingMessage, Progress, SmtpTarget, hang_up, mailbox, oauth::TokenCache, open, transmit};
+use super::{
+    MailConfig, OutgoingMessage, Progress, QUIT_WAIT, SmtpTarget, hang_up, mailbox, oauth::TokenCache, open, transmit,
+};
 use crate::{
     mail::SmtpFailure,
     state::{AppState, Db},
@@ -127,7 +129,7 @@ impl SmtpPool {
             let (mut conn, since) = self.idle.lock().await.pop()?;
             let idle = since.elapsed();
             if conn.has_broken() || idle >= CLOSE_AFTER_IDLE {
-                let _ = tokio::time::timeout(limit, conn.quit()).await;
+                let _ = tokio::time::timeout(QUIT_WAIT, conn.quit()).await;
                 continue;
             }
             if idle < CHECK_AFTER_IDLE || matches!(tokio::time::timeout(limit, conn.test_connected()).await, Ok(true)) {

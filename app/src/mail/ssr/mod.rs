@@ -269,7 +269,7 @@ async fn deliver_steps(
     if let Some(message) = message {
         transmit(&mut conn, message, target, config.step_timeout, progress).await?;
     }
-    let _ = tokio::time::timeout(config.step_timeout, conn.quit()).await;
+    let _ = tokio::time::timeout(QUIT_WAIT, conn.quit()).await;
     Ok(())
 }
 
@@ -411,6 +411,9 @@ fn data_block(message: &[u8]) -> Option<String> {
     out.extend_from_slice(b".\r\n");
     String::from_utf8(out).ok()
 }
+
+/// How long a polite QUIT waits for the server's 221: the work is done by then.
+pub const QUIT_WAIT: Duration = Duration::from_secs(1);
 
 /// Ends a connection without waiting long: lettre's `abort` sends QUIT and waits for the
 /// reply, which a silent server never sends.
