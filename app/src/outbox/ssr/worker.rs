@@ -207,6 +207,10 @@ struct Hold {
 
 const HOLD: (&str, &str) = ("outbox_hold", "queue");
 
+/// What a claim may take once due. With no hold in force "held" messages are due too (another
+/// node may have parked them while this one lifted the hold).
+const WAITING: [&str; 3] = ["queued", "retrying", "held"];
+
 /// The longest pause for an unreachable server: mail flows within this long of its return.
 const MAX_SERVER_PAUSE: Duration = Duration::from_secs(30);
 
@@ -234,9 +238,6 @@ pub async fn work_once(state: &AppState) -> Pass {
         Some(_) => true,
         None => false,
     };
-    // No hold in force: "held" messages are due too (another node may have parked them while
-    // this one lifted the hold).
-    let waiting: &[&str] = &["queued", "retrying", "held"];
     // A probe sends one message: if the cause is still there, it costs one connection.
     let limit = if probing { 1 } else { (policy.concurrency * 4) as i64 };
     let due = state
@@ -247,7 +248,7 @@ pub async fn work_once(state: &AppState) -> Pass {
              ORDER BY next_attempt_at LIMIT $limit"
         ))
         .bind(("now", now))
-        .bind(("waiting", waiting.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()))
+        .bind(("waiting", WAITING))
         .bind(("limit", limit))
         .await
         .and_then(|mut r| r.take::<Vec<Due>>(0));
@@ -283,7 +284,7 @@ pub async fn work_once(state: &AppState) -> Pass {
                 if batch.held().is_some() || *stopping.borrow() {
                     return;
                 }
-                let row = match claim(state, &message.id, policy, waiting).await {
+                let row = match claim(state, &message.id, policy).await {
                     Ok(Some(row)) => row,
                     Ok(None) => return,
                     Err(cause) => return batch.database_failed(cause),
@@ -478,12 +479,7 @@ pub async fn release_own_leases(state: &AppState) {
 }
 
 /// Takes the message for this node if it is still due: `Ok(None)` if another node has it.
-async fn claim(
-    state: &AppState,
-    id: &str,
-    policy: &OutboxPolicy,
-    waiting: &[&str],
-) -> Result<Option<OutboxRow>, String> {
+async fn claim(state: &AppState, id: &str, policy: &OutboxPolicy) -> Result<Option<OutboxRow>, String> {
     let claimed = state
         .db()
         .query(format!(
@@ -496,7 +492,7 @@ async fn claim(
         .bind(("node", state.settings().node_id.clone()))
         .bind(("claim_token", crate::auth::ssr::random_token(16)))
         .bind(("lease_ms", policy.lease.as_millis() as i64))
-        .bind(("waiting", waiting.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()))
+        .bind(("waiting", WAITING))
         .bind(("now", now_ms()))
         .await
         .and_then(|mut r| r.take::<Vec<OutboxRow>>(0));
