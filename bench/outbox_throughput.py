@@ -16,16 +16,14 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import tempfile
 import threading
 import time
 import urllib.parse
 import urllib.request
 
-from harness import plain_form, sign_in, start_server
+from harness import arrivals, plain_form, raw_ceiling, sign_in, start_server, start_sink, post
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOME = os.path.expanduser("~")
 parser = argparse.ArgumentParser()
 parser.add_argument("--messages", type=int, default=1000)
@@ -35,60 +33,22 @@ parser.add_argument("--python", default=os.environ.get("MAILROOM_TEST_PYTHON", f
 args = parser.parse_args()
 
 
-def start_sink(work):
-    sink = subprocess.Popen([args.python, f"{ROOT}/server/tests/support/smtp_peer.py", "--mbox", f"{work}/mbox.jsonl"],
-                            stdout=subprocess.PIPE, text=True)
-    return sink, int(sink.stdout.readline().split()[1])
-
-
-def arrivals(work):
-    try:
-        with open(f"{work}/mbox.jsonl") as mbox:
-            return sum(1 for _ in mbox)
-    except FileNotFoundError:
-        return 0
-
-
-async def raw_ceiling(port, connections, total):
-    body = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: raw\r\n\r\nhello\r\n.\r\n"
-
-    async def one_connection(count):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        await reader.readline()
-        writer.write(b"EHLO raw\r\n")
-        while not (await reader.readline()).startswith(b"250 "):
-            pass
-        for _ in range(count):
-            writer.write(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
-            for _ in range(3):
-                await reader.readline()
-            writer.write(body)
-            await reader.readline()
-        writer.write(b"QUIT\r\n")
-        await writer.drain()
-        writer.close()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(one_connection(total // connections) for _ in range(connections)))
-    return (total // connections * connections) / (time.perf_counter() - start)
-
-
 def run(pool):
     work = tempfile.mkdtemp(prefix="mailroom-throughput-")
-    sink, sink_port = start_sink(work)
+    sink, sink_port = start_sink(args.python, work)
     server, base = start_server(args.server, work, MAILROOM_DATABASE_URL=f"surrealkv://{work}/db",
                                 MAILROOM_OUTBOX_CONCURRENCY=str(pool))
     try:
         opener, _ = sign_in(base)
         form = plain_form(sink_port)
         body = json.dumps({"form": form, "version": 0}).encode()
-        opener.open(urllib.request.Request(f"{base}/api/smtp_save", data=body, headers={"Content-Type": "application/json"}))
+        post(opener, f"{base}/api/smtp_save", body, **{"Content-Type": "application/json"})
         expected = args.messages + 1  # the invitations and the admin notice about the save
 
         def create(start, step):
             for n in range(start, args.messages, step):
                 data = urllib.parse.urlencode({"name": f"User {n}", "email": f"user{n}@example.com", "role": "user"}).encode()
-                opener.open(urllib.request.Request(f"{base}/api/users_create", data=data))
+                post(opener, f"{base}/api/users_create", data)
 
         queue_start = time.perf_counter()
         threads = [threading.Thread(target=create, args=(i, 8)) for i in range(8)]

@@ -19,7 +19,7 @@ import tempfile
 import time
 import urllib.request
 
-from harness import plain_form, sign_in, start_server
+from harness import plain_form, sign_in, start_server, post
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOME = os.path.expanduser("~")
@@ -44,8 +44,7 @@ try:
     body = json.dumps({"form": form}).encode()
 
     def mailroom_once():
-        request = urllib.request.Request(f"{base}/api/smtp_test", data=body, headers={"Content-Type": "application/json"})
-        with opener.open(request) as response:
+        with post(opener, f"{base}/api/smtp_test", body, **{"Content-Type": "application/json"}) as response:
             assert response.status == 200, response.status
 
     message = "From: Mailroom <mail@example.com>\r\nTo: admin@example.com\r\nSubject: Mailroom Mail Test\r\n\r\nMailroom mail is working!\r\n"

@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.request
 
-from harness import plain_form, sign_in, start_server
+from harness import plain_form, sign_in, start_server, post
 
 HOME = os.path.expanduser("~")
 parser = argparse.ArgumentParser()
@@ -40,7 +40,10 @@ def raise_limit():
 
 
 work = tempfile.mkdtemp(prefix="mailroom-fanout-")
-server, base = start_server(args.server, work, preexec_fn=raise_limit)
+# A session may hold at most MAILROOM_MAX_STREAMS_PER_SESSION streams (100 at most): one session
+# per 100 streams.
+server, base = start_server(args.server, work, preexec_fn=raise_limit, MAILROOM_MAX_STREAMS_PER_SESSION="100",
+                            MAILROOM_LOGIN_PER_MINUTE="1000")
 host, port = base.removeprefix("http://").split(":")
 port = int(port)
 
@@ -50,8 +53,11 @@ def rss_kib():
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 
 
-opener, jar = sign_in(base)
-cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+opener, _ = sign_in(base)
+cookies = []
+for _ in range((max(args.streams) + 99) // 100):
+    _, jar = sign_in(base)
+    cookies.append("; ".join(f"{c.name}={c.value}" for c in jar))
 closed = socket.socket()
 closed.bind(("127.0.0.1", 0))
 closed_port = closed.getsockname()[1]
@@ -59,13 +65,13 @@ closed.close()
 
 
 def save(failing):
-    version = json.load(opener.open(urllib.request.Request(f"{base}/api/smtp_load", data=b"")))["version"]
+    version = json.load(post(opener, f"{base}/api/smtp_load", b""))["version"]
     form = plain_form(closed_port, mode="Custom" if failing else "Default")
     body = json.dumps({"form": form, "version": version}).encode()
-    opener.open(urllib.request.Request(f"{base}/api/smtp_save", data=body, headers={"Content-Type": "application/json"}))
+    post(opener, f"{base}/api/smtp_save", body, **{"Content-Type": "application/json"})
 
 
-async def stream(ready, arrivals):
+async def stream(cookie, ready, arrivals):
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(f"GET /api/smtp_status/stream HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n".encode())
     await writer.drain()
@@ -97,7 +103,7 @@ async def run(n):
     ready = asyncio.Semaphore(0)
     arrivals = []
     before = rss_kib()
-    tasks = [asyncio.create_task(stream(ready, arrivals)) for _ in range(n)]
+    tasks = [asyncio.create_task(stream(cookies[i // 100], ready, arrivals)) for i in range(n)]
     for _ in range(n):
         await asyncio.wait_for(ready.acquire(), 60)
     after = rss_kib()

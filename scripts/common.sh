@@ -67,10 +67,14 @@ install_rust_tools() {
 }
 
 install_test_tools() {
-    if ! command -v chromium >/dev/null; then
-        log "installing Chromium from Debian"
+    # Chromium for Playwright; HAProxy in front of the cluster the cluster tests start.
+    local missing=()
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]} from Debian"
         as_root apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}"
     fi
     if [ ! -d end2end/node_modules/@playwright/test ] || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
         log "installing the end-to-end test packages"

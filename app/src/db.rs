@@ -34,18 +34,44 @@ pub async fn connect(options: DbOptions<'_>) -> Result<Db, DbError> {
             .await
             .map_err(|source| DbError::SignIn { user: user.to_owned(), source })?;
     }
-    db.use_ns(options.namespace).use_db(options.database).await.map_err(|source| DbError::Select {
-        ns: options.namespace.to_owned(),
-        db: options.database.to_owned(),
-        source,
-    })?;
+    // On a fresh database server the first use creates the namespace and the database.
+    retry_conflicts("select the namespace", || db.use_ns(options.namespace).use_db(options.database).into_future())
+        .await
+        .map_err(|source| DbError::Select {
+            ns: options.namespace.to_owned(),
+            db: options.database.to_owned(),
+            source,
+        })?;
     apply_schema(&db).await?;
     Ok(db)
 }
 
+/// Applies the schema; idempotent.
 pub async fn apply_schema(db: &Db) -> Result<(), DbError> {
-    db.query(SCHEMA).await.and_then(|response| response.check()).map_err(DbError::Schema)?;
+    retry_conflicts("apply the schema", || async { db.query(SCHEMA).await?.check() }).await.map_err(DbError::Schema)?;
     Ok(())
+}
+
+/// Runs `step` again (up to ten times, after a short random pause) while it fails with a
+/// transaction conflict. Nodes of a cluster that start together create the namespace and
+/// define the schema together, and the database fails all but one of two concurrent
+/// definitions: they are idempotent, so the loser does it again.
+async fn retry_conflicts<T, F: Future<Output = Result<T, surrealdb::Error>>>(
+    what: &str,
+    mut step: impl FnMut() -> F,
+) -> Result<T, surrealdb::Error> {
+    let mut attempt = 0;
+    loop {
+        match step().await {
+            Err(err) if is_conflict(&err) && attempt < 10 => {
+                attempt += 1;
+                tracing::info!(attempt, "another node is starting too: cannot {what} yet, trying again");
+                let pause = 20 * attempt + rand::random_range(0..50);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
+            done => return done,
+        }
+    }
 }
 
 /// Like `IndexedResults::check`, but for a transaction answers the statement that failed it

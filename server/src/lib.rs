@@ -177,6 +177,7 @@ impl Server {
         app::smtp_health::ssr::heartbeat(&state).await;
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
         let feed = tokio::spawn(app::smtp_health::ssr::run_feed(state.clone()));
+        let settings = tokio::spawn(app::smtp_settings::follow::follow_settings(state.clone()));
         let mut worker = tokio::spawn(app::outbox::ssr::run_worker(state.clone()));
         let stopping = state.shared.stopping.clone();
         let shutdown = async move {
@@ -196,6 +197,7 @@ impl Server {
         let (result, ()) = tokio::join!(listener::serve(self.listener, self.router, &self.limits, shutdown), drain);
         housekeeping.abort();
         feed.abort();
+        settings.abort();
         result
     }
 }

@@ -5,7 +5,6 @@ mod support;
 
 use app::auth::Role;
 use common::*;
-use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -45,46 +44,8 @@ async fn closed_port() -> u16 {
     tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port()
 }
 
-/// Reads server-sent events of one stream.
-struct Events {
-    stream: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buffer: String,
-}
-
-impl Events {
-    async fn open(app: &TestApp, client: &reqwest::Client) -> Self {
-        let response = client.get(app.url("/api/smtp_status/stream")).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.headers()["content-type"], "text/event-stream");
-        Self { stream: Box::pin(response.bytes_stream()), buffer: String::new() }
-    }
-
-    async fn next(&mut self) -> Value {
-        let read = async {
-            loop {
-                if let Some(end) = self.buffer.find("\n\n") {
-                    let frame: String = self.buffer.drain(..end + 2).collect();
-                    if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
-                        return serde_json::from_str(data).unwrap();
-                    }
-                    continue;
-                }
-                let chunk = self.stream.next().await.expect("stream open").unwrap();
-                self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(15), read).await.expect("an event within 15 s")
-    }
-
-    /// Events until one matches.
-    async fn until(&mut self, done: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            let event = self.next().await;
-            if done(&event) {
-                return event;
-            }
-        }
-    }
+async fn open_events(app: &TestApp, client: &reqwest::Client) -> Events {
+    Events::from_response(client.get(app.url("/api/smtp_status/stream")).send().await.unwrap())
 }
 
 #[tokio::test]
@@ -154,14 +115,14 @@ async fn only_admins_may_read_or_subscribe() {
 async fn two_subscribers_both_receive_a_change() {
     let app = spawn_app().await;
     let (first_admin, second_admin) = (app.admin_client().await, app.admin_client().await);
-    let mut first = Events::open(&app, &first_admin).await;
-    let mut second = Events::open(&app, &second_admin).await;
-    assert_eq!(first.next().await["is_valid"], true, "the stream starts with the current status");
-    assert_eq!(second.next().await["is_valid"], true);
+    let mut first = open_events(&app, &first_admin).await;
+    let mut second = open_events(&app, &second_admin).await;
+    assert_eq!(first.next(15).await["is_valid"], true, "the stream starts with the current status");
+    assert_eq!(second.next(15).await["is_valid"], true);
 
     save(&app, &first_admin, plain_smtp_form(closed_port().await)).await;
     for events in [&mut first, &mut second] {
-        let change = events.until(|e| e["is_valid"] == false).await;
+        let change = events.until(30, |e| e["is_valid"] == false).await;
         assert!(change["nodes"][0]["message"].as_str().unwrap().contains("Connection refused"));
     }
 }
@@ -195,8 +156,8 @@ async fn a_status_written_by_one_node_reaches_admins_on_another_through_live_sel
     };
     let (on_a, on_b) = (client_for(nodes[0]).await, client_for(nodes[1]).await);
     let response = on_b.get(format!("http://{}/api/smtp_status/stream", nodes[1])).send().await.unwrap();
-    let mut events = Events { stream: Box::pin(response.bytes_stream()), buffer: String::new() };
-    assert_eq!(events.next().await["is_valid"], true);
+    let mut events = Events::from_response(response);
+    assert_eq!(events.next(15).await["is_valid"], true);
 
     // An admin on node A saves settings that fail; node A's check writes node A's status.
     let version: Value =
@@ -208,6 +169,6 @@ async fn a_status_written_by_one_node_reaches_admins_on_another_through_live_sel
         .await
         .unwrap();
     assert_eq!(saved.status(), StatusCode::OK);
-    let change = events.until(|e| e["is_valid"] == false).await;
+    let change = events.until(30, |e| e["is_valid"] == false).await;
     assert_eq!(change["nodes"][0]["node"], "node-a", "the admin on node B sees node A's failure");
 }

@@ -1,15 +1,14 @@
 //! `/healthz`, what a load balancer asks every node: 200 while the database answers, 503 when
 //! it does not, without a session.
 
+#[path = "support/cluster.rs"]
+mod cluster;
 mod common;
 
+use cluster::Surreal;
 use common::*;
 use reqwest::{StatusCode, header};
-use std::{
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn healthz_answers_ok_without_a_session() {
@@ -34,46 +33,6 @@ async fn healthz_answers_only_to_a_host_this_instance_answers_to() {
     assert_eq!(status("127.0.0.1:8080").await, StatusCode::OK);
 }
 
-/// SurrealDB's own server (`bash scripts/build-surreal.sh` builds it): `MAILROOM_SURREAL_BIN`,
-/// else where that script puts it.
-fn surreal_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("MAILROOM_SURREAL_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/mailroom/bin/surreal")
-    });
-    path.is_file().then_some(path)
-}
-
-/// A `surreal start` process on `port` and the data under `dir`; killed when dropped.
-struct SurrealServer(Child);
-
-impl SurrealServer {
-    async fn start(binary: &std::path::Path, dir: &std::path::Path, port: u16) -> Self {
-        let child = Command::new(binary)
-            .args(["start", "--user", "root", "--pass", "root", "--bind", &format!("127.0.0.1:{port}")])
-            .arg(format!("surrealkv://{}", dir.join("db").display()))
-            .env("SURREAL_ONLINE_VERSION_CHECK", "false")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("surreal starts");
-        let server = Self(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let health = format!("http://127.0.0.1:{port}/health");
-        while !reqwest::get(&health).await.is_ok_and(|r| r.status().is_success()) {
-            assert!(Instant::now() < deadline, "surreal answered no /health within 30 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        server
-    }
-}
-
-impl Drop for SurrealServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Polls `/healthz` until it answers `want` (at most `secs`).
 async fn wait_for_health(app: &TestApp, want: StatusCode, secs: u64) {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
@@ -88,23 +47,18 @@ async fn wait_for_health(app: &TestApp, want: StatusCode, secs: u64) {
     }
 }
 
-/// Not in `.ci/run` yet: SurrealDB's server takes 12 minutes to build cold. Run it with
-/// `bash scripts/build-surreal.sh && cargo test -p server --features app/ssr --test healthz -- --ignored`.
+/// Against SurrealDB's own server (`bash scripts/build-surreal.sh` builds it; `.ci/run` does).
 #[tokio::test]
-#[ignore = "needs SurrealDB's server binary: bash scripts/build-surreal.sh"]
 async fn healthz_answers_503_while_the_database_server_is_down() {
-    let binary = surreal_binary()
-        .expect("no SurrealDB server binary: run `bash scripts/build-surreal.sh` or set MAILROOM_SURREAL_BIN");
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let surreal = SurrealServer::start(&binary, dir.path(), port).await;
+    let mut surreal = Surreal::start(dir.path()).await;
     let app = spawn_app_with(|config| {
-        config.database.url = format!("ws://127.0.0.1:{port}");
-        config.database.credentials = Some(("root".into(), "root".into()));
+        config.database.url = surreal.url();
+        config.database.credentials = Some((cluster::DB_USER.into(), cluster::DB_PASS.into()));
     })
     .await;
     wait_for_health(&app, StatusCode::OK, 5).await;
 
-    drop(surreal);
+    surreal.kill9();
     wait_for_health(&app, StatusCode::SERVICE_UNAVAILABLE, 5).await;
 }

@@ -143,8 +143,13 @@ pub async fn record_if_changed(
 }
 
 /// Checks the saved configuration (connect, TLS, AUTH with the token request; no mail) in the
-/// background and records the result.
+/// background and records the result; once per settings version on each node (the node that
+/// saved starts it, and every node starts it when it sees the new version, whichever is first).
 pub fn spawn_post_save_check(state: AppState, settings: StoredSettings) {
+    let checked = state.shared.checked_version.fetch_max(settings.version, std::sync::atomic::Ordering::SeqCst);
+    if checked >= settings.version {
+        return;
+    }
     tokio::spawn(async move {
         let result = check(&state, &settings).await;
         record(&state, POST_SAVE_CHECK, settings.version, &result).await;
@@ -162,13 +167,15 @@ async fn check(state: &AppState, settings: &StoredSettings) -> Result<(), SmtpFa
 }
 
 /// Follows the status table with `LIVE SELECT` and publishes the whole health on every change.
-/// Re-subscribes with backoff if the database drops the live query.
+/// A live query lives on one database connection: when it drops (the database server
+/// restarted), the stream ends and this loop subscribes again and re-reads the table, so a
+/// change made meanwhile still reaches every open admin page.
 pub async fn run_feed(state: AppState) {
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Duration::from_millis(250);
     loop {
         match state.db().select::<Vec<surrealdb::types::Value>>("smtp_status").live().await {
             Ok(mut changes) => {
-                backoff = Duration::from_millis(500);
+                backoff = Duration::from_millis(250);
                 publish(&state).await;
                 while let Some(change) = changes.next().await {
                     if let Err(err) = change {
@@ -177,11 +184,12 @@ pub async fn run_feed(state: AppState) {
                     }
                     publish(&state).await;
                 }
+                tracing::info!("SMTP status live query ended (database connection lost?); subscribing again");
             }
             Err(err) => tracing::warn!(error = %err, "cannot start the SMTP status live query"),
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        backoff = (backoff * 2).min(Duration::from_secs(4));
     }
 }
 
@@ -279,11 +287,14 @@ pub async fn status_stream(State(state): State<AppState>, session: Session) -> R
                         Err(broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(broadcast::error::RecvError::Closed) => return None,
                     },
-                    _ = recheck.tick() => {
-                        if !matches!(session_is_admin(&state, &id).await, Ok(true)) {
+                    _ = recheck.tick() => match session_is_admin(&state, &id).await {
+                        Ok(true) => {}
+                        Ok(false) => {
                             tracing::info!("status stream ended: its session ended or lost the admin role");
                             return None;
                         }
+                        // The database is away (restarting): keep the stream, ask again next time.
+                        Err(err) => tracing::warn!(error = %err, "cannot recheck a status stream's session"),
                     }
                 }
             }

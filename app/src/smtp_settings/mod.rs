@@ -1,5 +1,7 @@
 //! Admin > Platform > SMTP: how the instance sends mail.
 
+#[cfg(feature = "ssr")]
+pub mod follow;
 pub mod form;
 mod page;
 #[cfg(feature = "ssr")]

@@ -226,15 +226,7 @@ impl TestApp {
         use secrecy::ExposeSecret;
         let key = *self.state.shared.secret_key.expose_secret();
         for n in 0..count {
-            let row = app::outbox::ssr::NewMail {
-                kind: "test",
-                to_addr: format!("{tag}-{n}@example.com"),
-                to_name: None,
-                subject: format!("{tag} {n}"),
-                text: format!("message {n}"),
-                html: format!("<p>message {n}</p>"),
-            }
-            .queued(&key);
+            let row = test_mail(tag, n, &key);
             self.state.db().query("CREATE outbox CONTENT $row").bind(("row", row)).await.unwrap().check().unwrap();
         }
         app::outbox::ssr::wake(&self.state);
@@ -288,4 +280,65 @@ impl TestApp {
 /// How many rows have this status.
 pub fn count_status(rows: &[serde_json::Value], status: &str) -> usize {
     rows.iter().filter(|row| row["status"] == status).count()
+}
+
+/// Message `n` tagged `tag`, sealed with `key` as the product queues it: to
+/// `{tag}-{n}@example.com`, subject `{tag} {n}`.
+pub fn test_mail(tag: &str, n: usize, key: &[u8; 32]) -> app::outbox::ssr::OutboxRow {
+    app::outbox::ssr::NewMail {
+        kind: "test",
+        to_addr: format!("{tag}-{n}@example.com"),
+        to_name: None,
+        subject: format!("{tag} {n}"),
+        text: format!("message {n}"),
+        html: format!("<p>message {n}</p>"),
+    }
+    .queued(key)
+}
+
+/// The server-sent events of one status stream.
+pub struct Events {
+    stream: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl Events {
+    /// The stream of an answer to `GET /api/smtp_status/stream`; panics unless it is one.
+    pub fn from_response(response: reqwest::Response) -> Self {
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Self { stream: Box::pin(response.bytes_stream()), buffer: String::new() }
+    }
+
+    /// The next event's data; panics if the stream ends or nothing comes within `secs`.
+    pub async fn next(&mut self, secs: u64) -> serde_json::Value {
+        use futures::StreamExt;
+        let read = async {
+            loop {
+                if let Some(end) = self.buffer.find("\n\n") {
+                    let frame: String = self.buffer.drain(..end + 2).collect();
+                    if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                        return serde_json::from_str(data).unwrap();
+                    }
+                    continue;
+                }
+                let chunk = self.stream.next().await.expect("the status stream stays open").unwrap();
+                self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(secs), read).await.expect("a status event in time")
+    }
+
+    /// Reads events until one satisfies `want`; panics after `secs`.
+    pub async fn until(&mut self, secs: u64, want: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now()).as_secs().max(1);
+            let event = self.next(left).await;
+            if want(&event) {
+                return event;
+            }
+            assert!(std::time::Instant::now() < deadline, "no matching status event within {secs} s; last: {event}");
+        }
+    }
 }

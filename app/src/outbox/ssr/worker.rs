@@ -240,18 +240,27 @@ pub async fn work_once(state: &AppState) -> Pass {
     };
     // A probe sends one message: if the cause is still there, it costs one connection.
     let limit = if probing { 1 } else { (policy.concurrency * 4) as i64 };
+    // Two queries, each an index scan of `outbox_due` (status, next_attempt_at): the waiting
+    // messages that are due, oldest first, and the leases that ran out. One query with OR
+    // between them is planned as a scan of the whole table, every body included.
     let due = state
         .db()
         .query(format!(
-            "SELECT record::id(id) AS id, next_attempt_at FROM outbox
-             WHERE (status IN $waiting AND next_attempt_at <= $now) OR (status = 'sending' AND lease_until < {DB_NOW_MS})
-             ORDER BY next_attempt_at LIMIT $limit"
+            "SELECT record::id(id) AS id FROM outbox
+                 WHERE status IN $waiting AND next_attempt_at <= $now ORDER BY next_attempt_at LIMIT $limit;
+             SELECT record::id(id) AS id FROM outbox
+                 WHERE status = 'sending' AND lease_until < {DB_NOW_MS} LIMIT $limit;"
         ))
         .bind(("now", now))
         .bind(("waiting", WAITING))
         .bind(("limit", limit))
         .await
-        .and_then(|mut r| r.take::<Vec<Due>>(0));
+        .and_then(|mut r| {
+            let mut due = r.take::<Vec<Due>>(1)?;
+            due.extend(r.take::<Vec<Due>>(0)?);
+            due.truncate(limit as usize);
+            Ok(due)
+        });
     let due = match due {
         Ok(due) if due.is_empty() => {
             if probing && let Err(err) = lift_hold(state).await {

@@ -1,0 +1,72 @@
+//! Settings saved on any node reach every node without a restart: a `LIVE SELECT` on the
+//! settings table tells this node that they changed. The node then drops its Mailer (the next
+//! send connects with the new settings), wakes its outbox worker, and checks the new settings
+//! itself, so the status table holds every node's own verdict on them (a relay may accept one
+//! node's address and refuse another's).
+//!
+//! A live query lives on one database connection. When the connection drops (the database
+//! server restarted) the client reconnects and signs in again, but the subscription is gone:
+//! the stream ends, and this loop subscribes anew and re-reads the version, so a save made while
+//! it was away is not missed.
+
+use crate::{smtp_settings::ssr::load_stored, state::AppState};
+use futures::StreamExt;
+use std::time::Duration;
+
+/// The longest wait between two attempts to subscribe.
+const MAX_BACKOFF: Duration = Duration::from_secs(4);
+
+/// Follows the saved settings until the server stops (the task is aborted).
+pub async fn follow_settings(state: AppState) {
+    // What this node already works with: the settings saved before it started.
+    let mut seen = match load_stored(state.db()).await {
+        Ok(stored) => Some(stored.map_or(0, |s| s.version)),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the SMTP settings version");
+            None
+        }
+    };
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match state.db().select::<Vec<surrealdb::types::Value>>("smtp_settings").live().await {
+            Ok(mut changes) => {
+                backoff = Duration::from_millis(250);
+                // Subscribed: whatever was saved before now is read here, later saves arrive
+                // as notifications.
+                seen = catch_up(&state, seen).await;
+                while let Some(change) = changes.next().await {
+                    if let Err(err) = change {
+                        tracing::warn!(error = %err, "SMTP settings live query failed");
+                        break;
+                    }
+                    seen = catch_up(&state, seen).await;
+                }
+                tracing::info!("SMTP settings live query ended (database connection lost?); subscribing again");
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot start the SMTP settings live query"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Reads the saved version; if it is not the one this node works with, applies it. Answers the
+/// version now seen (the old one if the database could not be read).
+async fn catch_up(state: &AppState, seen: Option<i64>) -> Option<i64> {
+    let stored = match load_stored(state.db()).await {
+        Ok(stored) => stored.unwrap_or_default(),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the SMTP settings");
+            return seen;
+        }
+    };
+    if seen == Some(stored.version) {
+        return seen;
+    }
+    tracing::info!(version = stored.version, "SMTP settings changed: rebuilding this node's mailer");
+    state.shared.mailers.invalidate().await;
+    crate::outbox::ssr::wake(state);
+    // Unless the save on this node has started it already.
+    crate::smtp_health::ssr::spawn_post_save_check(state.clone(), stored.clone());
+    Some(stored.version)
+}
