@@ -4,6 +4,17 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 check_system
+# The toolchain of rust-toolchain.toml, installed now, before two cargo runs could both want it.
+rustup show active-toolchain >/dev/null
+
+# SurrealDB's own server, for the cluster tests: built once per machine (about 10 minutes cold),
+# in the background while the tools install and clippy runs, since each of those leaves a core
+# idle for minutes at a time (one big crate, a link).
+surreal_log="$(mktemp)"
+bash scripts/build-surreal.sh > "$surreal_log.path" 2> "$surreal_log" &
+surreal_build=$!
+trap 'kill "$surreal_build" 2>/dev/null || true' EXIT
+
 install_rust_tools
 install_test_tools
 install_test_peers
@@ -15,9 +26,16 @@ log "clippy, warnings denied"
 cargo clippy -p app -p server --features app/ssr --all-targets -- -D warnings
 cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
-# SurrealDB's own server, for the cluster tests (built once per machine).
-MAILROOM_SURREAL_BIN="$(bash scripts/build-surreal.sh | tail -n1)"
+log "SurrealDB's server"
+if ! wait "$surreal_build"; then
+    echo "building SurrealDB's server failed; the end of its log:" >&2
+    tail -n 40 "$surreal_log" >&2
+    exit 1
+fi
+grep -E "Finished|building SurrealDB" "$surreal_log" || true
+MAILROOM_SURREAL_BIN="$(tail -n1 "$surreal_log.path")"
 export MAILROOM_SURREAL_BIN
+rm -f "$surreal_log" "$surreal_log.path"
 
 log "unit and integration tests"
 cargo test -p app -p server --features app/ssr

@@ -69,8 +69,8 @@ pub struct Shared {
     pub health_tx: tokio::sync::broadcast::Sender<crate::smtp_health::SmtpHealth>,
     /// The last status this node wrote: (settings version, ok).
     pub last_status: tokio::sync::Mutex<Option<(i64, bool)>>,
-    /// The newest settings version this node has started checking (after a save here, or one
-    /// seen on another node): each node checks each version once.
+    /// The newest settings version this node has started checking (at start, after a save here,
+    /// or one seen on another node; -1 before the first): each node checks each version once.
     pub checked_version: std::sync::atomic::AtomicI64,
     pub outbox_wake: tokio::sync::Notify,
     /// Set when the server starts to shut down: status streams end, the worker claims nothing.
@@ -97,7 +97,7 @@ impl AppState {
                 mailers: Default::default(),
                 health_tx: tokio::sync::broadcast::channel(64).0,
                 last_status: Default::default(),
-                checked_version: Default::default(),
+                checked_version: std::sync::atomic::AtomicI64::new(-1),
                 outbox_wake: Default::default(),
                 stopping: tokio::sync::watch::Sender::new(false),
                 reset_by_email: Limiter::per_hour(settings.reset_per_hour),

@@ -52,7 +52,10 @@ async fn open_events(app: &TestApp, client: &reqwest::Client) -> Events {
 async fn a_failing_post_save_check_is_recorded_and_a_later_good_save_clears_it() {
     let app = spawn_app().await;
     let admin = app.admin_client().await;
-    assert_eq!(status(&app, &admin).await, json!({ "is_valid": true, "node_count": 0, "nodes": [] }));
+    // Each node checks the saved settings (here the default: the local mailbox) when it starts.
+    let started = wait_for_status(&app, &admin, |s| s["node_count"] == 1).await;
+    assert_eq!(started["is_valid"], true);
+    assert_eq!(started["nodes"][0]["source"], "start-up check");
 
     save(&app, &admin, plain_smtp_form(closed_port().await)).await;
     let failing = wait_for_status(&app, &admin, |s| s["is_valid"] == false).await;

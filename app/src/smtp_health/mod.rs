@@ -21,7 +21,7 @@ pub struct NodeStatus {
     pub is_valid: bool,
     pub message: Option<String>,
     pub hint: Option<String>,
-    /// "post-save check" or "delivery".
+    /// "start-up check", "post-save check" or "delivery".
     pub source: String,
     pub checked_at: i64,
     pub settings_version: i64,

@@ -31,6 +31,8 @@ use tokio::sync::broadcast;
 use tower_sessions::Session;
 
 pub const POST_SAVE_CHECK: &str = "post-save check";
+/// Each node checks the saved settings when it starts, so every live node has a status.
+pub const STARTUP_CHECK: &str = "start-up check";
 pub const DELIVERY: &str = "delivery";
 
 /// Every node's status; a node whose heartbeat is older than `stale_after` (database clock) is
@@ -143,16 +145,17 @@ pub async fn record_if_changed(
 }
 
 /// Checks the saved configuration (connect, TLS, AUTH with the token request; no mail) in the
-/// background and records the result; once per settings version on each node (the node that
-/// saved starts it, and every node starts it when it sees the new version, whichever is first).
-pub fn spawn_post_save_check(state: AppState, settings: StoredSettings) {
+/// background and records the result as `source`; once per settings version on each node (the
+/// node that saved starts it, and every node starts it when it sees the new version, whichever is
+/// first).
+pub fn spawn_check(state: AppState, source: &'static str, settings: StoredSettings) {
     let checked = state.shared.checked_version.fetch_max(settings.version, std::sync::atomic::Ordering::SeqCst);
     if checked >= settings.version {
         return;
     }
     tokio::spawn(async move {
         let result = check(&state, &settings).await;
-        record(&state, POST_SAVE_CHECK, settings.version, &result).await;
+        record(&state, source, settings.version, &result).await;
     });
 }
 

@@ -9,7 +9,11 @@
 //! the stream ends, and this loop subscribes anew and re-reads the version, so a save made while
 //! it was away is not missed.
 
-use crate::{smtp_settings::ssr::load_stored, state::AppState};
+use crate::{
+    smtp_health::ssr::{POST_SAVE_CHECK, STARTUP_CHECK, spawn_check},
+    smtp_settings::ssr::load_stored,
+    state::AppState,
+};
 use futures::StreamExt;
 use std::time::Duration;
 
@@ -18,9 +22,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(4);
 
 /// Follows the saved settings until the server stops (the task is aborted).
 pub async fn follow_settings(state: AppState) {
-    // What this node already works with: the settings saved before it started.
+    // What this node starts with: the settings saved before it started, checked once now so
+    // every live node has a status of its own.
     let mut seen = match load_stored(state.db()).await {
-        Ok(stored) => Some(stored.map_or(0, |s| s.version)),
+        Ok(stored) => {
+            let stored = stored.unwrap_or_default();
+            spawn_check(state.clone(), STARTUP_CHECK, stored.clone());
+            Some(stored.version)
+        }
         Err(err) => {
             tracing::warn!(error = %err, "cannot read the SMTP settings version");
             None
@@ -67,6 +76,6 @@ async fn catch_up(state: &AppState, seen: Option<i64>) -> Option<i64> {
     state.shared.mailers.invalidate().await;
     crate::outbox::ssr::wake(state);
     // Unless the save on this node has started it already.
-    crate::smtp_health::ssr::spawn_post_save_check(state.clone(), stored.clone());
+    spawn_check(state.clone(), POST_SAVE_CHECK, stored.clone());
     Some(stored.version)
 }

@@ -376,7 +376,7 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
     tracing::info!(admin = %admin.id, version = next.version, fields = ?changed, "SMTP settings saved");
     state.shared.mailers.invalidate().await;
     crate::outbox::ssr::wake(&state);
-    crate::smtp_health::ssr::spawn_post_save_check(state.clone(), next.clone());
+    crate::smtp_health::ssr::spawn_check(state.clone(), crate::smtp_health::ssr::POST_SAVE_CHECK, next.clone());
     Ok(outcome(&next, changed))
 }
 
