@@ -145,12 +145,12 @@ impl SmtpPeer {
         Command::new("kill").arg(signal).arg(self.child.id().to_string()).status().unwrap();
     }
 
+    /// Every message the peer has written so far. A line it is still writing (no newline yet)
+    /// is left for the next read.
     pub fn received(&self) -> Vec<Received> {
-        std::fs::read_to_string(&self.mbox)
-            .unwrap_or_default()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
+        let text = std::fs::read_to_string(&self.mbox).unwrap_or_default();
+        let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+        complete.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
     }
 }
 
