@@ -4,8 +4,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 check_system
-# The toolchain of rust-toolchain.toml, installed now, before two cargo runs could both want it.
-rustup show active-toolchain >/dev/null
+# The toolchain of rust-toolchain.toml (rustup installs it on first use), installed now, before
+# two cargo runs could both want it.
+cargo --version >/dev/null
 
 # SurrealDB's own server, for the cluster tests: built once per machine (about 10 minutes cold),
 # in the background while the tools install and clippy runs, since each of those leaves a core
