@@ -160,9 +160,14 @@ impl Limiter {
     }
 }
 
-/// A per-minute quota counted in the database (a fixed window per key and minute), so it holds
-/// for the whole instance however many nodes serve it. For the rare, costly actions only: the
-/// per-client limits on hot paths stay in each node's memory ([`Limiter`]).
+/// A per-minute quota counted in the database, so it holds for the whole instance however many
+/// nodes serve it. For the rare, costly actions only: the per-client limits on hot paths stay in
+/// each node's memory ([`Limiter`]).
+///
+/// A sliding window: each key counts per calendar minute (one record per key and minute), and an
+/// action is refused when this minute's count plus the share of the previous minute's that still
+/// lies within the last 60 seconds exceeds the quota. Fixed windows alone would let twice the
+/// quota through across a minute boundary.
 pub struct SharedQuota {
     name: &'static str,
     per_minute: NonZeroU32,
@@ -177,23 +182,39 @@ impl SharedQuota {
         let now = crate::db::now_ms();
         let window = now / 60_000;
         let hashed: String = limiter_key(key).iter().map(|b| format!("{b:02x}")).collect();
-        let id = surrealdb::types::RecordId::new("quota", format!("{}-{hashed}-{window}", self.name));
+        let id = |window: i64| surrealdb::types::RecordId::new("quota", format!("{}-{hashed}-{window}", self.name));
         let mut last = None;
         // Two nodes counting the same key in the same instant conflict: count again.
         for _ in 0..5 {
             let counted = db
-                .query("UPSERT $id SET n = (n ?? 0) + 1, expires_at = $expires RETURN VALUE n")
-                .bind(("id", id.clone()))
+                .query(
+                    "UPSERT $id SET n = (n ?? 0) + 1, expires_at = $expires RETURN VALUE n;
+                     SELECT VALUE n FROM $previous;",
+                )
+                .bind(("id", id(window)))
+                .bind(("previous", id(window - 1)))
                 .bind(("expires", (window + 2) * 60_000))
                 .await
-                .and_then(|mut r| r.take::<Vec<i64>>(0));
+                .and_then(|mut r| Ok((r.take::<Vec<i64>>(0)?, r.take::<Vec<i64>>(1)?)));
             match counted {
-                Ok(n) => {
-                    if n.first().copied().unwrap_or_default() > i64::from(self.per_minute.get()) {
-                        let retry_after_secs = (((window + 1) * 60_000 - now + 999) / 1000).max(1) as u64;
-                        return Err(AppError::RateLimited { retry_after_secs });
+                Ok((current, previous)) => {
+                    let current = current.first().copied().unwrap_or_default() as f64;
+                    let previous = previous.first().copied().unwrap_or_default() as f64;
+                    let quota = f64::from(self.per_minute.get());
+                    let into_window = (now % 60_000) as f64 / 60_000.0;
+                    if current + previous * (1.0 - into_window) <= quota {
+                        return Ok(());
                     }
-                    return Ok(());
+                    // When the count falls to the quota again: later in this minute as the
+                    // previous one slides out, or once this minute's count has slid out far
+                    // enough in the next.
+                    let wait_minutes = if current <= quota {
+                        (1.0 - (quota - current) / previous) - into_window
+                    } else {
+                        (1.0 - into_window) + (1.0 - quota / current)
+                    };
+                    let retry_after_secs = (wait_minutes * 60.0).ceil().clamp(1.0, 120.0) as u64;
+                    return Err(AppError::RateLimited { retry_after_secs });
                 }
                 Err(err) if crate::db::is_conflict(&err) => last = Some(err),
                 Err(err) => return Err(err.into()),
