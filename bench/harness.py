@@ -14,9 +14,9 @@ ADMIN = ("admin@example.com", "bench admin password")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def start_server(server_bin, work, preexec_fn=None, **env):
+def start_server(server_bin, work, preexec_fn=None, log=None, **env):
     """Starts the server on a free port (mem:// unless MAILROOM_DATABASE_URL is given); answers
-    the process and its base URL, read from its first line."""
+    the process and its base URL, read from its first line. Its stderr goes to `log` if given."""
     environment = dict(
         os.environ,
         MAILROOM_BIND="127.0.0.1:0", MAILROOM_DATABASE_URL="mem://", MAILROOM_SECRET_KEY_FILE=f"{work}/secret.key",
@@ -24,7 +24,8 @@ def start_server(server_bin, work, preexec_fn=None, **env):
         MAILROOM_SMTP_ACTIONS_PER_MINUTE="1000000", MAILROOM_SMTP_ACTIONS_PER_MINUTE_INSTANCE="1000000",
         RUST_LOG="warn")
     environment.update(env)
-    server = subprocess.Popen([server_bin], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    stderr = open(log, "w") if log else subprocess.DEVNULL
+    server = subprocess.Popen([server_bin], stdout=subprocess.PIPE, stderr=stderr, text=True,
                               env=environment, preexec_fn=preexec_fn)
     return server, server.stdout.readline().strip().rsplit(" ", 1)[1]
 
@@ -89,10 +90,12 @@ def wait_ready(name, url, process, log, seconds):
         time.sleep(0.2)
 
 
-def start_sink(python, work):
+def start_sink(python, work, lean=False, pipelining=False):
     """The aiosmtpd sink (server/tests/support/smtp_peer.py) appending to WORK/mbox.jsonl; the
-    process and its port."""
-    sink = subprocess.Popen([python, f"{ROOT}/server/tests/support/smtp_peer.py", "--mbox", f"{work}/mbox.jsonl"],
+    process and its port. `lean`: it records only Message-ID and size (no MIME parsing), so
+    the sink is not what a throughput benchmark measures; `pipelining`: it offers PIPELINING."""
+    sink = subprocess.Popen([python, f"{ROOT}/server/tests/support/smtp_peer.py", "--mbox", f"{work}/mbox.jsonl"]
+                            + (["--lean"] if lean else []) + (["--pipelining"] if pipelining else []),
                             stdout=subprocess.PIPE, text=True)
     return sink, int(sink.stdout.readline().split()[1])
 
@@ -106,9 +109,43 @@ def arrivals(work):
         return 0
 
 
-async def raw_ceiling(port, connections, total):
-    """The sink's own rate: MAIL/RCPT/DATA pipelined over `connections` persistent connections."""
-    body = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: raw\r\n\r\nhello\r\n.\r\n"
+class Arrivals:
+    """Counts the sink's messages as they arrive, reading only what was appended since the last
+    look (a benchmark that re-reads the whole mailbox takes the CPU it is measuring)."""
+
+    def __init__(self, work):
+        self.path, self.offset, self.count, self.first = f"{work}/mbox.jsonl", 0, 0, None
+
+    def poll(self):
+        try:
+            with open(self.path, "rb") as mbox:
+                mbox.seek(self.offset)
+                chunk = mbox.read()
+        except FileNotFoundError:
+            return self.count
+        complete = chunk.rfind(b"\n") + 1  # a line the sink is still writing counts next time
+        self.offset += complete
+        self.count += chunk.count(b"\n", 0, complete)
+        if self.count and self.first is None:
+            self.first = time.perf_counter()
+        return self.count
+
+    def wait_for(self, expected, seconds):
+        """Until `expected` messages arrived; answers (first arrival, last arrival) times."""
+        deadline = time.perf_counter() + seconds
+        while self.poll() < expected:
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"only {self.count} of {expected} messages arrived within {seconds} s")
+            time.sleep(0.02)
+        return self.first, time.perf_counter()
+
+
+async def raw_ceiling(port, connections, total, size=0):
+    """The sink's own rate: MAIL/RCPT/DATA pipelined over `connections` persistent connections,
+    each message `size` bytes (padded with text lines) so the sink reads what it reads from us."""
+    head = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: raw\r\n\r\n"
+    lines = max(0, size - len(head)) // 78
+    body = head + b"".join(b"x" * 76 + b"\r\n" for _ in range(lines)) + b"hello\r\n.\r\n"
 
     async def one_connection(count):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -129,3 +166,42 @@ async def raw_ceiling(port, connections, total):
     start = time.perf_counter()
     await asyncio.gather(*(one_connection(total // connections) for _ in range(connections)))
     return (total // connections * connections) / (time.perf_counter() - start)
+
+
+def record(path, bench, case, value, unit, ceiling=None, ceiling_name="", lower_is_better=False, **extra):
+    """Appends one result to the JSON-lines file `path` (bench/all's table), if given. `ratio` is
+    value / ceiling (ceiling / value when lower is better), so 1.0 means at the ceiling."""
+    if not path:
+        return
+    import json
+    ratio = None
+    if ceiling:
+        ratio = (ceiling / value if lower_is_better else value / ceiling) if value else 0.0
+    with open(path, "a") as out:
+        out.write(json.dumps(dict(bench=bench, case=case, value=value, unit=unit, ceiling=ceiling,
+                                  ceiling_name=ceiling_name, ratio=ratio, **extra)) + "\n")
+
+
+def wrk(url, connections=64, seconds=10, headers=()):
+    """wrk's requests/s and latency percentiles (ms) for GET url: {'rps', 'p50', 'p99'}."""
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for header in headers:
+        command += ["-H", header]
+    out = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
+    result = {}
+    for line in out.splitlines():
+        words = line.split()
+        if line.startswith("Requests/sec:"):
+            result["rps"] = float(words[1])
+        elif len(words) == 2 and words[0] in ("50%", "99%"):
+            result["p" + words[0].rstrip("%")] = to_ms(words[1])
+        elif "Non-2xx" in line:
+            sys.exit(f"wrk got errors from {url}: {line}")
+    return result
+
+
+def to_ms(text):
+    for suffix, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text)

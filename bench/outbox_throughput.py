@@ -1,16 +1,18 @@
-"""Benchmark: outbox delivery throughput to a local SMTP sink, every state change durable.
+"""Benchmark: how fast the outbox drains to a local SMTP sink, every state change durable.
 
-For each pool size (MAILROOM_OUTBOX_CONCURRENCY = 1, 4, 16) it starts a fresh aiosmtpd sink and
-the real server binary on a fresh surrealkv:// database (on disk), saves custom settings that
-point at the sink, then creates N users as fast as 8 HTTP clients can. Each creation commits the
-user, its one-time link and its invitation in one transaction; the worker claims each message
-with a lease, sends it and commits the outcome and the attempt. Delivery rate = N / (time of the
-last arrival at the sink - time of the first).
+For each pool size (MAILROOM_OUTBOX_CONCURRENCY) it starts a fresh aiosmtpd sink and the real
+server binary on a fresh surrealkv:// database on disk (SurrealKV's default sync mode: a commit
+returns after its group's fsync). Custom settings first point at a closed port, so the queue is
+held while 8 HTTP clients create N users (each creation commits the user, its one-time link and
+its invitation in one transaction). Then settings pointing at the sink are saved: the worker
+probes with one message, lifts the hold and drains the queue. Delivery rate = messages / (last
+arrival at the sink - first arrival). The server logs each claim and settle transaction
+(debug), so the database commits per message are counted, not estimated.
 
 The sink's own ceiling is measured in the same run with a raw asyncio client that pipelines
 MAIL/RCPT/DATA over the same number of persistent connections.
 
-    python3 bench/outbox_throughput.py [--messages 1000] [--pools 1 4 16]
+    python3 bench/outbox_throughput.py [--messages 2000] [--pools 1 4 16 64] [--json results.jsonl]
 """
 import argparse
 import asyncio
@@ -20,56 +22,72 @@ import tempfile
 import threading
 import time
 import urllib.parse
-import urllib.request
 
-from harness import arrivals, plain_form, raw_ceiling, sign_in, start_server, start_sink, post
+from harness import Arrivals, free_port, plain_form, raw_ceiling, record, sign_in, start_server, start_sink, stop, post
 
 HOME = os.path.expanduser("~")
 parser = argparse.ArgumentParser()
-parser.add_argument("--messages", type=int, default=1000)
-parser.add_argument("--pools", type=int, nargs="+", default=[1, 4, 16])
+parser.add_argument("--messages", type=int, default=2000)
+parser.add_argument("--pools", type=int, nargs="+", default=[1, 4, 16, 64])
 parser.add_argument("--server", default=os.environ.get("MAILROOM_SERVER_BIN", f"{HOME}/.cache/mailroom/target/debug/server"))
 parser.add_argument("--python", default=os.environ.get("MAILROOM_TEST_PYTHON", f"{HOME}/.cache/mailroom/venv/bin/python"))
+parser.add_argument("--no-pipelining", action="store_true", help="the sink does not offer PIPELINING")
+parser.add_argument("--json", default="")
 args = parser.parse_args()
+
+
+def save(opener, base, form):
+    view = json.load(post(opener, f"{base}/api/smtp_load", b""))
+    body = json.dumps({"form": form, "version": view["version"]}).encode()
+    post(opener, f"{base}/api/smtp_save", body, **{"Content-Type": "application/json"})
 
 
 def run(pool):
     work = tempfile.mkdtemp(prefix="mailroom-throughput-")
-    sink, sink_port = start_sink(args.python, work)
-    server, base = start_server(args.server, work, MAILROOM_DATABASE_URL=f"surrealkv://{work}/db",
-                                MAILROOM_OUTBOX_CONCURRENCY=str(pool))
+    sink, sink_port = start_sink(args.python, work, lean=True, pipelining=not args.no_pipelining)
+    log = f"{work}/server.log"
+    server, base = start_server(args.server, work, log=log, MAILROOM_DATABASE_URL=f"surrealkv://{work}/db",
+                                MAILROOM_OUTBOX_CONCURRENCY=str(pool), RUST_LOG="warn,app::outbox::ssr::worker=debug")
     try:
         opener, _ = sign_in(base)
-        form = plain_form(sink_port)
-        body = json.dumps({"form": form, "version": 0}).encode()
-        post(opener, f"{base}/api/smtp_save", body, **{"Content-Type": "application/json"})
-        expected = args.messages + 1  # the invitations and the admin notice about the save
+        save(opener, base, plain_form(free_port()))  # nothing listens there: the queue holds
 
         def create(start, step):
             for n in range(start, args.messages, step):
                 data = urllib.parse.urlencode({"name": f"User {n}", "email": f"user{n}@example.com", "role": "user"}).encode()
                 post(opener, f"{base}/api/users_create", data)
 
-        queue_start = time.perf_counter()
         threads = [threading.Thread(target=create, args=(i, 8)) for i in range(8)]
         for thread in threads:
             thread.start()
-        first = None
-        while arrivals(work) < expected:
-            if first is None and arrivals(work) > 0:
-                first = time.perf_counter()
-            time.sleep(0.01)
-        last = time.perf_counter()
         for thread in threads:
             thread.join()
-        rate = (expected - 1) / (last - (first or queue_start))
-        ceiling = asyncio.run(raw_ceiling(sink_port, pool, 2000))
-        print(f"pool {pool:2d}: {expected} messages, delivery {rate:7.1f} msg/s "
-              f"(first to last arrival {last - (first or queue_start):6.2f} s); sink ceiling, raw pipelined client "
-              f"on {pool} connection(s): {ceiling:7.1f} msg/s")
+        expected = args.messages + 2  # the invitations and the admin notices about the two saves
+        queued_log = open(log).read()
+        arrivals = Arrivals(work)
+        save(opener, base, plain_form(sink_port))
+        first, last = arrivals.wait_for(expected, 600)
+        time.sleep(1)  # the last settles commit after the last arrival
+        drained_log = open(log).read()[len(queued_log):]
+        claims = drained_log.count("outbox claim")
+        settles = drained_log.count("outbox settle")
+        rate = (expected - 1) / (last - first)
+        sizes = sorted(json.loads(line)["size"] for line in open(f"{work}/mbox.jsonl"))
+        size = sizes[len(sizes) // 2]
+        stop(server)  # the ceiling is the sink's alone: nothing else running
+        ceiling = asyncio.run(raw_ceiling(sink_port, pool, 4096, size))
+        commits = (claims + settles) / expected
+        print(f"pool {pool:2d}: {expected} messages, delivery {rate:7.1f} msg/s (first to last arrival "
+              f"{last - first:6.2f} s); {claims} claims + {settles} settles = {commits:.3f} commits/message; "
+              f"sink ceiling, raw pipelined client on {pool} connection(s), {size}-byte messages: {ceiling:7.1f} msg/s "
+              f"({rate / ceiling:.2f}x)",
+              flush=True)
+        record(args.json, "outbox", f"delivery, {pool} connection(s)", rate, "msg/s", ceiling,
+               f"raw pipelined client, {pool} connection(s)", messages=expected, message_bytes=size,
+               commits_per_message=commits)
     finally:
-        server.terminate()
-        sink.terminate()
+        stop(server)
+        stop(sink)
 
 
 for pool in args.pools:

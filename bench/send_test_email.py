@@ -19,7 +19,7 @@ import tempfile
 import time
 import urllib.request
 
-from harness import plain_form, sign_in, start_server, post
+from harness import plain_form, record, sign_in, start_server, post
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOME = os.path.expanduser("~")
@@ -28,6 +28,7 @@ parser.add_argument("--samples", type=int, default=300)
 parser.add_argument("--warmup", type=int, default=20)
 parser.add_argument("--server", default=os.environ.get("MAILROOM_SERVER_BIN", f"{HOME}/.cache/mailroom/target/debug/server"))
 parser.add_argument("--python", default=os.environ.get("MAILROOM_TEST_PYTHON", f"{HOME}/.cache/mailroom/venv/bin/python"))
+parser.add_argument("--json", default="")
 args = parser.parse_args()
 
 work = tempfile.mkdtemp(prefix="mailroom-bench-")
@@ -67,6 +68,10 @@ try:
     results = {"mailroom Send Test Email (HTTP round trip)": measure(mailroom_once), "raw smtplib transaction": measure(smtplib_once)}
     for name, (median, p95) in results.items():
         print(f"{name:45s} median {median:7.2f} ms   p95 {p95:7.2f} ms   (n={args.samples})")
+    (mailroom, mailroom_p95), (raw, raw_p95) = results.values()
+    record(args.json, "send test", "Send Test Email, median of the HTTP round trip", mailroom, "ms", raw + 1,
+           "raw smtplib transaction + 1 ms", lower_is_better=True, p95_ms=mailroom_p95, smtplib_ms=raw,
+           smtplib_p95_ms=raw_p95)
     received = sum(1 for _ in open(f"{work}/mbox.jsonl"))
     print(f"messages at the peer: {received} (expected {2 * (args.samples + args.warmup)})")
 finally:

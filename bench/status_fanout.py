@@ -22,13 +22,14 @@ import tempfile
 import time
 import urllib.request
 
-from harness import plain_form, sign_in, start_server, post
+from harness import plain_form, record, sign_in, start_server, post
 
 HOME = os.path.expanduser("~")
 parser = argparse.ArgumentParser()
 parser.add_argument("--streams", type=int, nargs="+", default=[10, 100, 1000])
 parser.add_argument("--rounds", type=int, default=20)
 parser.add_argument("--server", default=os.environ.get("MAILROOM_SERVER_BIN", f"{HOME}/.cache/mailroom/target/debug/server"))
+parser.add_argument("--json", default="")
 args = parser.parse_args()
 
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -119,7 +120,10 @@ async def run(n):
     arrivals.sort()
     p99 = arrivals[max(0, int(len(arrivals) * 0.99) - 1)]
     print(f"N={n:5d}  deliveries {len(arrivals):6d} (expected {n * args.rounds})  median {statistics.median(arrivals):7.2f} ms"
-          f"  p99 {p99:7.2f} ms  RSS +{(after - before) / n:6.1f} KiB per stream ({before} -> {after} KiB)")
+          f"  p99 {p99:7.2f} ms  RSS +{(after - before) / n:6.1f} KiB per stream ({before} -> {after} KiB)", flush=True)
+    record(args.json, "fan-out", f"{n} open status streams: server memory per stream", (after - before) / n, "KiB",
+           30, "goal 30 KB", lower_is_better=True, deliveries=len(arrivals), expected=n * args.rounds,
+           p50_ms=statistics.median(arrivals), p99_ms=p99)
     await asyncio.sleep(1.0)
 
 

@@ -98,3 +98,43 @@ build_site() {
     log "building the site (cargo leptos build, debug)"
     cargo leptos build
 }
+
+# What bench/all needs beyond the tests: wrk (HTTP load), brotli (precompressed assets) and,
+# for release builds, wasm-opt from npm's binaryen 132 (Debian's binaryen breaks the WASM).
+BINARYEN_DIR="$HOME/.cache/mailroom/binaryen"
+install_bench_tools() {
+    local missing=()
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v brotli >/dev/null || missing+=(brotli)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]} from Debian"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}"
+    fi
+}
+
+install_wasm_opt() {
+    if [ ! -x "$BINARYEN_DIR/node_modules/.bin/wasm-opt" ]; then
+        log "installing wasm-opt (npm binaryen@132.0.0) into $BINARYEN_DIR"
+        mkdir -p "$BINARYEN_DIR"
+        (cd "$BINARYEN_DIR" && npm install --no-audit --no-fund --silent binaryen@132.0.0)
+    fi
+}
+
+build_release_site() {
+    install_wasm_opt
+    log "building the site (cargo leptos build --release)"
+    PATH="$BINARYEN_DIR/node_modules/.bin:$PATH" cargo leptos build --release
+}
+
+# Brotli and gzip copies next to the script, WASM and stylesheet; the server sends them to
+# browsers that accept them (server/src/assets.rs). Stale copies are replaced. $1: brotli's
+# quality (11, the best, takes ~5 s for the release WASM; a debug WASM is ten times larger).
+compress_site() {
+    local file quality="${1:-11}"
+    for file in target/site/pkg/*.js target/site/pkg/*.wasm target/site/pkg/*.css; do
+        [ -e "$file" ] || continue
+        if [ ! "$file.br" -nt "$file" ]; then brotli --force --quality="$quality" --output="$file.br" "$file" && touch "$file.br"; fi
+        if [ ! "$file.gz" -nt "$file" ]; then gzip --best --stdout "$file" > "$file.gz"; fi
+    done
+}

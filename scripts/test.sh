@@ -49,4 +49,6 @@ export LEPTOS_SITE_ROOT="$ROOT/target/site"
 (cd end2end && npx playwright test)
 log "Playwright against a cluster (SurrealDB's server, three nodes, HAProxy)"
 (cd end2end && npx playwright test -c cluster.config.ts)
+log "each benchmark once, tiny, against this debug build (so the scripts cannot rot)"
+bash bench/all --smoke
 log "all tests passed"

@@ -1,6 +1,7 @@
 //! Mailroom's server: configuration, start-up and the router. The pages and server functions
 //! live in `app`; this crate wires them to axum, SurrealDB and the session layer.
 
+mod assets;
 pub mod config;
 mod edge;
 mod healthz;
@@ -88,7 +89,7 @@ impl Server {
             TcpListener::bind(config.bind).await.map_err(|source| StartupError::Bind { addr: config.bind, source })?;
         let addr = listener.local_addr().map_err(|source| StartupError::Bind { addr: config.bind, source })?;
 
-        let leptos_options = leptos_options(addr);
+        let (leptos_options, assets) = leptos_options(addr);
         let settings = Settings {
             instance_name: config.instance_name.clone(),
             cookie_secure: config.cookie_secure(),
@@ -149,7 +150,7 @@ impl Server {
         };
 
         let hosts = origin::AllowedHosts::new(config.public_url.as_deref(), addr);
-        let router = router(state.clone(), SurrealSessionStore::new(db), &config.limits, hosts);
+        let router = router(state.clone(), SurrealSessionStore::new(db), &config.limits, hosts, assets);
         Ok(Self { listener, router, state, limits: config.limits.clone(), setup_code })
     }
 
@@ -205,23 +206,34 @@ impl Server {
 /// How long a stopping server waits for the sends in flight before releasing their leases.
 const WORKER_DRAIN: Duration = Duration::from_secs(4);
 
-/// Where cargo-leptos put the compiled site, from its `LEPTOS_*` variables.
-fn leptos_options(addr: SocketAddr) -> LeptosOptions {
+/// Where cargo-leptos put the compiled site, from its `LEPTOS_*` variables, and its assets,
+/// read now: the pages ask for them by their content-hashed names.
+fn leptos_options(addr: SocketAddr) -> (LeptosOptions, assets::Assets) {
     let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
     let env = match var("LEPTOS_ENV", "DEV").as_str() {
         "PROD" | "prod" | "production" => leptos::config::Env::PROD,
         _ => leptos::config::Env::DEV,
     };
-    LeptosOptions::builder()
-        .output_name(var("LEPTOS_OUTPUT_NAME", "mailroom"))
-        .site_root(var("LEPTOS_SITE_ROOT", "target/site"))
-        .site_pkg_dir(var("LEPTOS_SITE_PKG_DIR", "pkg"))
+    let (site_root, pkg_dir) = (var("LEPTOS_SITE_ROOT", "target/site"), var("LEPTOS_SITE_PKG_DIR", "pkg"));
+    let (assets, output_name) =
+        assets::Assets::load(&std::path::Path::new(&site_root).join(&pkg_dir), &var("LEPTOS_OUTPUT_NAME", "mailroom"));
+    let options = LeptosOptions::builder()
+        .output_name(output_name)
+        .site_root(site_root)
+        .site_pkg_dir(pkg_dir)
         .site_addr(addr)
         .env(env)
-        .build()
+        .build();
+    (options, assets)
 }
 
-fn router(state: AppState, store: SurrealSessionStore, limits: &config::Limits, hosts: origin::AllowedHosts) -> Router {
+fn router(
+    state: AppState,
+    store: SurrealSessionStore,
+    limits: &config::Limits,
+    hosts: origin::AllowedHosts,
+    assets: assets::Assets,
+) -> Router {
     let sessions = SessionManagerLayer::new(store)
         .with_name("mailroom_session")
         .with_http_only(true)
@@ -230,7 +242,7 @@ fn router(state: AppState, store: SurrealSessionStore, limits: &config::Limits, 
         .with_expiry(Expiry::OnInactivity(CookieDuration::days(7)));
     let routes = generate_route_list(app::App);
     let context_state = state.clone();
-    Router::new()
+    let pages = Router::new()
         .route("/healthz", get(healthz::healthz))
         .route("/api/smtp_status", get(app::smtp_health::ssr::status_api))
         .route("/api/smtp_status/stream", get(app::smtp_health::ssr::status_stream))
@@ -245,7 +257,9 @@ fn router(state: AppState, store: SurrealSessionStore, limits: &config::Limits, 
         .layer(sessions)
         .layer(axum::middleware::from_fn_with_state(edge::Edge::new(limits), edge::limit_request))
         .layer(axum::middleware::from_fn_with_state(hosts, origin::refuse_unknown_host))
-        .with_state(state)
+        .with_state(state);
+    let static_files = Router::new().route("/pkg/{file}", get(assets::serve)).with_state(assets);
+    static_files.merge(pages)
 }
 
 async fn server_fn_handler(State(state): State<AppState>, request: Request<Body>) -> Response {

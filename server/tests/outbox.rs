@@ -298,3 +298,33 @@ async fn links_point_at_the_server_not_at_the_callers_host_header_and_are_sealed
     assert_eq!(bodies.len(), 1);
     assert!(!bodies[0].contains(&token_of(&link)) && !bodies[0].contains("set-password"), "sealed: {}", bodies[0]);
 }
+
+#[tokio::test]
+async fn mail_is_pipelined_where_the_server_offers_it_and_a_refusal_keeps_the_connection_in_step() {
+    for pipelining in [true, false] {
+        let app = spawn_app().await;
+        let admin = app.admin_client().await;
+        let dir = tempfile::tempdir().unwrap();
+        let options = PeerOptions { pipelining, reject_recipient: Some("pipe-3@example.com"), ..Default::default() };
+        let peer = SmtpPeer::start(dir.path(), None, options);
+        app.save_settings(&admin, plain_smtp_form(peer.port)).await;
+        app.queue_mail(40, "pipe").await;
+        let rows = app
+            .wait_rows("test", 30, |rows| count_status(rows, "sent") == 39 && count_status(rows, "failed") == 1)
+            .await;
+        let refused = rows.iter().find(|row| row["status"] == "failed").unwrap();
+        assert_eq!(refused["to_addr"], "pipe-3@example.com");
+        assert!(refused["last_error"].as_str().unwrap().contains("550"), "the RCPT reply, read in order: {refused}");
+
+        let received: Vec<_> = peer.received().into_iter().filter(|m| m.subject.starts_with("pipe ")).collect();
+        let mut subjects: Vec<&str> = received.iter().map(|m| m.subject.as_str()).collect();
+        subjects.sort();
+        subjects.dedup();
+        assert_eq!((received.len(), subjects.len()), (39, 39), "each accepted message once: {subjects:?}");
+        assert!(!subjects.contains(&"pipe 3"));
+        assert!(
+            received.iter().all(|m| m.pipelined == pipelining),
+            "MAIL, RCPT and DATA in one write exactly when PIPELINING is advertised ({pipelining})"
+        );
+    }
+}

@@ -290,7 +290,9 @@ pub async fn status_stream(State(state): State<AppState>, session: Session) -> R
                         Err(broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(broadcast::error::RecvError::Closed) => return None,
                     },
-                    _ = recheck.tick() => match session_is_admin(&state, &id).await {
+                    // Boxed: the database query's future is large and runs once a minute; inline,
+                    // every open stream would carry its size all the time.
+                    _ = recheck.tick() => match Box::pin(session_is_admin(&state, &id)).await {
                         Ok(true) => {}
                         Ok(false) => {
                             tracing::info!("status stream ended: its session ended or lost the admin role");

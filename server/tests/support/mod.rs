@@ -74,6 +74,8 @@ pub struct PeerOptions {
     pub tempfail_reply: Option<&'static str>,
     /// Listen on this port (0: any free port); to restart a peer where it was.
     pub port: u16,
+    /// Advertise PIPELINING (RFC 2920).
+    pub pipelining: bool,
 }
 
 /// aiosmtpd in a child process; killed on drop.
@@ -93,6 +95,8 @@ pub struct Received {
     pub to: Vec<String>,
     pub data: String,
     pub tls: bool,
+    /// RCPT was already waiting when MAIL arrived: the client pipelined.
+    pub pipelined: bool,
 }
 
 impl SmtpPeer {
@@ -112,6 +116,9 @@ impl SmtpPeer {
         }
         if options.tls12_only {
             command.arg("--tls12-only");
+        }
+        if options.pipelining {
+            command.arg("--pipelining");
         }
         if let Some(text) = options.auth_fail_text {
             command.args(["--auth-fail-text", text]);

@@ -2,7 +2,8 @@
 
 Prints "READY <port>" once listening; appends every accepted message to --mbox as JSON lines.
 Modes: plaintext, STARTTLS or implicit TLS; AUTH PLAIN/LOGIN (or LOGIN only), or XOAUTH2
-checking the bearer token; optional TLS 1.2 cap, sender/recipient rejection and a custom 535.
+checking the bearer token; optional TLS 1.2 cap, sender/recipient rejection, a custom 535 and
+PIPELINING (each record says whether the client pipelined MAIL with RCPT and DATA).
 """
 import argparse
 import asyncio
@@ -10,6 +11,7 @@ import base64
 import email
 import email.policy
 import json
+import re
 import ssl
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
@@ -29,6 +31,9 @@ parser.add_argument("--reject-sender", default="")
 parser.add_argument("--reject-recipient", default="")
 parser.add_argument("--tempfail-first", type=int, default=0, help="answer --tempfail-reply to the first N MAIL commands")
 parser.add_argument("--tempfail-reply", default="421 4.7.0 Try again later, closing connection")
+parser.add_argument("--pipelining", action="store_true", help="advertise PIPELINING (RFC 2920) in the EHLO reply")
+parser.add_argument("--lean", action="store_true",
+                    help="record only each message's Message-ID and size (a benchmark sink: no MIME parsing)")
 parser.add_argument("--mbox", required=True)
 args = parser.parse_args()
 
@@ -36,13 +41,24 @@ args = parser.parse_args()
 SMTP.command_size_limit = 65536
 SMTP.line_length_limit = 65536
 
+MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>\r\n]*>)", re.IGNORECASE | re.MULTILINE)
+
 mechanisms = [m.strip().upper() for m in args.auth.split(",") if m.strip()]
 
 
 class Handler:
     tempfails_left = args.tempfail_first
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname  # what aiosmtpd does itself when no handler answers EHLO
+        if args.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        # Pipelined: the client wrote RCPT (and DATA) with MAIL, so they wait in the read
+        # buffer now, before MAIL is answered.
+        envelope.pipelined = bytes(server._reader._buffer).startswith(b"RCPT")
         if Handler.tempfails_left > 0:
             Handler.tempfails_left -= 1
             return args.tempfail_reply
@@ -59,6 +75,12 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if args.lean:
+            found = MESSAGE_ID.search(envelope.original_content or b"")
+            record = {"message_id": found.group(1).decode() if found else "", "size": len(envelope.original_content or b"")}
+            with open(args.mbox, "a", encoding="utf-8") as out:
+                out.write(json.dumps(record) + "\n")
+            return "250 2.0.0 Message accepted for delivery"
         parsed = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
         plain = parsed.get_body(preferencelist=("plain",))
         record = {
@@ -69,6 +91,7 @@ class Handler:
             "to": envelope.rcpt_tos,
             "data": envelope.content.decode("utf-8", "replace"),
             "tls": server.transport.get_extra_info("ssl_object") is not None,
+            "pipelined": getattr(envelope, "pipelined", False),
         }
         with open(args.mbox, "a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")

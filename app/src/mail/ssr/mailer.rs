@@ -2,13 +2,14 @@
 //! (not per send) and swapped when the settings change.
 
 use super::{
-    MailConfig, OutgoingMessage, Progress, QUIT_WAIT, SmtpTarget, hang_up, mailbox, oauth::TokenCache, open, transmit,
+    Connection, Extensions, MailConfig, OutgoingMessage, Progress, QUIT_WAIT, SmtpTarget, hang_up, mailbox,
+    oauth::TokenCache, open, transmit,
 };
 use crate::{
     mail::SmtpFailure,
     state::{AppState, Db},
 };
-use lettre::transport::smtp::{client::AsyncSmtpConnection, commands::Rset};
+use lettre::transport::smtp::commands::Rset;
 use secrecy::{ExposeSecret, SecretBox};
 use std::{
     sync::Arc,
@@ -73,7 +74,7 @@ impl Mailer {
 
 /// Open SMTP connections kept between messages, each with the time it was last used.
 pub struct SmtpPool {
-    idle: AsyncMutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    idle: AsyncMutex<Vec<(Connection, Instant)>>,
     permits: Semaphore,
     tokens: Arc<TokenCache>,
 }
@@ -109,14 +110,14 @@ impl SmtpPool {
                     return Err(failure);
                 }
                 // Closed while idle, or lost before the message went out: a fresh connection.
-                Err(_) => hang_up(&mut conn).await,
+                Err(_) => hang_up(&mut conn.smtp).await,
             }
         }
-        let mut conn = open(target, config, &self.tokens, progress).await?;
+        let mut conn = open(target, config, &self.tokens, progress, Extensions::Ask).await?;
         let result = transmit(&mut conn, message, target, limit, progress).await;
         match &result {
-            Ok(()) if !conn.has_broken() => self.idle.lock().await.push((conn, Instant::now())),
-            Ok(()) => hang_up(&mut conn).await,
+            Ok(()) if !conn.smtp.has_broken() => self.idle.lock().await.push((conn, Instant::now())),
+            Ok(()) => hang_up(&mut conn.smtp).await,
             Err(failure) => self.recycle(conn, failure, limit).await,
         }
         result
@@ -124,36 +125,38 @@ impl SmtpPool {
 
     /// An idle connection that still works: closed after [`CLOSE_AFTER_IDLE`], checked with NOOP
     /// after [`CHECK_AFTER_IDLE`].
-    async fn reusable(&self, limit: Duration) -> Option<AsyncSmtpConnection> {
+    async fn reusable(&self, limit: Duration) -> Option<Connection> {
         loop {
             let (mut conn, since) = self.idle.lock().await.pop()?;
             let idle = since.elapsed();
-            if conn.has_broken() || idle >= CLOSE_AFTER_IDLE {
-                let _ = tokio::time::timeout(QUIT_WAIT, conn.quit()).await;
+            if conn.smtp.has_broken() || idle >= CLOSE_AFTER_IDLE {
+                let _ = tokio::time::timeout(QUIT_WAIT, conn.smtp.quit()).await;
                 continue;
             }
-            if idle < CHECK_AFTER_IDLE || matches!(tokio::time::timeout(limit, conn.test_connected()).await, Ok(true)) {
+            if idle < CHECK_AFTER_IDLE
+                || matches!(tokio::time::timeout(limit, conn.smtp.test_connected()).await, Ok(true))
+            {
                 return Some(conn);
             }
-            hang_up(&mut conn).await;
+            hang_up(&mut conn.smtp).await;
         }
     }
 
     /// After a refused message the connection is still good once RSET clears the transaction.
-    async fn recycle(&self, mut conn: AsyncSmtpConnection, failure: &SmtpFailure, limit: Duration) {
-        if is_reply(failure) && !conn.has_broken() {
-            let reset = tokio::time::timeout(limit, conn.command(Rset)).await;
+    async fn recycle(&self, mut conn: Connection, failure: &SmtpFailure, limit: Duration) {
+        if is_reply(failure) && !conn.smtp.has_broken() {
+            let reset = tokio::time::timeout(limit, conn.smtp.command(Rset)).await;
             if matches!(reset, Ok(Ok(ref response)) if response.is_positive()) {
                 self.idle.lock().await.push((conn, Instant::now()));
                 return;
             }
         }
-        hang_up(&mut conn).await;
+        hang_up(&mut conn.smtp).await;
     }
 }
 
 /// A failure the server answered with a reply code (the connection itself still works).
-fn is_reply(failure: &SmtpFailure) -> bool {
+pub(super) fn is_reply(failure: &SmtpFailure) -> bool {
     matches!(
         failure,
         SmtpFailure::SenderRejected { .. } | SmtpFailure::RecipientRejected { .. } | SmtpFailure::Rejected { .. }

@@ -21,8 +21,9 @@ use lettre::{
     transport::smtp::{
         authentication::{Credentials, Mechanism},
         client::{AsyncSmtpConnection, Certificate, TlsParameters, TlsVersion},
-        commands::{Data, Mail, Rcpt},
+        commands::{Data, Ehlo, Mail, Rcpt},
         extension::ClientId,
+        response::Response,
     },
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -265,12 +266,31 @@ async fn deliver_steps(
     message: Option<&OutgoingMessage>,
     progress: &Progress,
 ) -> Result<(), SmtpFailure> {
-    let mut conn = open(target, config, tokens, progress).await?;
+    // One message on a connection of its own: asking for PIPELINING would cost the round trip
+    // it saves.
+    let mut conn = open(target, config, tokens, progress, Extensions::Assume).await?;
     if let Some(message) = message {
         transmit(&mut conn, message, target, config.step_timeout, progress).await?;
     }
-    let _ = tokio::time::timeout(QUIT_WAIT, conn.quit()).await;
+    let _ = tokio::time::timeout(QUIT_WAIT, conn.smtp.quit()).await;
     Ok(())
+}
+
+/// An open connection, and what its server offers that lettre does not track.
+pub struct Connection {
+    pub smtp: AsyncSmtpConnection,
+    /// The server advertised PIPELINING (RFC 2920): MAIL, RCPT and DATA go out in one write.
+    pub pipelining: bool,
+}
+
+/// Whether [`open`] asks the server for its extensions once more (lettre keeps only the ones it
+/// uses, and PIPELINING is not among them).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Extensions {
+    /// A second EHLO before AUTH, read for PIPELINING: worth it on a connection that is kept.
+    Ask,
+    /// No extra round trip; the connection is used step by step.
+    Assume,
 }
 
 /// Connects, secures and logs in, one step at a time: a connection ready for MAIL FROM.
@@ -279,7 +299,8 @@ pub async fn open(
     config: &MailConfig,
     tokens: &oauth::TokenCache,
     progress: &Progress,
-) -> Result<AsyncSmtpConnection, SmtpFailure> {
+    extensions: Extensions,
+) -> Result<Connection, SmtpFailure> {
     let limit = config.step_timeout;
     // The token first: a bad client must not cost an SMTP connection.
     progress.enter(Step::TokenRequest);
@@ -324,6 +345,14 @@ pub async fn open(
         let params = tls.clone().expect("TLS parameters exist when TLS is enabled");
         step(progress, Step::StartTls, limit, conn.starttls(params, &hello), target).await?;
     }
+    // Asked before AUTH: an EHLO after it may end the authenticated session on some servers.
+    let pipelining = match extensions {
+        Extensions::Ask => advertises(
+            &step(progress, Step::Greeting, limit, conn.command(Ehlo::new(hello.clone())), target).await?,
+            "PIPELINING",
+        ),
+        Extensions::Assume => false,
+    };
 
     match &target.auth {
         TargetAuth::None => {}
@@ -357,13 +386,22 @@ pub async fn open(
         }
     }
 
-    Ok(conn)
+    Ok(Connection { smtp: conn, pipelining })
 }
 
-/// Sends one message on an open connection: MAIL, RCPT, DATA, each step classified.
-/// `progress` tells a caller whether the final dot may have gone out.
+/// Whether an EHLO reply lists `keyword` (the first word of a line after the greeting one).
+fn advertises(ehlo: &Response, keyword: &str) -> bool {
+    ehlo.message()
+        .skip(1)
+        .any(|line| line.split_whitespace().next().is_some_and(|word| word.eq_ignore_ascii_case(keyword)))
+}
+
+/// Sends one message on an open connection: MAIL, RCPT, DATA, each reply classified at its
+/// step. With PIPELINING the three commands go out in one write and their replies are read in
+/// order, so a message costs two round trips instead of four. `progress` tells a caller whether
+/// the final dot may have gone out.
 pub async fn transmit(
-    conn: &mut AsyncSmtpConnection,
+    conn: &mut Connection,
     message: &OutgoingMessage,
     target: &SmtpTarget,
     limit: Duration,
@@ -373,20 +411,69 @@ pub async fn transmit(
     let envelope = built.envelope().clone();
     let bytes = built.formatted();
     let from: Option<Address> = envelope.from().cloned();
-    let response = step(progress, Step::MailFrom, limit, conn.command(Mail::new(from, vec![])), target).await?;
-    check_positive(response, Step::MailFrom)?;
-    for to in envelope.to() {
-        let rcpt = conn.command(Rcpt::new(to.clone(), vec![]));
-        check_positive(step(progress, Step::RcptTo, limit, rcpt, target).await?, Step::RcptTo)?;
+    let mail = Mail::new(from, vec![]);
+    let rcpts: Vec<Rcpt> = envelope.to().iter().map(|to| Rcpt::new(to.clone(), vec![])).collect();
+    let smtp = &mut conn.smtp;
+    if conn.pipelining {
+        let commands: String = std::iter::once(mail.to_string())
+            .chain(rcpts.iter().map(ToString::to_string))
+            .chain(std::iter::once(Data.to_string()))
+            .collect();
+        pipelined(smtp, commands, rcpts.len(), target, limit, progress).await?;
+    } else {
+        check_positive(step(progress, Step::MailFrom, limit, smtp.command(mail), target).await?, Step::MailFrom)?;
+        for rcpt in rcpts {
+            check_positive(step(progress, Step::RcptTo, limit, smtp.command(rcpt), target).await?, Step::RcptTo)?;
+        }
+        check_positive(step(progress, Step::Data, limit, smtp.command(Data), target).await?, Step::Data)?;
     }
-    let response = step(progress, Step::Data, limit, conn.command(Data), target).await?;
-    check_positive(response, Step::Data)?;
     progress.dot_maybe_written.store(true, Ordering::Relaxed);
     let response = match data_block(&bytes) {
-        Some(block) => step(progress, Step::Data, limit, conn.command(block), target).await?,
-        None => step(progress, Step::Data, limit, conn.message(&bytes), target).await?,
+        Some(block) => step(progress, Step::Data, limit, smtp.command(block), target).await?,
+        None => step(progress, Step::Data, limit, smtp.message(&bytes), target).await?,
     };
     check_positive(response, Step::Data)
+}
+
+/// MAIL, the RCPTs and DATA written at once (RFC 2920), then every reply read, in order, so
+/// the connection stays in step whatever the server refused. The first refusal is the answer.
+/// A server that accepted DATA after refusing every recipient gets the lone dot it then
+/// expects (section 3.1); with no recipient nothing can be delivered.
+async fn pipelined(
+    smtp: &mut AsyncSmtpConnection,
+    commands: String,
+    recipients: usize,
+    target: &SmtpTarget,
+    limit: Duration,
+    progress: &Progress,
+) -> Result<(), SmtpFailure> {
+    let mut first_refusal = None;
+    let mut take = |reply: Result<Response, SmtpFailure>, step: Step| -> Result<bool, SmtpFailure> {
+        match reply.and_then(|response| check_positive(response, step)) {
+            Ok(()) => Ok(true),
+            Err(failure) if mailer::is_reply(&failure) => {
+                first_refusal.get_or_insert(failure);
+                Ok(false)
+            }
+            // The connection itself failed: nothing more to read. A refusal read before it
+            // (421, closing) says more than the closed connection after it.
+            Err(failure) => Err(first_refusal.take().unwrap_or(failure)),
+        }
+    };
+    take(step(progress, Step::MailFrom, limit, smtp.command(commands), target).await, Step::MailFrom)?;
+    for _ in 0..recipients {
+        take(step(progress, Step::RcptTo, limit, smtp.read_response(), target).await, Step::RcptTo)?;
+    }
+    let data_accepted = take(step(progress, Step::Data, limit, smtp.read_response(), target).await, Step::Data)?;
+    match first_refusal {
+        None => Ok(()),
+        Some(refusal) => {
+            if data_accepted {
+                let _ = step(progress, Step::Data, limit, smtp.command(".\r\n"), target).await;
+            }
+            Err(refusal)
+        }
+    }
 }
 
 /// The message dot-stuffed and terminated, as one write. lettre's `message()` writes the final
@@ -421,7 +508,7 @@ pub async fn hang_up(conn: &mut AsyncSmtpConnection) {
     let _ = tokio::time::timeout(Duration::from_millis(500), conn.abort()).await;
 }
 
-fn check_positive(response: lettre::transport::smtp::response::Response, step: Step) -> Result<(), SmtpFailure> {
+fn check_positive(response: Response, step: Step) -> Result<(), SmtpFailure> {
     if response.is_positive() { Ok(()) } else { Err(classify_response(&response, step)) }
 }
 

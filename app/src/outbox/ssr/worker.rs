@@ -31,7 +31,7 @@ use futures::{FutureExt, StreamExt};
 use lettre::message::Mailbox;
 use secrecy::ExposeSecret;
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -239,7 +239,7 @@ pub async fn work_once(state: &AppState) -> Pass {
         None => false,
     };
     // A probe sends one message: if the cause is still there, it costs one connection.
-    let limit = if probing { 1 } else { (policy.concurrency * 4) as i64 };
+    let limit = if probing { 1 } else { claim_size(policy) as i64 };
     // Two queries, each an index scan of `outbox_due` (status, next_attempt_at): the waiting
     // messages that are due, oldest first, and the leases that ran out. One query with OR
     // between them is planned as a scan of the whole table, every body included.
@@ -282,41 +282,53 @@ pub async fn work_once(state: &AppState) -> Pass {
             };
         }
     };
+    // One transaction claims the whole batch; outcomes are settled in groups as they come.
+    let claimed_at = Instant::now();
+    let claimed = match claim(state, due.into_iter().map(|due| due.id).collect(), policy).await {
+        Ok(claimed) => claimed,
+        Err(cause) => return Pass::DatabaseFailed(cause),
+    };
+    let tried = claimed.len();
     let batch = Batch::default();
-    let tried = due.len();
     let stopping = state.shared.stopping.subscribe();
-    futures::stream::iter(due)
-        .for_each_concurrent(policy.concurrency.max(1), |message| {
-            let (active, batch, stopping) = (&active, &batch, stopping.clone());
-            async move {
-                // A held queue or a stopping server claims nothing more.
-                if batch.held().is_some() || *stopping.borrow() {
-                    return;
+    let (outcomes, settling) = tokio::sync::mpsc::unbounded_channel();
+    let sending = async {
+        futures::stream::iter(claimed)
+            .for_each_concurrent(policy.concurrency.max(1), |claimed| {
+                let (active, batch, stopping, outcomes) = (&active, &batch, stopping.clone(), outcomes.clone());
+                async move {
+                    // A held queue or a stopping server sends nothing more, nor does a lease too
+                    // short for one more send: what it claimed goes back.
+                    let outcome = if let Some(failure) = batch.held() {
+                        Attempt::Released(Some(failure))
+                    } else if *stopping.borrow() || !lease_outlasts_a_send(claimed_at, policy, &state.settings().mail) {
+                        Attempt::Released(None)
+                    } else {
+                        let result = send(&active.mailer, state, &claimed.row, active.from.clone()).await;
+                        if let Err(failure) = &result
+                            && failure.holds_queue()
+                        {
+                            batch.hold(failure.clone());
+                        }
+                        if result.as_ref().err().is_none_or(SmtpFailure::is_about_the_server) {
+                            record_if_changed(state, DELIVERY, active.version, &result).await;
+                        }
+                        if result.is_ok() {
+                            batch.sent();
+                        }
+                        Attempt::Tried(result)
+                    };
+                    // The settler outlives every sender: it ends when they have all sent.
+                    let _ = outcomes.send((claimed, outcome));
                 }
-                let row = match claim(state, &message.id, policy).await {
-                    Ok(Some(row)) => row,
-                    Ok(None) => return,
-                    Err(cause) => return batch.database_failed(cause),
-                };
-                let result = send(&active.mailer, state, &row, active.from.clone()).await;
-                if let Err(failure) = &result
-                    && failure.holds_queue()
-                {
-                    batch.hold(failure.clone());
-                }
-                if let Err(cause) = settle(state, &message.id, &row, &result).await {
-                    batch.database_failed(cause);
-                }
-                let about_the_server = result.as_ref().err().is_none_or(SmtpFailure::is_about_the_server);
-                if about_the_server {
-                    record_if_changed(state, DELIVERY, active.version, &result).await;
-                }
-                if result.is_ok() {
-                    batch.sent();
-                }
-            }
-        })
-        .await;
+            })
+            .await;
+        drop(outcomes);
+    };
+    let ((), settle_failure) = tokio::join!(sending, settle_as_they_come(state, settling));
+    if let Some(cause) = settle_failure {
+        batch.database_failed(cause);
+    }
     let outcome = batch.into_outcome();
     let settled = match (&outcome.held, probing) {
         (Some(failure), _) => hold_queue(state, failure, active.version, hold.as_ref()).await.map(Some),
@@ -487,30 +499,210 @@ pub async fn release_own_leases(state: &AppState) {
     }
 }
 
-/// Takes the message for this node if it is still due: `Ok(None)` if another node has it.
-async fn claim(state: &AppState, id: &str, policy: &OutboxPolicy) -> Result<Option<OutboxRow>, String> {
+/// Messages claimed per connection in one pass: the claim's commit is shared by this many.
+const CLAIM_PER_CONNECTION: usize = 16;
+/// The most messages one pass claims.
+const MAX_CLAIM: usize = 256;
+
+fn claim_size(policy: &OutboxPolicy) -> usize {
+    (policy.concurrency.max(1) * CLAIM_PER_CONNECTION).min(MAX_CLAIM)
+}
+
+/// Whether a message claimed at `claimed_at` may still be sent: its lease must outlast the
+/// longest a send can take, or another node could take it while it is still being sent. A slow
+/// server thus sends fewer of a batch; the rest go back, due at once.
+fn lease_outlasts_a_send(claimed_at: Instant, policy: &OutboxPolicy, mail: &crate::mail::ssr::MailConfig) -> bool {
+    claimed_at.elapsed() + mail.overall_timeout < policy.lease
+}
+
+/// A message this node holds the lease of: its key and the row as the claim left it.
+#[derive(Debug, SurrealValue)]
+struct Claimed {
+    key: String,
+    row: OutboxRow,
+}
+
+/// Takes, in one transaction, those of `ids` that are still due: the rest went to another
+/// node. A claim that collides with another node's takes nothing; the next pass looks again.
+async fn claim(state: &AppState, ids: Vec<String>, policy: &OutboxPolicy) -> Result<Vec<Claimed>, String> {
+    let ids: Vec<RecordId> = ids.into_iter().map(|id| RecordId::new("outbox", id)).collect();
     let claimed = state
         .db()
         .query(format!(
-            "UPDATE $id SET status = 'sending', lease_owner = $node, lease_token = $claim_token,
+            "UPDATE $ids SET status = 'sending', lease_owner = $node, lease_token = $claim_token,
                  lease_until = {DB_NOW_MS} + $lease_ms
              WHERE (status IN $waiting AND next_attempt_at <= $now) OR (status = 'sending' AND lease_until < {DB_NOW_MS})
-             RETURN AFTER"
+             RETURN record::id(id) AS key, $after AS row"
         ))
-        .bind(("id", RecordId::new("outbox", id)))
+        .bind(("ids", ids))
         .bind(("node", state.settings().node_id.clone()))
         .bind(("claim_token", crate::auth::ssr::random_token(16)))
         .bind(("lease_ms", policy.lease.as_millis() as i64))
         .bind(("waiting", WAITING))
         .bind(("now", now_ms()))
         .await
-        .and_then(|mut r| r.take::<Vec<OutboxRow>>(0));
+        .and_then(|mut r| r.take::<Vec<Claimed>>(0));
     match claimed {
-        Ok(mut rows) => Ok(rows.pop()),
-        // Another node claimed it in the same instant: that node has it.
-        Err(err) if is_conflict(&err) => Ok(None),
+        Ok(claimed) => {
+            tracing::debug!(count = claimed.len(), "outbox claim");
+            Ok(claimed)
+        }
+        Err(err) if is_conflict(&err) => Ok(Vec::new()),
         Err(err) => Err(err.to_string()),
     }
+}
+
+/// What became of one claimed message.
+enum Attempt {
+    /// It was sent, or sending failed.
+    Tried(Result<(), SmtpFailure>),
+    /// Not tried: the queue was held (by this failure) or the server is stopping. It goes back
+    /// as it was, attempts kept.
+    Released(Option<SmtpFailure>),
+}
+
+/// The most outcomes one settle writes.
+const SETTLE_GROUP: usize = 256;
+
+/// Settles outcomes as they arrive, each group in one transaction: while one commits, the
+/// next group gathers. Answers the first database failure, if any.
+async fn settle_as_they_come(
+    state: &AppState,
+    mut settling: tokio::sync::mpsc::UnboundedReceiver<(Claimed, Attempt)>,
+) -> Option<String> {
+    let mut failure = None;
+    let mut group = Vec::with_capacity(SETTLE_GROUP);
+    while settling.recv_many(&mut group, SETTLE_GROUP).await > 0 {
+        if let Err(cause) = settle(state, &group).await {
+            failure.get_or_insert(cause);
+        }
+        group.clear();
+    }
+    failure
+}
+
+/// One message's next state, as the settle writes it.
+#[derive(Debug, Clone, SurrealValue)]
+struct Settlement {
+    /// The lease the claim took: the settle changes the message only while it is still this.
+    token: Option<String>,
+    status: String,
+    attempts: i64,
+    next_at: i64,
+    error: Option<String>,
+    hint: Option<String>,
+    sent_at: Option<i64>,
+    /// Whether an attempt is recorded (not for a message released untried).
+    attempt: bool,
+    ok: bool,
+}
+
+fn settlement(policy: &OutboxPolicy, row: &OutboxRow, attempt: &Attempt, now: i64) -> Settlement {
+    let token = row.lease_token.clone();
+    let result = match attempt {
+        Attempt::Released(failure) => {
+            return Settlement {
+                token,
+                status: if failure.is_some() { "held" } else { "retrying" }.into(),
+                attempts: row.attempts,
+                next_at: now,
+                error: failure.as_ref().map(ToString::to_string).or_else(|| row.last_error.clone()),
+                hint: failure.as_ref().map(SmtpFailure::hint).or_else(|| row.last_hint.clone()),
+                sent_at: None,
+                attempt: false,
+                ok: false,
+            };
+        }
+        Attempt::Tried(result) => result,
+    };
+    let (status, attempts, next_at, expired) = next_state(policy, row, result, now);
+    Settlement {
+        token,
+        status: status.into(),
+        attempts,
+        next_at,
+        error: result.as_ref().err().map(|f| match &expired {
+            Some(expired) => format!("{expired}: {f}"),
+            None => f.to_string(),
+        }),
+        hint: result.as_ref().err().map(SmtpFailure::hint),
+        sent_at: result.is_ok().then_some(now),
+        attempt: true,
+        ok: result.is_ok(),
+    }
+}
+
+/// The fenced group settle: each message changes (and its attempt is recorded) only if its
+/// lease is still the one its claim took; answers the keys that changed.
+const SETTLE: &str = "BEGIN TRANSACTION;
+    LET $mine = (UPDATE $ids SET status = $o[record::id(id)].status, attempts = $o[record::id(id)].attempts,
+            next_attempt_at = $o[record::id(id)].next_at, lease_owner = NONE, lease_token = NONE, lease_until = NONE,
+            last_error = $o[record::id(id)].error, last_hint = $o[record::id(id)].hint,
+            sent_at = $o[record::id(id)].sent_at ?? sent_at
+        WHERE status = 'sending' AND lease_owner = $node AND lease_token = $o[record::id(id)].token
+        RETURN VALUE record::id(id));
+    FOR $key IN $mine {
+        IF $o[$key].attempt {
+            CREATE outbox_attempt CONTENT { outbox: $key, at: $now, node: $node, ok: $o[$key].ok, error: $o[$key].error };
+        };
+    };
+    COMMIT TRANSACTION;
+    RETURN $mine;";
+
+async fn write_settlements(
+    db: &crate::state::Db,
+    node: &str,
+    now: i64,
+    settlements: BTreeMap<String, Settlement>,
+) -> Result<Vec<String>, surrealdb::Error> {
+    let ids: Vec<RecordId> = settlements.keys().map(|key| RecordId::new("outbox", key.as_str())).collect();
+    let mut response = db
+        .query(SETTLE)
+        .bind(("ids", ids))
+        .bind(("o", settlements))
+        .bind(("node", node.to_owned()))
+        .bind(("now", now))
+        .await
+        .and_then(crate::db::check_transaction)?;
+    let last = response.num_statements().saturating_sub(1);
+    response.take::<Vec<String>>(last)
+}
+
+/// Records the attempts and the messages' next states — each only while its lease is ours.
+async fn settle(state: &AppState, group: &[(Claimed, Attempt)]) -> Result<(), String> {
+    let policy = &state.settings().outbox;
+    let now = now_ms();
+    let settlements: BTreeMap<String, Settlement> = group
+        .iter()
+        .map(|(claimed, attempt)| (claimed.key.clone(), settlement(policy, &claimed.row, attempt, now)))
+        .collect();
+    let mine = match write_settlements(state.db(), &state.settings().node_id, now, settlements.clone()).await {
+        Ok(mine) => {
+            tracing::debug!(count = group.len(), "outbox settle");
+            mine
+        }
+        Err(err) => {
+            tracing::error!(error = %err, messages = group.len(), "cannot record delivery attempts; the leases will run out and the messages be tried again");
+            return Err(err.to_string());
+        }
+    };
+    for (claimed, attempt) in group {
+        let (id, kind) = (claimed.key.as_str(), claimed.row.kind.as_str());
+        let status = settlements[id].status.as_str();
+        match attempt {
+            _ if !mine.iter().any(|key| key == id) => tracing::warn!(
+                message = id,
+                status,
+                "lease lost before the attempt was recorded: another node has the message; nothing changed"
+            ),
+            Attempt::Tried(Ok(())) => tracing::info!(message = id, kind, "mail sent"),
+            Attempt::Tried(Err(failure)) => {
+                tracing::warn!(message = id, kind, status, class = ?failure.class(), failure = %failure, "mail not sent")
+            }
+            Attempt::Released(_) => tracing::debug!(message = id, status, "claimed but not tried; released"),
+        }
+    }
+    Ok(())
 }
 
 async fn send(mailer: &Mailer, state: &AppState, row: &OutboxRow, from: Mailbox) -> Result<(), SmtpFailure> {
@@ -572,74 +764,6 @@ fn age_text(age: Duration) -> String {
     }
 }
 
-/// The fenced settle: the message changes (and the attempt is recorded) only if the lease is
-/// still the one this claim took; the last statement answers how many messages changed.
-const SETTLE: &str = "BEGIN TRANSACTION;
-    LET $mine = (UPDATE $id SET status = $status, attempts = $attempts, next_attempt_at = $next_at,
-            lease_owner = NONE, lease_token = NONE, lease_until = NONE, last_error = $error, last_hint = $hint,
-            sent_at = IF $status = 'sent' THEN $now ELSE sent_at END
-        WHERE status = 'sending' AND lease_owner = $node AND lease_token = $claim_token
-        RETURN VALUE record::id(id));
-    IF array::len($mine) > 0 {
-        CREATE outbox_attempt CONTENT { outbox: $key, at: $now, node: $node, ok: $ok, error: $error };
-    };
-    COMMIT TRANSACTION;
-    RETURN array::len($mine);";
-
-/// Records the attempt and the message's next state — only while the lease is still ours.
-async fn settle(state: &AppState, id: &str, row: &OutboxRow, result: &Result<(), SmtpFailure>) -> Result<(), String> {
-    let policy = &state.settings().outbox;
-    let now = now_ms();
-    let (status, attempts, next_at, expired) = next_state(policy, row, result, now);
-    let error = result.as_ref().err().map(|f| match &expired {
-        Some(expired) => format!("{expired}: {f}"),
-        None => f.to_string(),
-    });
-    let hint = result.as_ref().err().map(SmtpFailure::hint);
-    let written = state
-        .db()
-        .query(SETTLE)
-        .bind(("id", RecordId::new("outbox", id)))
-        .bind(("key", id.to_owned()))
-        .bind(("status", status))
-        .bind(("attempts", attempts))
-        .bind(("next_at", next_at))
-        .bind(("error", error))
-        .bind(("hint", hint))
-        .bind(("now", now))
-        .bind(("node", state.settings().node_id.clone()))
-        .bind(("claim_token", row.lease_token.clone()))
-        .bind(("ok", result.is_ok()))
-        .await
-        .and_then(crate::db::check_transaction)
-        .and_then(|mut r| {
-            let last = r.num_statements().saturating_sub(1);
-            r.take::<Option<i64>>(last)
-        });
-    let mine = match written {
-        Ok(count) => count.unwrap_or_default() > 0,
-        Err(err) => {
-            tracing::error!(error = %err, message = id, "cannot record a delivery attempt; the lease will run out and the message be tried again");
-            return Err(err.to_string());
-        }
-    };
-    if !mine {
-        tracing::warn!(
-            message = id,
-            status,
-            "lease lost before the attempt was recorded: another node has the message; nothing changed"
-        );
-        return Ok(());
-    }
-    match result {
-        Ok(()) => tracing::info!(message = id, kind = %row.kind, "mail sent"),
-        Err(failure) => {
-            tracing::warn!(message = id, kind = %row.kind, status, class = ?failure.class(), failure = %failure, "mail not sent")
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -657,6 +781,11 @@ mod tests {
         row.attempts = attempts;
         row.created_at = created_at;
         row
+    }
+
+    async fn memory_db() -> crate::state::Db {
+        let options = crate::db::DbOptions { url: "mem://", namespace: "test", database: "test", credentials: None };
+        crate::db::connect(options).await.unwrap()
     }
 
     #[test]
@@ -683,14 +812,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_settle_changes_the_message_only_with_the_lease_it_claimed() {
-        let db = crate::db::connect(crate::db::DbOptions {
-            url: "mem://",
-            namespace: "test",
-            database: "test",
-            credentials: None,
-        })
-        .await
-        .unwrap();
+        let db = memory_db().await;
         let mut queued = row(0, now_ms());
         queued.status = "sending".into();
         queued.lease_owner = Some("node-a".into());
@@ -699,24 +821,19 @@ mod tests {
         let settle = |token: &'static str| {
             let db = db.clone();
             async move {
-                let mut response = db
-                    .query(SETTLE)
-                    .bind(("id", RecordId::new("outbox", "m")))
-                    .bind(("key", "m"))
-                    .bind(("status", "sent"))
-                    .bind(("attempts", 1))
-                    .bind(("next_at", 0))
-                    .bind(("error", None::<String>))
-                    .bind(("hint", None::<String>))
-                    .bind(("now", 1))
-                    .bind(("node", "node-a"))
-                    .bind(("claim_token", token))
-                    .bind(("ok", true))
-                    .await
-                    .and_then(crate::db::check_transaction)
-                    .unwrap();
-                let last = response.num_statements() - 1;
-                response.take::<Option<i64>>(last).unwrap()
+                let sent = Settlement {
+                    token: Some(token.into()),
+                    status: "sent".into(),
+                    attempts: 1,
+                    next_at: 0,
+                    error: None,
+                    hint: None,
+                    sent_at: Some(1),
+                    attempt: true,
+                    ok: true,
+                };
+                let mine = write_settlements(&db, "node-a", 1, BTreeMap::from([("m".to_owned(), sent)])).await.unwrap();
+                Some(mine.len() as i64)
             }
         };
         assert_eq!(settle("theirs").await, Some(0), "a lost lease changes nothing");
@@ -727,5 +844,77 @@ mod tests {
         assert_eq!(status.as_deref(), Some("sent"));
         let attempts: Vec<i64> = db.query("SELECT VALUE at FROM outbox_attempt").await.unwrap().take(0).unwrap();
         assert_eq!(attempts, vec![1], "one attempt recorded, by the settle that held the lease");
+    }
+
+    #[test]
+    fn a_message_is_sent_only_while_its_lease_outlasts_the_longest_send() {
+        let policy = OutboxPolicy { lease: Duration::from_secs(120), ..OutboxPolicy::default() };
+        let mail = crate::mail::ssr::MailConfig { overall_timeout: Duration::from_secs(20), ..Default::default() };
+        assert!(lease_outlasts_a_send(Instant::now(), &policy, &mail));
+        if let Some(long_ago) = Instant::now().checked_sub(Duration::from_secs(101)) {
+            assert!(!lease_outlasts_a_send(long_ago, &policy, &mail), "20 s left of 120: too short for a 20 s send");
+        }
+        assert_eq!(claim_size(&OutboxPolicy { concurrency: 1, ..policy.clone() }), 16);
+        assert_eq!(claim_size(&OutboxPolicy { concurrency: 64, ..policy }), MAX_CLAIM);
+    }
+
+    #[tokio::test]
+    async fn one_group_settle_changes_each_message_by_its_own_lease() {
+        let db = memory_db().await;
+        let policy = OutboxPolicy::default();
+        let now = now_ms();
+        let mut rows = BTreeMap::new();
+        for (key, token) in [("sent", "t1"), ("stolen", "t2"), ("released", "t3"), ("refused", "t4")] {
+            let mut leased = row(1, now);
+            leased.status = "sending".into();
+            leased.lease_owner = Some("node-a".into());
+            leased.lease_token = Some(token.into());
+            db.query("CREATE type::record('outbox', $key) CONTENT $row")
+                .bind(("key", key))
+                .bind(("row", leased.clone()))
+                .await
+                .unwrap()
+                .check()
+                .unwrap();
+            rows.insert(key, leased);
+        }
+        // Another node took this one after our lease ran out.
+        db.query("UPDATE outbox:stolen SET lease_token = 'theirs'").await.unwrap().check().unwrap();
+        let unknown = SmtpFailure::RecipientRejected { code: 550, text: "unknown".into() };
+        let auth = SmtpFailure::AuthRejected { code: 535, text: "no".into() };
+        let outcomes = [
+            ("sent", Attempt::Tried(Ok(()))),
+            ("stolen", Attempt::Tried(Ok(()))),
+            ("released", Attempt::Released(Some(auth))),
+            ("refused", Attempt::Tried(Err(unknown))),
+        ];
+        let settlements = outcomes
+            .iter()
+            .map(|(key, attempt)| (key.to_string(), settlement(&policy, &rows[key], attempt, now)))
+            .collect();
+        let mine = write_settlements(&db, "node-a", now, settlements).await.unwrap();
+        assert_eq!(mine, ["refused", "released", "sent"], "every message whose lease was ours, and only those");
+
+        let states: Vec<(String, String, i64)> = db
+            .query("SELECT VALUE [record::id(id), status, attempts] FROM outbox ORDER BY id")
+            .await
+            .unwrap()
+            .take(0)
+            .unwrap();
+        let expected =
+            [("refused", "failed", 2), ("released", "held", 1), ("sent", "sent", 2), ("stolen", "sending", 1)];
+        let expected: Vec<(String, String, i64)> =
+            expected.iter().map(|(k, s, a)| (k.to_string(), s.to_string(), *a)).collect();
+        assert_eq!(states, expected, "a released message keeps its attempts; a stolen one is untouched");
+        let attempts: Vec<(String, bool)> =
+            db.query("SELECT VALUE [outbox, ok] FROM outbox_attempt ORDER BY outbox").await.unwrap().take(0).unwrap();
+        assert_eq!(
+            attempts,
+            [("refused".to_owned(), false), ("sent".to_owned(), true)],
+            "an attempt per message tried"
+        );
+        let sent_at: Option<i64> =
+            db.query("SELECT VALUE sent_at FROM ONLY outbox:sent").await.unwrap().take(0).unwrap();
+        assert_eq!(sent_at, Some(now));
     }
 }
