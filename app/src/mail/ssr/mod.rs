@@ -438,7 +438,8 @@ pub async fn transmit(
 /// MAIL, the RCPTs and DATA written at once (RFC 2920), then every reply read, in order, so
 /// the connection stays in step whatever the server refused. The first refusal is the answer.
 /// A server that accepted DATA after refusing every recipient gets the lone dot it then
-/// expects (section 3.1); with no recipient nothing can be delivered.
+/// expects (section 3.1). Every message here has one recipient, so a refusal means no valid
+/// recipient and the dot delivers nothing.
 async fn pipelined(
     smtp: &mut AsyncSmtpConnection,
     commands: String,
