@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.parse
 
-from harness import ADMIN, free_port, plain_form, post, raw_ceiling, sign_in, start_sink, stop, wait_ready
+from harness import ADMIN, Mbox, free_port, plain_form, post, raw_ceiling, sign_in, start_sink, stop, wait_ready
 
 HOME = os.path.expanduser("~")
 parser = argparse.ArgumentParser()
@@ -97,29 +97,6 @@ def stop_all(processes):
             process.terminate()
     for process in reversed(processes):
         stop(process)
-
-
-class Mbox:
-    """The sink's mbox, read as it grows: each line's Message-ID and when it was first seen."""
-
-    def __init__(self, path):
-        self.path, self.offset, self.ids, self.seen = path, 0, [], []
-
-    def read(self):
-        """Reads what was appended; answers the number of distinct Message-IDs."""
-        try:
-            with open(self.path, "rb") as mbox:
-                mbox.seek(self.offset)
-                data = mbox.read()
-        except FileNotFoundError:
-            return 0
-        complete = data[:data.rfind(b"\n") + 1]  # a line being written waits for the next read
-        self.offset += len(complete)
-        now = time.perf_counter()
-        for line in complete.splitlines():
-            self.ids.append(json.loads(line)["message_id"])
-            self.seen.append(now)
-        return len(set(self.ids))
 
 
 def until(condition, seconds, failure):

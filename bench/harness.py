@@ -1,6 +1,7 @@
 """What every benchmark here needs: the real server binary on a fresh database, an admin
 session, the form for plaintext custom settings, and the SMTP sink with its raw ceiling."""
 import asyncio
+import json
 import http.cookiejar
 import os
 import socket
@@ -100,44 +101,27 @@ def start_sink(python, work, lean=False, pipelining=False):
     return sink, int(sink.stdout.readline().split()[1])
 
 
-def arrivals(work):
-    """How many messages the sink has accepted."""
-    try:
-        with open(f"{work}/mbox.jsonl") as mbox:
-            return sum(1 for _ in mbox)
-    except FileNotFoundError:
-        return 0
+class Mbox:
+    """The sink's mbox, read as it grows: each line's Message-ID and when it was first seen."""
 
+    def __init__(self, path):
+        self.path, self.offset, self.ids, self.seen = path, 0, [], []
 
-class Arrivals:
-    """Counts the sink's messages as they arrive, reading only what was appended since the last
-    look (a benchmark that re-reads the whole mailbox takes the CPU it is measuring)."""
-
-    def __init__(self, work):
-        self.path, self.offset, self.count, self.first = f"{work}/mbox.jsonl", 0, 0, None
-
-    def poll(self):
+    def read(self):
+        """Reads what was appended; answers the number of distinct Message-IDs."""
         try:
             with open(self.path, "rb") as mbox:
                 mbox.seek(self.offset)
-                chunk = mbox.read()
+                data = mbox.read()
         except FileNotFoundError:
-            return self.count
-        complete = chunk.rfind(b"\n") + 1  # a line the sink is still writing counts next time
-        self.offset += complete
-        self.count += chunk.count(b"\n", 0, complete)
-        if self.count and self.first is None:
-            self.first = time.perf_counter()
-        return self.count
-
-    def wait_for(self, expected, seconds):
-        """Until `expected` messages arrived; answers (first arrival, last arrival) times."""
-        deadline = time.perf_counter() + seconds
-        while self.poll() < expected:
-            if time.perf_counter() > deadline:
-                raise SystemExit(f"only {self.count} of {expected} messages arrived within {seconds} s")
-            time.sleep(0.02)
-        return self.first, time.perf_counter()
+            return 0
+        complete = data[:data.rfind(b"\n") + 1]  # a line being written waits for the next read
+        self.offset += len(complete)
+        now = time.perf_counter()
+        for line in complete.splitlines():
+            self.ids.append(json.loads(line)["message_id"])
+            self.seen.append(now)
+        return len(set(self.ids))
 
 
 async def raw_ceiling(port, connections, total, size=0):
@@ -173,7 +157,6 @@ def record(path, bench, case, value, unit, ceiling=None, ceiling_name="", lower_
     value / ceiling (ceiling / value when lower is better), so 1.0 means at the ceiling."""
     if not path:
         return
-    import json
     ratio = None
     if ceiling:
         ratio = (ceiling / value if lower_is_better else value / ceiling) if value else 0.0

@@ -23,7 +23,7 @@ import threading
 import time
 import urllib.parse
 
-from harness import Arrivals, free_port, plain_form, raw_ceiling, record, sign_in, start_server, start_sink, stop, post
+from harness import Mbox, free_port, plain_form, raw_ceiling, record, sign_in, start_server, start_sink, stop, post
 
 HOME = os.path.expanduser("~")
 parser = argparse.ArgumentParser()
@@ -64,9 +64,14 @@ def run(pool):
             thread.join()
         expected = args.messages + 2  # the invitations and the admin notices about the two saves
         queued_log = open(log).read()
-        arrivals = Arrivals(work)
+        mbox = Mbox(f"{work}/mbox.jsonl")
         save(opener, base, plain_form(sink_port))
-        first, last = arrivals.wait_for(expected, 600)
+        deadline = time.perf_counter() + 600
+        while mbox.read() < expected:
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"pool {pool}: only {len(set(mbox.ids))} of {expected} arrived in 10 minutes")
+            time.sleep(0.02)
+        first, last = mbox.seen[0], mbox.seen[-1]
         time.sleep(1)  # the last settles commit after the last arrival
         drained_log = open(log).read()[len(queued_log):]
         claims = drained_log.count("outbox claim")

@@ -62,15 +62,16 @@ impl Assets {
         let hash: String = hasher.finalize()[..8].iter().map(|byte| format!("{byte:02x}")).collect();
         let hashed = format!("{output}.{hash}");
         let mut files = HashMap::new();
+        let etag = HeaderValue::from_str(&format!("\"{hash}\"")).expect("hex is a valid header value");
         for (extension, content_type, path, identity) in read {
-            let etag = HeaderValue::from_str(&format!("\"{hash}\"")).expect("hex is a valid header value");
+            let (brotli, gzip) = (precompressed(&path, "br"), precompressed(&path, "gz"));
             let asset = |cache_control| Asset {
                 content_type,
                 cache_control,
                 etag: etag.clone(),
                 identity: identity.clone(),
-                brotli: precompressed(&path, "br"),
-                gzip: precompressed(&path, "gz"),
+                brotli: brotli.clone(),
+                gzip: gzip.clone(),
             };
             files.insert(format!("{hashed}.{extension}"), asset(IMMUTABLE));
             files.insert(format!("{output}.{extension}"), asset("no-cache"));

@@ -31,7 +31,7 @@ use futures::{FutureExt, StreamExt};
 use lettre::message::Mailbox;
 use secrecy::ExposeSecret;
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -676,10 +676,17 @@ async fn settle(state: &AppState, group: &[(Claimed, Attempt)]) -> Result<(), St
         .iter()
         .map(|(claimed, attempt)| (claimed.key.clone(), settlement(policy, &claimed.row, attempt, now)))
         .collect();
-    let mine = match write_settlements(state.db(), &state.settings().node_id, now, settlements.clone()).await {
+    let mine: BTreeSet<String> = match write_settlements(
+        state.db(),
+        &state.settings().node_id,
+        now,
+        settlements.clone(),
+    )
+    .await
+    {
         Ok(mine) => {
             tracing::debug!(count = group.len(), "outbox settle");
-            mine
+            mine.into_iter().collect()
         }
         Err(err) => {
             tracing::error!(error = %err, messages = group.len(), "cannot record delivery attempts; the leases will run out and the messages be tried again");
@@ -690,7 +697,7 @@ async fn settle(state: &AppState, group: &[(Claimed, Attempt)]) -> Result<(), St
         let (id, kind) = (claimed.key.as_str(), claimed.row.kind.as_str());
         let status = settlements[id].status.as_str();
         match attempt {
-            _ if !mine.iter().any(|key| key == id) => tracing::warn!(
+            _ if !mine.contains(id) => tracing::warn!(
                 message = id,
                 status,
                 "lease lost before the attempt was recorded: another node has the message; nothing changed"
