@@ -173,6 +173,11 @@ mod tests {
         let unhashed = get("app.css".into(), "br").await;
         assert_eq!(unhashed.headers()[header::CACHE_CONTROL], "no-cache");
         assert_eq!(get("app.d.ts".into(), "").await.status(), StatusCode::NOT_FOUND);
+        let etag = unhashed.headers()[header::ETAG].clone();
+        let mut revalidate = HeaderMap::new();
+        revalidate.insert(header::IF_NONE_MATCH, etag);
+        let unchanged = serve(State(assets.clone()), Path("app.css".into()), revalidate).await;
+        assert_eq!(unchanged.status(), StatusCode::NOT_MODIFIED, "a revalidation of the same build sends no body");
 
         // A new build is a new name.
         std::fs::write(dir.path().join("app.css"), "body{color:red}").unwrap();
