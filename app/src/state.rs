@@ -5,7 +5,7 @@ use axum::extract::FromRef;
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 use leptos::prelude::LeptosOptions;
 use std::{num::NonZeroU32, sync::Arc};
-use surrealdb::{Surreal, engine::any::Any};
+use surrealdb::{Surreal, engine::any::Any, types::SurrealValue};
 
 pub type Db = Surreal<Any>;
 
@@ -77,6 +77,8 @@ pub struct Shared {
     pub stopping: tokio::sync::watch::Sender<bool>,
     pub reset_by_email: Limiter,
     pub reset_by_ip: Limiter,
+    /// An admin exists (see `auth::ssr::admin_seen`); never goes back to false.
+    pub admin_seen: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -104,6 +106,7 @@ impl AppState {
                 reset_by_ip: Limiter::per_hour(
                     settings.reset_per_hour.saturating_mul(NonZeroU32::new(5).expect("5 is not zero")),
                 ),
+                admin_seen: Default::default(),
                 settings,
             }),
         }
@@ -179,49 +182,95 @@ impl SharedQuota {
     }
 
     pub async fn check(&self, db: &Db, key: &str) -> Result<(), AppError> {
-        let now = crate::db::now_ms();
-        let window = now / 60_000;
-        let hashed: String = limiter_key(key).iter().map(|b| format!("{b:02x}")).collect();
-        let id = |window: i64| surrealdb::types::RecordId::new("quota", format!("{}-{hashed}-{window}", self.name));
-        let mut last = None;
-        // Two nodes counting the same key in the same instant conflict: count again.
-        for _ in 0..5 {
-            let counted = db
-                .query(
-                    "UPSERT $id SET n = (n ?? 0) + 1, expires_at = $expires RETURN VALUE n;
-                     SELECT VALUE n FROM $previous;",
-                )
-                .bind(("id", id(window)))
-                .bind(("previous", id(window - 1)))
-                .bind(("expires", (window + 2) * 60_000))
-                .await
-                .and_then(|mut r| Ok((r.take::<Vec<i64>>(0)?, r.take::<Vec<i64>>(1)?)));
-            match counted {
-                Ok((current, previous)) => {
-                    let current = current.first().copied().unwrap_or_default() as f64;
-                    let previous = previous.first().copied().unwrap_or_default() as f64;
-                    let quota = f64::from(self.per_minute.get());
-                    let into_window = (now % 60_000) as f64 / 60_000.0;
-                    if current + previous * (1.0 - into_window) <= quota {
-                        return Ok(());
-                    }
-                    // When the count falls to the quota again: later in this minute as the
-                    // previous one slides out, or once this minute's count has slid out far
-                    // enough in the next.
-                    let wait_minutes = if current <= quota {
-                        (1.0 - (quota - current) / previous) - into_window
-                    } else {
-                        (1.0 - into_window) + (1.0 - quota / current)
-                    };
-                    let retry_after_secs = (wait_minutes * 60.0).ceil().clamp(1.0, 120.0) as u64;
-                    return Err(AppError::RateLimited { retry_after_secs });
-                }
-                Err(err) if crate::db::is_conflict(&err) => last = Some(err),
-                Err(err) => return Err(err.into()),
-            }
-        }
-        Err(last.map(AppError::from).unwrap_or(AppError::Internal))
+        check_quotas(db, &[(self, key)]).await
     }
+
+    fn record(&self, key: &str, window: i64) -> surrealdb::types::RecordId {
+        let hashed: String = limiter_key(key).iter().map(|b| format!("{b:02x}")).collect();
+        surrealdb::types::RecordId::new("quota", format!("{}-{hashed}-{window}", self.name))
+    }
+
+    /// Whether this minute's count plus the part of the previous minute's still inside the
+    /// last 60 seconds is within the quota; if not, how long until it is.
+    fn verdict(&self, counted: QuotaCount, into_window: f64) -> Result<(), AppError> {
+        let current = counted.current.unwrap_or_default() as f64;
+        let previous = counted.previous as f64;
+        let quota = f64::from(self.per_minute.get());
+        if current + previous * (1.0 - into_window) <= quota {
+            return Ok(());
+        }
+        // When the count falls to the quota again: later in this minute as the previous one
+        // slides out, or once this minute's count has slid out far enough in the next.
+        let wait_minutes = if current <= quota {
+            (1.0 - (quota - current) / previous) - into_window
+        } else {
+            (1.0 - into_window) + (1.0 - quota / current)
+        };
+        let retry_after_secs = (wait_minutes * 60.0).ceil().clamp(1.0, 120.0) as u64;
+        Err(AppError::RateLimited { retry_after_secs })
+    }
+}
+
+#[derive(Debug, SurrealValue)]
+struct QuotaCount {
+    /// This minute's count, with this action; NONE when an earlier quota refused it.
+    current: Option<i64>,
+    previous: i64,
+}
+
+/// Counts one action against each quota in turn, in one database round trip. A quota is
+/// counted only while every one before it allows the action, so an admin past their own quota
+/// does not spend the instance's. The first refusal is the answer.
+pub async fn check_quotas(db: &Db, quotas: &[(&SharedQuota, &str)]) -> Result<(), AppError> {
+    let now = crate::db::now_ms();
+    let window = now / 60_000;
+    let into_window = (now % 60_000) as f64 / 60_000.0;
+    // The same comparison as `SharedQuota::verdict`, so a later quota is counted exactly when
+    // the earlier ones pass there.
+    let mut sql = String::from("LET $go = true;");
+    for i in 0..quotas.len() {
+        sql.push_str(&format!(
+            "LET $c{i} = IF $go {{ (UPSERT $id{i} SET n = (n ?? 0) + 1, expires_at = $expires RETURN VALUE n)[0] }} ELSE {{ NONE }};
+             LET $p{i} = (SELECT VALUE n FROM $previous{i})[0] ?? 0;
+             LET $go = $go AND $c{i} + $p{i} * $remaining <= $quota{i};"
+        ));
+    }
+    let counts: Vec<String> = (0..quotas.len()).map(|i| format!("{{ current: $c{i}, previous: $p{i} }}")).collect();
+    sql.push_str(&format!("RETURN [{}];", counts.join(", ")));
+    let mut last = None;
+    // Two nodes counting the same key in the same instant conflict: count again.
+    for _ in 0..5 {
+        let mut query = db.query(sql.as_str()).bind(("expires", (window + 2) * 60_000)).bind(("remaining", 1.0 - into_window));
+        for (i, (quota, key)) in quotas.iter().enumerate() {
+            query = query
+                .bind((format!("id{i}"), quota.record(key, window)))
+                .bind((format!("previous{i}"), quota.record(key, window - 1)))
+                .bind((format!("quota{i}"), i64::from(quota.per_minute.get())));
+        }
+        match query.await.and_then(|mut response| response.take::<Vec<QuotaCount>>(3 * quotas.len() + 1)) {
+            Ok(counted) => {
+                for ((quota, _), counted) in quotas.iter().zip(counted) {
+                    if counted.current.is_none() {
+                        // Refused by an earlier quota in the database's reckoning though not in
+                        // ours (cannot happen with the same arithmetic; never let it through).
+                        return Err(AppError::RateLimited { retry_after_secs: 1 });
+                    }
+                    quota.verdict(counted, into_window)?;
+                }
+                return Ok(());
+            }
+            Err(err) if crate::db::is_conflict(&err) => last = Some(err),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(last.map(AppError::from).unwrap_or(AppError::Internal))
+}
+
+/// What every request's Leptos context holds: the state, and a place for the signed-in user
+/// once read.
+pub fn provide_request_context(state: AppState) {
+    leptos::prelude::provide_context(state);
+    leptos::prelude::provide_context(crate::auth::ssr::RequestUser::default());
 }
 
 /// The state of the current request, from the Leptos context.
@@ -246,5 +295,28 @@ mod tests {
             other => panic!("expected a rate limit, got {other:?}"),
         }
         assert!(limiter.check("b").is_ok(), "keys are limited separately");
+    }
+
+    #[tokio::test]
+    async fn a_chain_of_quotas_counts_the_later_ones_only_for_actions_the_earlier_let_through() {
+        let options = crate::db::DbOptions { url: "mem://", namespace: "test", database: "test", credentials: None };
+        let db = crate::db::connect(options).await.unwrap();
+        let by_admin = SharedQuota::per_minute("admin", NonZeroU32::new(2).unwrap());
+        let instance = SharedQuota::per_minute("instance", NonZeroU32::new(3).unwrap());
+        let act = |admin: &'static str| {
+            let (db, by_admin, instance) = (&db, &by_admin, &instance);
+            async move { check_quotas(db, &[(by_admin, admin), (instance, "instance")]).await }
+        };
+        assert!(act("a").await.is_ok());
+        assert!(act("a").await.is_ok());
+        for _ in 0..3 {
+            assert!(matches!(act("a").await, Err(AppError::RateLimited { .. })), "past a's own quota");
+        }
+        // a's refused tries did not spend the instance's quota: one more action fits.
+        assert!(act("b").await.is_ok());
+        match act("c").await {
+            Err(AppError::RateLimited { retry_after_secs }) => assert!((1..=120).contains(&retry_after_secs)),
+            other => panic!("expected the instance quota to refuse, got {other:?}"),
+        }
     }
 }

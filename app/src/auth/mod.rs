@@ -76,7 +76,7 @@ pub async fn first_admin_needed() -> Result<bool, AppError> {
     crate::error::ssr::respond(
         async {
             let state = crate::state::app_state()?;
-            Ok(!ssr::admin_exists(state.db()).await?)
+            Ok(!ssr::admin_seen(&state).await?)
         }
         .await,
     )

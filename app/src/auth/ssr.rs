@@ -18,7 +18,7 @@ use argon2::{
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use std::sync::{
-    LazyLock,
+    Arc, LazyLock,
     atomic::{AtomicU64, Ordering},
 };
 use surrealdb::types::{RecordId, SurrealValue};
@@ -76,9 +76,21 @@ async fn find_by_id(db: &Db, uid: &str) -> Result<Option<UserRow>, AppError> {
 /// What creating a user throws when the email belongs to someone already.
 const EMAIL_TAKEN: &str = "email taken";
 pub async fn admin_exists(db: &Db) -> Result<bool, AppError> {
-    let mut response = db.query("SELECT count() AS n FROM user WHERE role = 'admin' GROUP ALL").await?;
-    let count: Option<i64> = response.take((0, "n"))?;
-    Ok(count.unwrap_or(0) > 0)
+    let mut response = db.query("SELECT VALUE id FROM user WHERE role = 'admin' LIMIT 1").await?;
+    Ok(!response.take::<Vec<RecordId>>(0)?.is_empty())
+}
+
+/// [`admin_exists`], remembered once true: no user is ever deleted or demoted, so an instance
+/// that has an admin keeps one, and the sign-in page (which asks on every render) stops asking.
+pub async fn admin_seen(state: &AppState) -> Result<bool, AppError> {
+    if state.shared.admin_seen.load(Ordering::Relaxed) {
+        return Ok(true);
+    }
+    let exists = admin_exists(state.db()).await?;
+    if exists {
+        state.shared.admin_seen.store(true, Ordering::Relaxed);
+    }
+    Ok(exists)
 }
 
 pub struct NewUser<'a> {
@@ -266,7 +278,33 @@ pub async fn user_from_session(state: &AppState, session: &Session) -> Result<Op
         session.flush().await.map_err(|err| internal("cannot end the session", &err))?;
         return Ok(None);
     }
-    Ok(find_by_id(state.db(), &uid).await?.map(UserRow::into_current))
+    let memo = leptos::prelude::use_context::<RequestUser>();
+    if let Some(user) = memo.as_ref().and_then(|memo| memo.get(&uid)) {
+        return Ok(Some(user));
+    }
+    let user = find_by_id(state.db(), &uid).await?.map(UserRow::into_current);
+    if let (Some(memo), Some(user)) = (memo, &user) {
+        memo.keep(user.clone());
+    }
+    Ok(user)
+}
+
+/// The signed-in user as read once in a request, for the rest of it: an admin page asks for
+/// its frame and for its content. Kept by user id, so a session that changes hands mid-request
+/// reads again. Provided per request by [`crate::state::provide_request_context`].
+#[derive(Clone, Default)]
+pub struct RequestUser(Arc<std::sync::Mutex<Option<CurrentUser>>>);
+
+impl RequestUser {
+    fn get(&self, uid: &str) -> Option<CurrentUser> {
+        self.0.lock().ok()?.as_ref().filter(|user| user.id == uid).cloned()
+    }
+
+    fn keep(&self, user: CurrentUser) {
+        if let Ok(mut kept) = self.0.lock() {
+            *kept = Some(user);
+        }
+    }
 }
 
 fn within_lifetime(state: &AppState, signed_in_at: Option<i64>) -> bool {
@@ -392,7 +430,7 @@ pub async fn first_admin(name: String, email: String, password: String, setup_co
     bounded("Setup code", &setup_code, 64)?;
     let state = app_state()?;
     state.shared.token_by_ip.check(&client_key())?;
-    if admin_exists(state.db()).await? {
+    if admin_seen(&state).await? {
         return Err(AppError::Forbidden);
     }
     let mut errors = FieldErrors::new();

@@ -272,7 +272,10 @@ async fn deliver_steps(
     if let Some(message) = message {
         transmit(&mut conn, message, target, config.step_timeout, progress).await?;
     }
-    let _ = tokio::time::timeout(QUIT_WAIT, conn.smtp.quit()).await;
+    // The answer is known: QUIT and its reply go on while the caller records it.
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(QUIT_WAIT, conn.smtp.quit()).await;
+    });
     Ok(())
 }
 
