@@ -573,3 +573,18 @@ impl SessionStore for SurrealSessionStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_keeps_the_user_it_read_only_for_that_user() {
+        let memo = RequestUser::default();
+        assert_eq!(memo.get("u1"), None);
+        let user = CurrentUser { id: "u1".into(), email: "a@example.com".into(), name: "A".into(), role: Role::Admin };
+        memo.keep(user.clone());
+        assert_eq!(memo.get("u1"), Some(user));
+        assert_eq!(memo.get("u2"), None, "a session that changed hands reads again");
+    }
+}
