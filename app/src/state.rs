@@ -240,7 +240,8 @@ pub async fn check_quotas(db: &Db, quotas: &[(&SharedQuota, &str)]) -> Result<()
     let mut last = None;
     // Two nodes counting the same key in the same instant conflict: count again.
     for _ in 0..5 {
-        let mut query = db.query(sql.as_str()).bind(("expires", (window + 2) * 60_000)).bind(("remaining", 1.0 - into_window));
+        let mut query =
+            db.query(sql.as_str()).bind(("expires", (window + 2) * 60_000)).bind(("remaining", 1.0 - into_window));
         for (i, (quota, key)) in quotas.iter().enumerate() {
             query = query
                 .bind((format!("id{i}"), quota.record(key, window)))

@@ -15,7 +15,7 @@ use app::{
     error::AppError,
     mail::ssr::{MailConfig, address_policy::AddressPolicy, relay_target},
     outbox::ssr::OutboxPolicy,
-    state::{AppState, Settings},
+    state::{AppState, Settings, provide_request_context},
 };
 use axum::{
     Router,
@@ -247,7 +247,7 @@ fn router(
         .route("/api/smtp_status", get(app::smtp_health::ssr::status_api))
         .route("/api/smtp_status/stream", get(app::smtp_health::ssr::status_stream))
         .route("/api/{*fn_name}", any(server_fn_handler))
-        .leptos_routes_with_context(&state, routes, move || app::state::provide_request_context(context_state.clone()), {
+        .leptos_routes_with_context(&state, routes, move || provide_request_context(context_state.clone()), {
             let options = state.leptos_options.clone();
             move || app::shell(options.clone())
         })
@@ -263,7 +263,7 @@ fn router(
 }
 
 async fn server_fn_handler(State(state): State<AppState>, request: Request<Body>) -> Response {
-    handle_server_fns_with_context(move || app::state::provide_request_context(state.clone()), request).await.into_response()
+    handle_server_fns_with_context(move || provide_request_context(state.clone()), request).await.into_response()
 }
 
 /// A server function that failed before its body ran (arguments of the wrong shape, a body
