@@ -227,7 +227,9 @@ pub async fn check_quotas(db: &Db, quotas: &[(&SharedQuota, &str)]) -> Result<()
     let into_window = (now % 60_000) as f64 / 60_000.0;
     // The same comparison as `SharedQuota::verdict`, so a later quota is counted exactly when
     // the earlier ones pass there.
-    let mut sql = String::from("LET $go = true;");
+    // One transaction: a conflict (two nodes counting the same key at once) undoes every
+    // count, and the whole chain is counted again.
+    let mut sql = String::from("BEGIN TRANSACTION; LET $go = true;");
     for i in 0..quotas.len() {
         sql.push_str(&format!(
             "LET $c{i} = IF $go {{ (UPSERT $id{i} SET n = (n ?? 0) + 1, expires_at = $expires RETURN VALUE n)[0] }} ELSE {{ NONE }};
@@ -236,9 +238,8 @@ pub async fn check_quotas(db: &Db, quotas: &[(&SharedQuota, &str)]) -> Result<()
         ));
     }
     let counts: Vec<String> = (0..quotas.len()).map(|i| format!("{{ current: $c{i}, previous: $p{i} }}")).collect();
-    sql.push_str(&format!("RETURN [{}];", counts.join(", ")));
+    sql.push_str(&format!("LET $counted = [{}]; COMMIT TRANSACTION; RETURN $counted;", counts.join(", ")));
     let mut last = None;
-    // Two nodes counting the same key in the same instant conflict: count again.
     for _ in 0..5 {
         let mut query =
             db.query(sql.as_str()).bind(("expires", (window + 2) * 60_000)).bind(("remaining", 1.0 - into_window));
@@ -248,7 +249,11 @@ pub async fn check_quotas(db: &Db, quotas: &[(&SharedQuota, &str)]) -> Result<()
                 .bind((format!("previous{i}"), quota.record(key, window - 1)))
                 .bind((format!("quota{i}"), i64::from(quota.per_minute.get())));
         }
-        match query.await.and_then(|mut response| response.take::<Vec<QuotaCount>>(3 * quotas.len() + 1)) {
+        let counted = query.await.and_then(crate::db::check_transaction).and_then(|mut response| {
+            let last = response.num_statements().saturating_sub(1);
+            response.take::<Vec<QuotaCount>>(last)
+        });
+        match counted {
             Ok(counted) => {
                 for ((quota, _), counted) in quotas.iter().zip(counted) {
                     if counted.current.is_none() {
