@@ -181,10 +181,6 @@ impl SharedQuota {
         Self { name, per_minute }
     }
 
-    pub async fn check(&self, db: &Db, key: &str) -> Result<(), AppError> {
-        check_quotas(db, &[(self, key)]).await
-    }
-
     fn record(&self, key: &str, window: i64) -> surrealdb::types::RecordId {
         let hashed: String = limiter_key(key).iter().map(|b| format!("{b:02x}")).collect();
         surrealdb::types::RecordId::new("quota", format!("{}-{hashed}-{window}", self.name))
