@@ -82,14 +82,18 @@ install_test_tools() {
     fi
 }
 
-# The independent SMTP peer the tests talk to (aiosmtpd), in a venv outside the clone.
+# The independent peers the tests talk to, in a venv outside the clone: aiosmtpd (SMTP) and
+# PyJWT with cryptography (the Google-like token endpoint that verifies service-account JWTs).
 AIOSMTPD_VERSION=1.4.6
+PYJWT_VERSION=2.10.1
+CRYPTOGRAPHY_VERSION=46.0.3
 export MAILROOM_TEST_PYTHON="${MAILROOM_TEST_PYTHON:-$HOME/.cache/mailroom/venv/bin/python}"
 install_test_peers() {
-    if ! "$MAILROOM_TEST_PYTHON" -c "import aiosmtpd, sys; sys.exit(aiosmtpd.__version__ != '$AIOSMTPD_VERSION')" 2>/dev/null; then
-        log "installing aiosmtpd $AIOSMTPD_VERSION into $(dirname "$(dirname "$MAILROOM_TEST_PYTHON")")"
+    if ! "$MAILROOM_TEST_PYTHON" -c "import aiosmtpd, jwt, cryptography, sys; sys.exit(aiosmtpd.__version__ != '$AIOSMTPD_VERSION' or jwt.__version__ != '$PYJWT_VERSION' or cryptography.__version__ != '$CRYPTOGRAPHY_VERSION')" 2>/dev/null; then
+        log "installing aiosmtpd $AIOSMTPD_VERSION, PyJWT $PYJWT_VERSION and cryptography $CRYPTOGRAPHY_VERSION into $(dirname "$(dirname "$MAILROOM_TEST_PYTHON")")"
         python3 -m venv "$(dirname "$(dirname "$MAILROOM_TEST_PYTHON")")"
-        "$MAILROOM_TEST_PYTHON" -m pip install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
+        "$MAILROOM_TEST_PYTHON" -m pip install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION" \
+            "PyJWT==$PYJWT_VERSION" "cryptography==$CRYPTOGRAPHY_VERSION"
     fi
     command -v openssl >/dev/null || { as_root apt-get update -qq; DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq openssl; }
 }

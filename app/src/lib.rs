@@ -8,6 +8,7 @@ pub mod error;
 pub mod mail;
 pub mod mailbox;
 pub mod outbox;
+pub mod shared;
 pub mod smtp_health;
 pub mod smtp_settings;
 pub mod users;

@@ -46,6 +46,7 @@ fn target(host: &str, port: u16) -> SmtpTarget {
         port,
         tls: Tls { enabled: false, min_version: MinTlsVersion::Tls12, mode: TlsMode::StartTls },
         auth: TargetAuth::None,
+        trust: Default::default(),
     }
 }
 

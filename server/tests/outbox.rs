@@ -109,7 +109,7 @@ async fn link_in_mailbox(app: &TestApp, admin: &reqwest::Client, to: &str) -> St
                 let sealed: Vec<String> = rows.take(0).unwrap();
                 let key = app.state.shared.secret_key.expose_secret();
                 let opened =
-                    app::smtp_settings::ssr::decrypt(key, app::mail::ssr::mailbox::BODY_PURPOSE, &sealed[0]).unwrap();
+                    app::shared::seal::decrypt(key, app::mail::ssr::mailbox::BODY_PURPOSE, &sealed[0]).unwrap();
                 opened.expose_secret().to_owned()
             };
             let start = text.find("http://").unwrap_or_else(|| panic!("a link in {text}"));

@@ -422,6 +422,7 @@ async fn the_pooled_mailer_sends_through_a_real_server() {
         port: peer.port,
         tls: Tls { enabled: true, min_version: MinTlsVersion::Tls12, mode: TlsMode::StartTls },
         auth: TargetAuth::Basic { username: SMTP_USER.into(), password: SMTP_PASSWORD.to_owned().into() },
+        trust: Default::default(),
     };
     let mailer = Mailer::smtp(target, std::sync::Arc::default(), 4);
     for n in 0..3 {

@@ -63,10 +63,19 @@ impl fmt::Display for Step {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TokenFailure {
     InvalidClient(String),
+    /// `unauthorized_client` from Google: no domain-wide delegation for this client and scope.
+    DelegationMissing(String),
+    /// `invalid_grant`: the signed request was refused (key, clock, or the mailbox).
+    InvalidGrant(String),
     InvalidScope(String),
-    Rejected { error: String, description: String },
+    Rejected {
+        error: String,
+        description: String,
+    },
     HttpStatus(u16),
-    NotJson { status: u16 },
+    NotJson {
+        status: u16,
+    },
     Unreachable(String),
     TooLarge,
 }
@@ -154,6 +163,10 @@ pub enum SmtpFailure {
     InvalidCertificate {
         problem: CertProblem,
     },
+    /// The server wants a client certificate (`missing`) or did not accept the one it was given.
+    ClientCertificate {
+        missing: bool,
+    },
     StartTlsNotOffered,
     NoCommonAuthMechanism {
         offered: String,
@@ -223,6 +236,7 @@ impl SmtpFailure {
             | Self::TlsHandshake { .. }
             | Self::TlsModeMismatch { .. }
             | Self::InvalidCertificate { .. }
+            | Self::ClientCertificate { .. }
             | Self::StartTlsNotOffered
             | Self::NoCommonAuthMechanism { .. }
             | Self::AuthRejected { .. }
@@ -292,7 +306,7 @@ impl SmtpFailure {
                 "Port {port} speaks plain SMTP: choose TLS mode \"STARTTLS\" (usually port 587) instead of Implicit TLS."
             ),
             Self::InvalidCertificate { problem: CertProblem::UnknownIssuer } => {
-                "Give Mailroom the private CA that signed it with MAILROOM_SMTP_CA_FILE, or ask the server's operator for a certificate from a public CA.".into()
+                "Paste the private CA that signed it into Trusted CA certificates (PEM) and save (or give it to Mailroom with MAILROOM_SMTP_CA_FILE), or ask the server's operator for a certificate from a public CA.".into()
             }
             Self::InvalidCertificate { problem: CertProblem::WrongName } => {
                 "Use the host name on the server's certificate in Email Server (not an IP address or an alias).".into()
@@ -326,6 +340,18 @@ impl SmtpFailure {
             }
             Self::TokenEndpoint(TokenFailure::InvalidClient(_)) => {
                 "The token endpoint rejected the client: check the Client ID and Client Secret (it may have expired).".into()
+            }
+            Self::ClientCertificate { missing: true } => {
+                "The server requires a client certificate: paste it and its key into Client certificate (PEM) and Client key (PEM), then save.".into()
+            }
+            Self::ClientCertificate { missing: false } => {
+                "The server did not accept the client certificate: check that its CA is one the server trusts and that it has not expired.".into()
+            }
+            Self::TokenEndpoint(TokenFailure::DelegationMissing(_)) => {
+                "Google refused the service account for this mailbox: domain-wide delegation is not granted for this client ID and scope. In the Google Admin console (Security › API controls › Domain-wide delegation) add the service account's client ID with the scope https://mail.google.com/, and check that Send as is a user of the Workspace domain.".into()
+            }
+            Self::TokenEndpoint(TokenFailure::InvalidGrant(_)) => {
+                "The token endpoint refused the signed request: the key may have been deleted or disabled in Google Cloud (paste a new one), Send as may not be a user of the domain, or this server's clock is wrong.".into()
             }
             Self::TokenEndpoint(TokenFailure::InvalidScope(_)) => {
                 "The token endpoint rejected the Scope: for Microsoft 365 use https://outlook.office365.com/.default.".into()
@@ -378,6 +404,8 @@ impl fmt::Display for SmtpFailure {
                 write!(f, "TLS mode mismatch: port {port} does not speak implicit TLS")
             }
             Self::InvalidCertificate { problem } => write!(f, "Invalid certificate: {problem}"),
+            Self::ClientCertificate { missing: true } => f.write_str("The server requires a client certificate"),
+            Self::ClientCertificate { missing: false } => f.write_str("The server refused the client certificate"),
             Self::StartTlsNotOffered => write!(f, "The server does not offer STARTTLS"),
             Self::NoCommonAuthMechanism { offered } => {
                 write!(f, "No common authentication mechanism (server offers: {offered})")
@@ -387,6 +415,8 @@ impl fmt::Display for SmtpFailure {
             Self::TokenEndpoint(failure) => match failure {
                 TokenFailure::InvalidClient(d) => write!(f, "Token endpoint: invalid_client {d}"),
                 TokenFailure::InvalidScope(d) => write!(f, "Token endpoint: invalid_scope {d}"),
+                TokenFailure::DelegationMissing(d) => write!(f, "Token endpoint: unauthorized_client {d}"),
+                TokenFailure::InvalidGrant(d) => write!(f, "Token endpoint: invalid_grant {d}"),
                 TokenFailure::Rejected { error, description } => write!(f, "Token endpoint: {error} {description}"),
                 TokenFailure::HttpStatus(status) => write!(f, "Token endpoint answered HTTP {status}"),
                 TokenFailure::NotJson { status } => {

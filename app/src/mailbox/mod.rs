@@ -70,8 +70,7 @@ pub async fn read_mailbox(id: String) -> Result<MailboxMessage, AppError> {
                 .take::<Option<MailboxMessage>>(0)?
                 .ok_or_else(|| AppError::NotFound("No such message.".into()))?;
             let key = state.shared.secret_key.expose_secret();
-            let opened =
-                crate::smtp_settings::ssr::decrypt(key, crate::mail::ssr::mailbox::BODY_PURPOSE, &message.text);
+            let opened = crate::shared::seal::decrypt(key, crate::mail::ssr::mailbox::BODY_PURPOSE, &message.text);
             message.text = match opened {
                 Ok(text) if addressed_to(&message.to_addr, &admin.email) => text.expose_secret().to_owned(),
                 Ok(text) => mask_links(text.expose_secret()),

@@ -7,7 +7,10 @@ mod live;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 
-use crate::smtp_settings::format_utc;
+use crate::smtp_settings::{
+    certs::{CertRole, CertSummary, Expiry},
+    format_utc,
+};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 #[cfg(feature = "ssr")]
@@ -40,14 +43,58 @@ pub struct SmtpHealth {
     pub is_valid: bool,
     pub node_count: usize,
     pub nodes: Vec<NodeStatus>,
+    /// Saved certificates that expire within 14 days (a warning) or have expired (an error).
+    #[serde(default)]
+    pub certificates: Vec<CertNotice>,
+}
+
+/// A saved certificate near or past its end, as of when the health was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertNotice {
+    pub certificate: CertSummary,
+    pub expired: bool,
+    pub days_left: i64,
+}
+
+impl CertNotice {
+    pub fn message(&self) -> String {
+        let c = &self.certificate;
+        let when = format_utc(c.not_after);
+        if self.expired {
+            format!("The {} {} expired on {when}", c.role, c.subject)
+        } else {
+            let days = match self.days_left {
+                0 => "less than a day".to_owned(),
+                1 => "1 day".to_owned(),
+                n => format!("{n} days"),
+            };
+            format!("The {} {} expires in {days} ({when})", c.role, c.subject)
+        }
+    }
+
+    pub fn hint(&self) -> String {
+        if self.certificate.role == CertRole::Client.noun() {
+            "Ask the relay's operator for a renewed client certificate, then paste it and its key into Client certificate (PEM) and Client key (PEM) and save.".into()
+        } else {
+            "Paste the renewed CA certificate into Trusted CA certificates (PEM) and save.".into()
+        }
+    }
 }
 
 impl SmtpHealth {
     /// Only statuses of live nodes about the newest saved settings count: an older failure, or
     /// one of a node that stopped reporting, is stale.
-    pub fn from_nodes(nodes: Vec<NodeStatus>) -> Self {
-        let mut health = Self { is_valid: true, node_count: nodes.len(), nodes };
-        health.is_valid = health.failing().is_none();
+    pub fn from_nodes(nodes: Vec<NodeStatus>, certificates: &[CertSummary], now_ms: i64) -> Self {
+        let certificates = certificates
+            .iter()
+            .filter_map(|c| match c.expiry(now_ms) {
+                Expiry::Valid => None,
+                Expiry::Soon { days } => Some(CertNotice { certificate: c.clone(), expired: false, days_left: days }),
+                Expiry::Expired => Some(CertNotice { certificate: c.clone(), expired: true, days_left: 0 }),
+            })
+            .collect();
+        let mut health = Self { is_valid: true, node_count: nodes.len(), nodes, certificates };
+        health.is_valid = health.failing().is_none() && !health.certificates.iter().any(|c| c.expired);
         health
     }
 
@@ -126,5 +173,23 @@ pub fn HealthBanner() -> impl IntoView {
             </div>
         })
     };
-    view! { {banner} {stale} }
+    let certificates = move || {
+        let health = health?.get();
+        let notices: Vec<_> = health
+            .certificates
+            .iter()
+            .map(|notice| {
+                let class = if notice.expired { "alert warning cert-alert" } else { "alert notice cert-alert" };
+                let title = if notice.expired { "SMTP is failing: " } else { "Certificate expiring soon: " };
+                view! {
+                    <div role="alert" class=class>
+                        <p class="title">{format!("{title}{}.", notice.message())}</p>
+                        <p class="hint">{notice.hint()}</p>
+                    </div>
+                }
+            })
+            .collect();
+        (!notices.is_empty()).then_some(notices)
+    };
+    view! { {banner} {certificates} {stale} }
 }

@@ -11,7 +11,10 @@ use crate::{
         SmtpFailure,
         ssr::{Mailer, deliver},
     },
-    smtp_settings::ssr::{StoredSettings, target_from},
+    smtp_settings::{
+        certs::CertSummary,
+        ssr::{StoredSettings, target_from},
+    },
     state::{AppState, Db},
 };
 use axum::{
@@ -42,11 +45,14 @@ pub async fn load_health(db: &Db, stale_after: Duration) -> Result<SmtpHealth, s
         .query(
             "SELECT node, is_valid, message, hint, source, checked_at, settings_version, heartbeat_at,
                  (heartbeat_at ?? checked_at) < time::unix(time::now()) * 1000 - $stale_ms AS stale
-             FROM smtp_status ORDER BY node",
+             FROM smtp_status ORDER BY node;
+             SELECT VALUE certificates FROM smtp_settings:current WHERE mode = 'custom';",
         )
         .bind(("stale_ms", stale_after.as_millis() as i64))
         .await?;
-    Ok(SmtpHealth::from_nodes(response.take::<Vec<NodeStatus>>(0)?))
+    let nodes = response.take::<Vec<NodeStatus>>(0)?;
+    let certificates = response.take::<Vec<Vec<CertSummary>>>(1)?.into_iter().next().unwrap_or_default();
+    Ok(SmtpHealth::from_nodes(nodes, &certificates, now_ms()))
 }
 
 /// Writes this node's status: the outcome of a check or of a delivery — only if it is about the

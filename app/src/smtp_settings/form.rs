@@ -15,11 +15,16 @@ pub mod field {
     pub const CLIENT_SECRET: &str = "client_secret";
     pub const TOKEN_URL: &str = "token_url";
     pub const SCOPE: &str = "scope";
+    pub const SERVICE_ACCOUNT_KEY: &str = "service_account_key";
+    pub const TRUSTED_CA: &str = "trusted_ca_pem";
+    pub const CLIENT_CERT: &str = "client_cert_pem";
+    pub const CLIENT_KEY: &str = "client_key_pem";
 }
 
 /// The form as the browser sends it. Secrets are blank unless the admin typed one; blank means
 /// "keep the stored one" where the re-entry rule allows.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SmtpForm {
     pub mode: Mode,
     pub host: String,
@@ -35,6 +40,16 @@ pub struct SmtpForm {
     pub client_secret: String,
     pub token_url: String,
     pub scope: String,
+    /// A Google service account's JSON key (write-only, like the password).
+    pub service_account_key: String,
+    /// Extra CA certificates to trust for this server and its token endpoint (PEM; blank keeps
+    /// the saved ones).
+    pub trusted_ca_pem: String,
+    /// A client certificate and its key for relays that require mutual TLS (blank keeps them).
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
+    pub remove_trusted_ca: bool,
+    pub remove_client_cert: bool,
 }
 
 impl std::fmt::Debug for SmtpForm {
@@ -55,6 +70,12 @@ impl std::fmt::Debug for SmtpForm {
             .field("client_secret", &redacted(&self.client_secret))
             .field("token_url", &self.token_url)
             .field("scope", &self.scope)
+            .field("service_account_key", &redacted(&self.service_account_key))
+            .field("trusted_ca_pem", &redacted(&self.trusted_ca_pem))
+            .field("client_cert_pem", &redacted(&self.client_cert_pem))
+            .field("client_key_pem", &redacted(&self.client_key_pem))
+            .field("remove_trusted_ca", &self.remove_trusted_ca)
+            .field("remove_client_cert", &self.remove_client_cert)
             .finish()
     }
 }
@@ -71,6 +92,10 @@ pub enum AuthSettings {
         token_url: TokenUrl,
         scopes: Vec<String>,
     },
+    /// The service account comes from its key (typed now, or the saved one).
+    Google {
+        send_as: String,
+    },
 }
 
 impl AuthSettings {
@@ -78,12 +103,13 @@ impl AuthSettings {
         match self {
             Self::Basic { .. } => AuthType::Basic,
             Self::OAuth2 { .. } => AuthType::OAuth2,
+            Self::Google { .. } => AuthType::GoogleServiceAccount,
         }
     }
 
     pub fn username(&self) -> &str {
         match self {
-            Self::Basic { username } | Self::OAuth2 { username, .. } => username,
+            Self::Basic { username } | Self::OAuth2 { username, .. } | Self::Google { send_as: username } => username,
         }
     }
 }
@@ -114,7 +140,7 @@ impl SmtpForm {
         let from = self.from.parse::<FromMailbox>();
         check(field::FROM, from.as_ref().map(|_| ()).map_err(ToString::to_string));
 
-        let required = self.auth_type == AuthType::OAuth2;
+        let required = self.auth_type != AuthType::Basic;
         let username = parse_line(&self.username, required, 320);
         check(
             field::USERNAME,
@@ -139,7 +165,32 @@ impl SmtpForm {
                     _ => None,
                 }
             }
+            AuthType::GoogleServiceAccount => {
+                if let Ok(send_as) = &username
+                    && send_as.parse::<lettre::Address>().is_err()
+                {
+                    check(
+                        field::USERNAME,
+                        Err("Enter the Workspace mailbox to send as, e.g. mail@example.com.".into()),
+                    );
+                }
+                if !self.service_account_key.is_empty() {
+                    let key = self.service_account_key.parse::<super::service_account::ServiceAccountKey>();
+                    check(field::SERVICE_ACCOUNT_KEY, key.map(drop).map_err(|e| e.to_string()));
+                }
+                username.ok().map(|send_as| AuthSettings::Google { send_as })
+            }
         };
+        let pem_shaped = |text: &str, label: &str| text.is_empty() || text.contains(&format!("-----BEGIN {label}"));
+        if !pem_shaped(&self.trusted_ca_pem, "CERTIFICATE-----") {
+            errors.add(field::TRUSTED_CA, "Paste certificates in PEM form (-----BEGIN CERTIFICATE-----).");
+        }
+        if !pem_shaped(&self.client_cert_pem, "CERTIFICATE-----") {
+            errors.add(field::CLIENT_CERT, "Paste the certificate in PEM form (-----BEGIN CERTIFICATE-----).");
+        }
+        if !self.client_key_pem.is_empty() && !self.client_key_pem.contains("PRIVATE KEY-----") {
+            errors.add(field::CLIENT_KEY, "Paste the key in PEM form (-----BEGIN PRIVATE KEY-----).");
+        }
         if self.password.chars().any(|c| c == '\r' || c == '\n') {
             errors.add(field::PASSWORD, "The password cannot contain line breaks.");
         }
@@ -171,7 +222,11 @@ impl SmtpForm {
         bounded("Client ID", &self.client_id, 255 + 16)?;
         bounded("Client Secret", &self.client_secret, 2048)?;
         bounded("Token URL", &self.token_url, 2048)?;
-        bounded("Scope", &self.scope, 2048)
+        bounded("Scope", &self.scope, 2048)?;
+        bounded("Service account key (JSON)", &self.service_account_key, 16 * 1024)?;
+        bounded("Trusted CA certificates (PEM)", &self.trusted_ca_pem, 32 * 1024)?;
+        bounded("Client certificate (PEM)", &self.client_cert_pem, 16 * 1024)?;
+        bounded("Client key (PEM)", &self.client_key_pem, 16 * 1024)
     }
 
     /// The message for one field, for live validation while the admin types.

@@ -1,11 +1,14 @@
 //! Admin > Platform > SMTP: how the instance sends mail.
 
+pub mod certs;
 #[cfg(feature = "ssr")]
 pub mod follow;
 pub mod form;
 mod page;
+pub mod service_account;
 #[cfg(feature = "ssr")]
 pub mod ssr;
+mod trust_fields;
 pub mod types;
 
 use crate::error::AppError;
@@ -22,11 +25,21 @@ pub struct SmtpSettingsView {
     pub form: SmtpForm,
     pub password_set: bool,
     pub client_secret_set: bool,
+    pub secrets: SavedSecrets,
     /// Bumped by every save; a save made from an older version is refused.
     pub version: u64,
     pub saved_by: Option<String>,
     pub saved_at: Option<i64>,
     pub default_service: DefaultService,
+}
+
+/// What is saved besides the form, described without its contents.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedSecrets {
+    /// The `client_email` of the saved Google service account key.
+    pub service_account: Option<String>,
+    pub certificates: Vec<certs::CertSummary>,
+    pub client_key_set: bool,
 }
 
 /// What "Use default email settings" means on this deployment.
@@ -45,6 +58,7 @@ pub struct SaveOutcome {
     pub saved_at: Option<i64>,
     pub password_set: bool,
     pub client_secret_set: bool,
+    pub secrets: SavedSecrets,
     /// Names of the fields this save changed (never their secret values).
     pub changed: Vec<String>,
 }

@@ -9,6 +9,7 @@ use super::{
 use crate::{
     admin_shell::AdminFrame,
     error::{AppError, FieldErrors},
+    shared::fields::{TextArea, TextField},
 };
 use leptos::prelude::*;
 use std::collections::BTreeSet;
@@ -56,6 +57,7 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
     let version = RwSignal::new(initial.version);
     let password_set = RwSignal::new(initial.password_set);
     let client_secret_set = RwSignal::new(initial.client_secret_set);
+    let secrets = RwSignal::new(initial.secrets.clone());
     let saved = RwSignal::new((initial.saved_by.clone(), initial.saved_at));
     // The port follows the TLS choice until the admin types one (a saved port counts as typed).
     let port_typed = RwSignal::new(!initial.form.port.is_empty());
@@ -140,14 +142,29 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
     Effect::new(move |_| {
         let Some(result) = save.value().get() else { return };
         match result {
-            Ok(SaveOutcome { version: v, saved_by, saved_at, password_set: p, client_secret_set: c, .. }) => {
+            Ok(SaveOutcome {
+                version: v,
+                saved_by,
+                saved_at,
+                password_set: p,
+                client_secret_set: c,
+                secrets: s,
+                ..
+            }) => {
                 version.set(v);
                 password_set.set(p);
                 client_secret_set.set(c);
+                secrets.set(s);
                 saved.set((saved_by, saved_at));
                 form.update(|f| {
                     f.password.clear();
                     f.client_secret.clear();
+                    f.service_account_key.clear();
+                    f.trusted_ca_pem.clear();
+                    f.client_cert_pem.clear();
+                    f.client_key_pem.clear();
+                    f.remove_trusted_ca = false;
+                    f.remove_client_cert = false;
                 });
                 server_errors.set(FieldErrors::new());
                 outcome.set(Some(Outcome::Success("Settings saved".into())));
@@ -175,6 +192,8 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
     let custom = move || form.with(|f| f.mode == Mode::Custom);
     let tls_on = move || form.with(|f| f.tls_enabled);
     let oauth = move || form.with(|f| f.auth_type == AuthType::OAuth2);
+    let google = move || form.with(|f| f.auth_type == AuthType::GoogleServiceAccount);
+    let basic = move || form.with(|f| f.auth_type == AuthType::Basic);
     let value = move |get: fn(&SmtpForm) -> String| Signal::derive(move || form.with(get));
 
     view! {
@@ -261,17 +280,35 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
                     <select id="auth_type"
                         on:change=move |ev| {
                             let v = event_target_value(&ev);
-                            form.update(|f| f.auth_type = if v == "oauth2" { AuthType::OAuth2 } else { AuthType::Basic });
+                            form.update(|f| f.auth_type = match v.as_str() {
+                                "oauth2" => AuthType::OAuth2,
+                                "google" => AuthType::GoogleServiceAccount,
+                                _ => AuthType::Basic,
+                            });
                         }>
-                        <option value="basic" selected=move || !oauth()>"Basic Authentication"</option>
+                        <option value="basic" selected=basic>"Basic Authentication"</option>
                         <option value="oauth2" selected=oauth>"OAuth 2.0"</option>
+                        <option value="google" selected=google>"Google service account"</option>
                     </select>
                 </div>
-                <TextField id=field::USERNAME label="Username"
-                    hint=Signal::derive(move || if oauth() { "The mailbox to send as.".to_owned() } else { "Leave empty for a relay that needs no login.".to_owned() })
-                    value=value(|f| f.username.clone()) error=error_for(field::USERNAME)
-                    on_input=edit(field::USERNAME, |f, v| f.username = v)/>
-                <Show when=move || !oauth()>
+                <Show when=move || !google()>
+                    <TextField id=field::USERNAME label="Username"
+                        hint=Signal::derive(move || if oauth() { "The mailbox to send as.".to_owned() } else { "Leave empty for a relay that needs no login.".to_owned() })
+                        value=value(|f| f.username.clone()) error=error_for(field::USERNAME)
+                        on_input=edit(field::USERNAME, |f, v| f.username = v)/>
+                </Show>
+                <Show when=google>
+                    <TextField id=field::USERNAME label="Send as" placeholder="mail@example.com"
+                        hint="The Workspace mailbox the service account sends as (domain-wide delegation)."
+                        value=value(|f| f.username.clone()) error=error_for(field::USERNAME)
+                        on_input=edit(field::USERNAME, |f, v| f.username = v)/>
+                    <TextArea id=field::SERVICE_ACCOUNT_KEY label="Service account key (JSON)"
+                        placeholder=Signal::derive(move || if secrets.with(|s| s.service_account.is_some()) { "Saved – leave blank to keep".to_owned() } else { "{ \"type\": \"service_account\", … }".to_owned() })
+                        hint=Signal::derive(move || secrets.with(|s| s.service_account.as_ref().map(|a| format!("A key for {a} is saved.")).unwrap_or_default()))
+                        value=value(|f| f.service_account_key.clone()) error=error_for(field::SERVICE_ACCOUNT_KEY)
+                        on_input=edit(field::SERVICE_ACCOUNT_KEY, |f, v| f.service_account_key = v)/>
+                </Show>
+                <Show when=basic>
                     <TextField id=field::PASSWORD label="Password" kind="password" autocomplete="new-password"
                         placeholder=Signal::derive(move || if password_set.get() { "Saved – leave blank to keep".to_owned() } else { String::new() })
                         hint=Signal::derive(move || if password_set.get() { "A password is saved.".to_owned() } else { String::new() })
@@ -294,6 +331,12 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
                         value=value(|f| f.scope.clone()) error=error_for(field::SCOPE)
                         on_input=edit(field::SCOPE, |f, v| f.scope = v)/>
                 </Show>
+                <super::trust_fields::TrustFields form secrets
+                    ca_error=error_for(field::TRUSTED_CA) cert_error=error_for(field::CLIENT_CERT)
+                    key_error=error_for(field::CLIENT_KEY)
+                    on_ca=edit(field::TRUSTED_CA, |f, v| f.trusted_ca_pem = v)
+                    on_cert=edit(field::CLIENT_CERT, |f, v| f.client_cert_pem = v)
+                    on_key=edit(field::CLIENT_KEY, |f, v| f.client_key_pem = v)/>
             </Show>
 
             <div class="buttons">
@@ -322,42 +365,11 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
 /// The line under the buttons for a failed save: a re-entry demand is named outright.
 fn summary(err: &AppError) -> String {
     match err {
-        AppError::Validation(errors) => [field::PASSWORD, field::CLIENT_SECRET]
+        AppError::Validation(errors) => [field::PASSWORD, field::CLIENT_SECRET, field::SERVICE_ACCOUNT_KEY]
             .iter()
             .filter_map(|name| errors.get(name))
             .find(|m| m.starts_with("Re-enter") || m.starts_with("Enter the"))
             .map_or_else(|| "Some fields need attention.".to_owned(), str::to_owned),
         other => other.to_string(),
-    }
-}
-
-#[component]
-fn TextField(
-    id: &'static str,
-    label: &'static str,
-    #[prop(into)] value: Signal<String>,
-    #[prop(into)] error: Signal<Option<String>>,
-    #[prop(into)] on_input: Callback<String>,
-    #[prop(default = "text")] kind: &'static str,
-    #[prop(default = "off")] autocomplete: &'static str,
-    #[prop(optional)] input_mode: Option<&'static str>,
-    #[prop(optional, into)] placeholder: Signal<String>,
-    #[prop(optional, into)] hint: Signal<String>,
-) -> impl IntoView {
-    let error_id = format!("{id}-error");
-    let hint_id = format!("{id}-hint");
-    let described_by = format!("{error_id} {hint_id}");
-    view! {
-        <div class="field">
-            <label for=id>{label}</label>
-            <input id=id name=id type=kind autocomplete=autocomplete inputmode=input_mode
-                placeholder=move || placeholder.get()
-                prop:value=move || value.get()
-                on:input=move |ev| on_input.run(event_target_value(&ev))
-                aria-invalid=move || error.get().map(|_| "true")
-                aria-describedby=described_by/>
-            <p id=error_id class="field-error">{move || error.get()}</p>
-            <p id=hint_id class="hint">{move || hint.get()}</p>
-        </div>
     }
 }

@@ -356,6 +356,9 @@ pub enum AuthType {
     #[default]
     Basic,
     OAuth2,
+    /// A Google Workspace service account with domain-wide delegation: a JWT signed with its
+    /// key is exchanged for an access token (RFC 7523), then `AUTH XOAUTH2`.
+    GoogleServiceAccount,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

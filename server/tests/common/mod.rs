@@ -194,6 +194,7 @@ pub const ADMIN_FUNCTIONS: &[&str] = &[
     "smtp_load",
     "smtp_save",
     "smtp_test",
+    "smtp_certificates",
     "users_list",
     "users_create",
     "outbox_list",
@@ -234,15 +235,8 @@ impl TestApp {
 
     /// Saves SMTP settings as the form sends them; panics unless saved.
     pub async fn save_settings(&self, client: &reqwest::Client, form: serde_json::Value) {
-        let view: serde_json::Value =
-            client.post(self.url("/api/smtp_load")).send().await.unwrap().json().await.unwrap();
-        let response = client
-            .post(self.url("/api/smtp_save"))
-            .json(&serde_json::json!({ "form": form, "version": view["version"] }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), reqwest::StatusCode::OK, "{}", response.text().await.unwrap());
+        let (status, body) = self.save_form(client, &form).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{body}");
     }
 
     /// The outbox rows of `kind` as stored (every row, not the page's latest 500).
@@ -340,5 +334,49 @@ impl Events {
             }
             assert!(std::time::Instant::now() < deadline, "no matching status event within {secs} s; last: {event}");
         }
+    }
+}
+
+/// Custom settings for a server on `localhost:port` without TLS or AUTH, as a typed form: tests
+/// say what differs with `SmtpForm { tls_enabled: true, ..custom_form(port) }`.
+pub fn custom_form(port: u16) -> app::smtp_settings::form::SmtpForm {
+    app::smtp_settings::form::SmtpForm {
+        mode: app::smtp_settings::types::Mode::Custom,
+        host: "localhost".into(),
+        port: port.to_string(),
+        from: "Mailroom <mail@example.com>".into(),
+        ..Default::default()
+    }
+}
+
+impl TestApp {
+    /// Send Test Email with `form`: the status and the JSON answer.
+    pub async fn send_test_form(
+        &self,
+        client: &reqwest::Client,
+        form: &app::smtp_settings::form::SmtpForm,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let response =
+            client.post(self.url("/api/smtp_test")).json(&serde_json::json!({ "form": form })).send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap())
+    }
+
+    /// Save with `form` at the current version: the status and the JSON answer.
+    pub async fn save_form(
+        &self,
+        client: &reqwest::Client,
+        form: &impl serde::Serialize,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let view: serde_json::Value =
+            client.post(self.url("/api/smtp_load")).send().await.unwrap().json().await.unwrap();
+        let response = client
+            .post(self.url("/api/smtp_save"))
+            .json(&serde_json::json!({ "form": form, "version": view["version"] }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap())
     }
 }

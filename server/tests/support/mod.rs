@@ -76,6 +76,11 @@ pub struct PeerOptions {
     pub port: u16,
     /// Advertise PIPELINING (RFC 2920).
     pub pipelining: bool,
+    /// The login AUTH accepts (default [`SMTP_USER`]) and the XOAUTH2 token (default [`TOKEN`]).
+    pub user: Option<&'static str>,
+    pub token: Option<&'static str>,
+    /// Require a client certificate signed by this CA (mutual TLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// aiosmtpd in a child process; killed on drop.
@@ -106,7 +111,8 @@ impl SmtpPeer {
         command
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_peer.py"))
             .args(["--mode", if options.mode.is_empty() { "plain" } else { options.mode }])
-            .args(["--auth", options.auth, "--user", SMTP_USER, "--password", SMTP_PASSWORD, "--token", TOKEN])
+            .args(["--auth", options.auth, "--password", SMTP_PASSWORD])
+            .args(["--user", options.user.unwrap_or(SMTP_USER), "--token", options.token.unwrap_or(TOKEN)])
             .arg("--mbox")
             .arg(&mbox)
             .stdout(Stdio::piped())
@@ -119,6 +125,9 @@ impl SmtpPeer {
         }
         if options.pipelining {
             command.arg("--pipelining");
+        }
+        if let Some(ca) = &options.client_ca {
+            command.arg("--client-ca").arg(ca);
         }
         if let Some(text) = options.auth_fail_text {
             command.args(["--auth-fail-text", text]);
@@ -240,6 +249,67 @@ impl TokenEndpoint {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+}
+
+/// A Google-like token endpoint for service accounts (`google_token.py`): it makes the service
+/// account's key pair, writes its JSON key (and a rogue one it does not trust) and verifies each
+/// JWT's RS256 signature and claims. Killed on drop.
+pub struct GoogleTokenEndpoint {
+    /// The JSON key Google Cloud would hand out, `token_uri` pointing at this endpoint.
+    pub key: String,
+    /// A key of the same account that the endpoint does not trust (deleted in the console).
+    pub rogue_key: String,
+    pub client_email: String,
+    log: PathBuf,
+    child: Child,
+}
+
+pub const GOOGLE_TOKEN: &str = "ya29.service-account-token";
+
+impl GoogleTokenEndpoint {
+    /// `delegate`: the mailboxes the account may send as; `skew_secs`: how far the endpoint's
+    /// clock runs ahead.
+    pub fn start(dir: &Path, delegate: &str, skew_secs: i64) -> Self {
+        let suffix = rand_suffix();
+        let (key, rogue, log) = (
+            dir.join(format!("sa-{suffix}.json")),
+            dir.join(format!("sa-rogue-{suffix}.json")),
+            dir.join(format!("sa-log-{suffix}.jsonl")),
+        );
+        let mut child = Command::new(python())
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/google_token.py"))
+            .arg("--key-out")
+            .arg(&key)
+            .arg("--rogue-key-out")
+            .arg(&rogue)
+            .arg("--log")
+            .arg(&log)
+            .args(["--delegate", delegate, "--token", GOOGLE_TOKEN, "--skew", &skew_secs.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", python().display()));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("READY "), "google_token.py printed {line:?}");
+        let key = std::fs::read_to_string(&key).unwrap();
+        let client_email =
+            serde_json::from_str::<serde_json::Value>(&key).unwrap()["client_email"].as_str().unwrap().to_owned();
+        Self { key, rogue_key: std::fs::read_to_string(&rogue).unwrap(), client_email, log, child }
+    }
+
+    /// The claims of every assertion the endpoint could verify, oldest first.
+    pub fn claims(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+    }
+}
+
+impl Drop for GoogleTokenEndpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -22,6 +22,7 @@ parser.add_argument("--mode", choices=["plain", "starttls", "implicit"], default
 parser.add_argument("--cert")
 parser.add_argument("--key")
 parser.add_argument("--tls12-only", action="store_true")
+parser.add_argument("--client-ca", help="require a client certificate signed by this CA (mutual TLS)")
 parser.add_argument("--auth", default="", help="comma list: PLAIN,LOGIN,XOAUTH2 (empty: no AUTH)")
 parser.add_argument("--user", default="mailer")
 parser.add_argument("--password", default="secret")
@@ -133,6 +134,9 @@ def tls_context():
     context.load_cert_chain(args.cert, args.key)
     if args.tls12_only:
         context.maximum_version = ssl.TLSVersion.TLSv1_2
+    if args.client_ca:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(args.client_ca)
     return context
 
 

@@ -129,6 +129,15 @@ pub fn classify_tls(err: &rustls::Error, plain_port_suspected: bool, port: u16) 
         E::PeerIncompatible(_) | E::AlertReceived(AlertDescription::HandshakeFailure) => {
             handshake("the server and Mailroom have no cipher or key exchange in common")
         }
+        E::AlertReceived(AlertDescription::CertificateRequired) => SmtpFailure::ClientCertificate { missing: true },
+        E::AlertReceived(
+            AlertDescription::BadCertificate
+            | AlertDescription::UnknownCA
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::UnsupportedCertificate,
+        ) => SmtpFailure::ClientCertificate { missing: false },
         E::AlertReceived(_) => handshake("the server ended the handshake with an alert"),
         E::InvalidMessage(_) | E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
             handshake("the server's answer is not a valid TLS handshake")

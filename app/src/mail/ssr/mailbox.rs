@@ -10,7 +10,7 @@ use lettre::Message;
 pub const BODY_PURPOSE: &str = "mailbox.body";
 
 pub async fn store(db: &Db, key: &[u8; 32], message: &OutgoingMessage, built: &Message) -> Result<(), SmtpFailure> {
-    use crate::smtp_settings::ssr::encrypt;
+    use crate::shared::seal::encrypt;
     let message_id = built
         .headers()
         .get_raw("Message-ID")

@@ -4,6 +4,8 @@
 
 pub mod address_policy;
 mod classify;
+mod client_cert_probe;
+mod google;
 pub mod mailbox;
 mod mailer;
 pub mod oauth;
@@ -20,7 +22,7 @@ use lettre::{
     message::{Mailbox, Message, MultiPart, header::ContentType},
     transport::smtp::{
         authentication::{Credentials, Mechanism},
-        client::{AsyncSmtpConnection, Certificate, TlsParameters, TlsVersion},
+        client::{AsyncSmtpConnection, Certificate, Identity, TlsParameters, TlsVersion},
         commands::{Data, Ehlo, Mail, Rcpt},
         extension::ClientId,
         response::Response,
@@ -104,6 +106,39 @@ pub enum TargetAuth {
         token_url: crate::smtp_settings::types::TokenUrl,
         scopes: Vec<String>,
     },
+    /// A Google service account: a JWT signed with its key buys the token (RFC 7523).
+    Google {
+        send_as: String,
+        client_email: String,
+        token_url: crate::smtp_settings::types::TokenUrl,
+        private_key: SecretString,
+    },
+}
+
+impl TargetAuth {
+    /// The mailbox `AUTH XOAUTH2` logs in as, when this login needs an access token.
+    pub fn xoauth2_user(&self) -> Option<&str> {
+        match self {
+            Self::OAuth2 { username, .. } => Some(username),
+            Self::Google { send_as, .. } => Some(send_as),
+            Self::None | Self::Basic { .. } => None,
+        }
+    }
+}
+
+/// What TLS trusts beyond the web roots, and presents, for one target: the CAs and client
+/// certificate saved on the SMTP page (`MAILROOM_SMTP_CA_FILE` is added for every target).
+#[derive(Clone, Default)]
+pub struct Trust {
+    pub roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub client: Option<ClientIdentity>,
+}
+
+/// A client certificate (its leaf) and its private key (PEM) for relays that require mutual TLS.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    pub cert: rustls::pki_types::CertificateDer<'static>,
+    pub key_pem: SecretString,
 }
 
 /// One SMTP server with everything needed to reach it.
@@ -113,6 +148,7 @@ pub struct SmtpTarget {
     pub port: u16,
     pub tls: Tls,
     pub auth: TargetAuth,
+    pub trust: Trust,
 }
 
 impl std::fmt::Debug for SmtpTarget {
@@ -148,7 +184,7 @@ pub fn relay_target(text: &str) -> Result<SmtpTarget, String> {
     } else {
         TargetAuth::Basic { username, password: SecretString::from(decode(url.password().unwrap_or_default())) }
     };
-    Ok(SmtpTarget { host, port: url.port().unwrap_or(default_port), tls, auth })
+    Ok(SmtpTarget { host, port: url.port().unwrap_or(default_port), tls, auth, trust: Trust::default() })
 }
 
 /// [`AddressPolicy::resolve`] with its failures classified: the host is resolved once, every
@@ -203,7 +239,12 @@ pub fn new_message_id() -> String {
     format!("<{}@mailroom.localhost>", crate::auth::ssr::random_token(16))
 }
 
-pub fn tls_parameters(host: &SmtpHost, min: MinTlsVersion, config: &MailConfig) -> Result<TlsParameters, SmtpFailure> {
+pub fn tls_parameters(
+    host: &SmtpHost,
+    min: MinTlsVersion,
+    config: &MailConfig,
+    trust: &Trust,
+) -> Result<TlsParameters, SmtpFailure> {
     let mut builder = TlsParameters::builder(host.to_string()).set_min_tls_version(match min {
         MinTlsVersion::Tls12 => TlsVersion::Tlsv12,
         MinTlsVersion::Tls13 => TlsVersion::Tlsv13,
@@ -213,6 +254,21 @@ pub fn tls_parameters(host: &SmtpHost, min: MinTlsVersion, config: &MailConfig) 
             detail: format!("MAILROOM_SMTP_CA_FILE is not a PEM certificate: {err}"),
         })?;
         builder = builder.add_root_certificate(certificate);
+    }
+    for root in &trust.roots {
+        let certificate = Certificate::from_der(root.to_vec()).map_err(|err| SmtpFailure::Unusable {
+            detail: format!("a saved trusted CA certificate cannot be used: {err}"),
+        })?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    if let Some(client) = &trust.client {
+        // lettre 0.11's rustls `Identity::from_pem` takes the certificate as DER (one
+        // certificate) despite its name, and the key as PEM.
+        let identity =
+            Identity::from_pem(client.cert.as_ref(), client.key_pem.expose_secret().as_bytes()).map_err(|err| {
+                SmtpFailure::Unusable { detail: format!("the saved client certificate cannot be used: {err}") }
+            })?;
+        builder = builder.identify_with(identity);
     }
     builder.build_rustls().map_err(|err| match find_tls(&err) {
         Some(tls) => classify::classify_tls(tls, false, 0),
@@ -308,15 +364,18 @@ pub async fn open(
     // The token first: a bad client must not cost an SMTP connection.
     progress.enter(Step::TokenRequest);
     let mut token = match &target.auth {
-        TargetAuth::OAuth2 { .. } => Some(tokens.token(target, config, false).await?),
-        _ => None,
+        TargetAuth::OAuth2 { .. } | TargetAuth::Google { .. } => Some(tokens.token(target, config, false).await?),
+        TargetAuth::None | TargetAuth::Basic { .. } => None,
     };
     progress.enter(Step::Connect);
     let addresses =
         resolve_checked(&config.address_policy, &target.host.to_string(), target.port, config.step_timeout).await?;
     let implicit = target.tls.enabled && target.tls.mode == TlsMode::Implicit;
-    let tls =
-        if target.tls.enabled { Some(tls_parameters(&target.host, target.tls.min_version, config)?) } else { None };
+    let tls = if target.tls.enabled {
+        Some(tls_parameters(&target.host, target.tls.min_version, config, &target.trust)?)
+    } else {
+        None
+    };
 
     let hello = hello_name();
     let connect = AsyncSmtpConnection::connect_tokio1(
@@ -337,6 +396,9 @@ pub async fn open(
                 SmtpFailure::Timeout { step: Step::Greeting, secs }
             });
         }
+        Err(failure @ SmtpFailure::TlsHandshake { .. }) if implicit => {
+            return Err(client_certificate_or(failure, target, config, &addresses).await);
+        }
         Err(failure) => return Err(failure),
     };
 
@@ -346,7 +408,12 @@ pub async fn open(
             return Err(SmtpFailure::StartTlsNotOffered);
         }
         let params = tls.clone().expect("TLS parameters exist when TLS is enabled");
-        step(progress, Step::StartTls, limit, conn.starttls(params, &hello), target).await?;
+        match step(progress, Step::StartTls, limit, conn.starttls(params, &hello), target).await {
+            Err(failure @ SmtpFailure::TlsHandshake { .. }) => {
+                return Err(client_certificate_or(failure, target, config, &addresses).await);
+            }
+            other => other?,
+        }
     }
     // Asked before AUTH: an EHLO after it may end the authenticated session on some servers.
     let pipelining = match extensions {
@@ -369,7 +436,7 @@ pub async fn open(
             let mechanisms = [Mechanism::Plain, Mechanism::Login];
             step(progress, Step::Auth, limit, conn.auth(&mechanisms, &credentials), target).await?;
         }
-        TargetAuth::OAuth2 { username, .. } => {
+        TargetAuth::OAuth2 { username, .. } | TargetAuth::Google { send_as: username, .. } => {
             if !offered_mechanisms(&conn).iter().any(|m| m == "XOAUTH2") {
                 let offered = offered_mechanisms(&conn).join(" ");
                 hang_up(&mut conn).await;
@@ -551,6 +618,21 @@ async fn xoauth2(
     // The client answers the challenge with an empty line; the server then says 535.
     let _ = tokio::time::timeout(limit, conn.command("\r\n")).await;
     Err(SmtpFailure::XOAuth2Rejected { text })
+}
+
+/// A failed handshake with a server that asks for a client certificate is about that
+/// certificate: none was given, or the one given was not accepted.
+async fn client_certificate_or(
+    failure: SmtpFailure,
+    target: &SmtpTarget,
+    config: &MailConfig,
+    addresses: &[SocketAddr],
+) -> SmtpFailure {
+    if client_cert_probe::asks_for_client_certificate(target, config, addresses).await {
+        SmtpFailure::ClientCertificate { missing: target.trust.client.is_none() }
+    } else {
+        failure
+    }
 }
 
 /// Whether the port completes a TLS handshake (certificate not checked: only the mode matters).

@@ -1,7 +1,8 @@
-//! OAuth 2.0 client-credentials tokens for `AUTH XOAUTH2`: credentials in the request body, no
+//! OAuth 2.0 tokens for `AUTH XOAUTH2` (client credentials here, Google service accounts in
+//! [`super::google`]): credentials in the request body, no
 //! redirects followed, a bounded answer, a timeout; tokens cached until 60 s before expiry.
 
-use super::{MailConfig, SmtpTarget, TargetAuth};
+use super::{MailConfig, SmtpTarget, TargetAuth, Trust};
 use crate::mail::{SmtpFailure, TokenFailure};
 use oauth2::{
     AuthType, ClientId, ClientSecret, HttpRequest, HttpResponse, RequestTokenError, Scope, TokenResponse, TokenUrl,
@@ -28,7 +29,7 @@ pub struct TokenCache {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum HttpError {
+pub(super) enum HttpError {
     #[error("{0}")]
     Request(String),
     #[error("timed out")]
@@ -38,18 +39,27 @@ enum HttpError {
 }
 
 impl TokenCache {
-    /// A valid token for `target`, from the cache unless `refresh`.
+    /// A valid token for `target` (OAuth 2.0 client credentials or a Google service account),
+    /// from the cache unless `refresh`.
     pub async fn token(
         &self,
         target: &SmtpTarget,
         config: &MailConfig,
         refresh: bool,
     ) -> Result<SecretString, SmtpFailure> {
-        let TargetAuth::OAuth2 { client_id, client_secret, token_url, scopes, .. } = &target.auth else {
-            return Err(SmtpFailure::Unusable { detail: "no OAuth 2.0 settings".into() });
+        let parts: [&str; 5] = match &target.auth {
+            TargetAuth::OAuth2 { client_id, client_secret, token_url, scopes, .. } => {
+                ["oauth2", token_url.as_str(), client_id, &scopes.join(" "), client_secret.expose_secret()]
+            }
+            TargetAuth::Google { send_as, client_email, token_url, private_key } => {
+                ["google", token_url.as_str(), client_email, send_as, private_key.expose_secret()]
+            }
+            TargetAuth::None | TargetAuth::Basic { .. } => {
+                return Err(SmtpFailure::Unusable { detail: "no OAuth 2.0 settings".into() });
+            }
         };
         let mut hasher = Sha256::new();
-        for part in [token_url.as_str(), client_id.as_str(), &scopes.join(" "), client_secret.expose_secret()] {
+        for part in parts {
             hasher.update(part.as_bytes());
             hasher.update([0]);
         }
@@ -61,22 +71,29 @@ impl TokenCache {
         {
             return Ok(token.clone());
         }
-        let (token, lifetime) = fetch(client_id, client_secret, token_url, scopes, config).await?;
+        let (token, lifetime) = match &target.auth {
+            TargetAuth::Google { send_as, client_email, token_url, private_key } => {
+                super::google::fetch(send_as, client_email, token_url, private_key, config, &target.trust).await?
+            }
+            TargetAuth::OAuth2 { client_id, client_secret, token_url, scopes, .. } => {
+                fetch(client_id, client_secret, token_url, scopes, config, &target.trust).await?
+            }
+            TargetAuth::None | TargetAuth::Basic { .. } => unreachable!("answered above"),
+        };
         let valid_until = Instant::now() + lifetime.saturating_sub(EARLY);
         entries.insert(key, (token.clone(), valid_until));
         Ok(token)
     }
 }
 
-async fn fetch(
-    client_id: &str,
-    client_secret: &SecretString,
+/// An HTTP client for one token endpoint under the address policy: its host resolved once and
+/// checked, no redirects, the step timeout, the web roots plus the deployment's and the
+/// settings' trusted CAs.
+pub(super) async fn http_client(
     token_url: &crate::smtp_settings::types::TokenUrl,
-    scopes: &[String],
     config: &MailConfig,
-) -> Result<(SecretString, Duration), SmtpFailure> {
-    let unreachable = |detail: String| SmtpFailure::TokenEndpoint(TokenFailure::Unreachable(detail));
-    // The address policy: resolve once, check every address, and connect only to those.
+    trust: &Trust,
+) -> Result<reqwest::Client, SmtpFailure> {
     let url = token_url.url();
     let host = url.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()).unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or(443);
@@ -91,31 +108,68 @@ async fn fetch(
     {
         builder = builder.add_root_certificate(certificate);
     }
-    let http = builder.build().map_err(|e| unreachable(e.to_string()))?;
+    for root in &trust.roots {
+        if let Ok(certificate) = reqwest::Certificate::from_der(root) {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder.build().map_err(|e| SmtpFailure::TokenEndpoint(TokenFailure::Unreachable(e.to_string())))
+}
+
+/// Sends one token request and reads at most [`MAX_BODY`] bytes of the answer.
+pub(super) async fn send(http: &reqwest::Client, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    let (parts, body) = request.into_parts();
+    let mut response = http
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(request_error)?;
+    let mut out = HttpResponse::new(Vec::new());
+    *out.status_mut() = response.status();
+    *out.headers_mut() = response.headers().clone();
+    while let Some(chunk) = response.chunk().await.map_err(request_error)? {
+        if out.body().len() + chunk.len() > MAX_BODY {
+            return Err(HttpError::TooLarge);
+        }
+        out.body_mut().extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// The token step's timeout as a failure.
+pub(super) fn timed_out(config: &MailConfig) -> SmtpFailure {
+    SmtpFailure::Timeout { step: crate::mail::Step::TokenRequest, secs: config.step_timeout.as_secs().max(1) }
+}
+
+/// A transport failure of the token request, classified.
+pub(super) fn request_failed(err: HttpError, config: &MailConfig) -> SmtpFailure {
+    match err {
+        HttpError::Timeout => timed_out(config),
+        HttpError::TooLarge => SmtpFailure::TokenEndpoint(TokenFailure::TooLarge),
+        HttpError::Request(detail) => SmtpFailure::TokenEndpoint(TokenFailure::Unreachable(super::excerpt(&detail))),
+    }
+}
+
+async fn fetch(
+    client_id: &str,
+    client_secret: &SecretString,
+    token_url: &crate::smtp_settings::types::TokenUrl,
+    scopes: &[String],
+    config: &MailConfig,
+    trust: &Trust,
+) -> Result<(SecretString, Duration), SmtpFailure> {
+    let unreachable = |detail: String| SmtpFailure::TokenEndpoint(TokenFailure::Unreachable(detail));
+    let http = http_client(token_url, config, trust).await?;
     let status = Arc::new(AtomicU16::new(0));
     let seen = status.clone();
     let call = move |request: HttpRequest| {
         let http = http.clone();
         let seen = seen.clone();
         async move {
-            let (parts, body) = request.into_parts();
-            let mut response = http
-                .request(parts.method, parts.uri.to_string())
-                .headers(parts.headers)
-                .body(body)
-                .send()
-                .await
-                .map_err(request_error)?;
-            seen.store(response.status().as_u16(), Ordering::Relaxed);
-            let mut out = HttpResponse::new(Vec::new());
-            *out.status_mut() = response.status();
-            *out.headers_mut() = response.headers().clone();
-            while let Some(chunk) = response.chunk().await.map_err(request_error)? {
-                if out.body().len() + chunk.len() > MAX_BODY {
-                    return Err(HttpError::TooLarge);
-                }
-                out.body_mut().extend_from_slice(&chunk);
-            }
+            let out = send(&http, request).await?;
+            seen.store(out.status().as_u16(), Ordering::Relaxed);
             Ok::<_, HttpError>(out)
         }
     };
@@ -127,10 +181,7 @@ async fn fetch(
         .exchange_client_credentials()
         .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())))
         .request_async(&call);
-    let result = tokio::time::timeout(config.step_timeout, request).await.map_err(|_| SmtpFailure::Timeout {
-        step: crate::mail::Step::TokenRequest,
-        secs: config.step_timeout.as_secs().max(1),
-    })?;
+    let result = tokio::time::timeout(config.step_timeout, request).await.map_err(|_| timed_out(config))?;
     let status = status.load(Ordering::Relaxed);
     match result {
         Ok(token) => {
@@ -145,12 +196,7 @@ async fn fetch(
                 other => TokenFailure::Rejected { error: other.to_string(), description },
             }))
         }
-        Err(RequestTokenError::Request(HttpError::Timeout)) => Err(SmtpFailure::Timeout {
-            step: crate::mail::Step::TokenRequest,
-            secs: config.step_timeout.as_secs().max(1),
-        }),
-        Err(RequestTokenError::Request(HttpError::TooLarge)) => Err(SmtpFailure::TokenEndpoint(TokenFailure::TooLarge)),
-        Err(RequestTokenError::Request(HttpError::Request(detail))) => Err(unreachable(super::excerpt(&detail))),
+        Err(RequestTokenError::Request(err)) => Err(request_failed(err, config)),
         Err(RequestTokenError::Parse(..) | RequestTokenError::Other(_)) if (200..300).contains(&status) => {
             Err(SmtpFailure::TokenEndpoint(TokenFailure::NotJson { status }))
         }

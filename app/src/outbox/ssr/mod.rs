@@ -11,7 +11,7 @@ use crate::{
     db::now_ms,
     error::AppError,
     mail::{SmtpFailure, ssr::new_message_id},
-    smtp_settings::ssr::encrypt,
+    shared::seal::encrypt,
     state::{AppState, app_state},
 };
 use secrecy::ExposeSecret;

@@ -23,8 +23,9 @@ use crate::{
         FailureClass, SmtpFailure,
         ssr::{Mailer, OutgoingMessage, TargetAuth},
     },
+    shared::seal::decrypt,
     smtp_health::ssr::{DELIVERY, record_if_changed},
-    smtp_settings::ssr::{decrypt, load_stored, target_from},
+    smtp_settings::ssr::{load_stored, target_from},
     state::AppState,
 };
 use futures::{FutureExt, StreamExt};
@@ -83,7 +84,7 @@ pub async fn active_mailer(state: &AppState) -> Result<Active, NotReady> {
         stored.from_mailbox.parse::<Mailbox>().map_err(|e| unusable(format!("The saved From cannot be used: {e}")))?;
     // A new token (or new settings) means a new pool: the connections log in with it.
     let token = match &target.auth {
-        TargetAuth::OAuth2 { .. } => {
+        TargetAuth::OAuth2 { .. } | TargetAuth::Google { .. } => {
             Some(state.shared.tokens.token(&target, mail, false).await.map_err(NotReady::Failure)?)
         }
         _ => None,

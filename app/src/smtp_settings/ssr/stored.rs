@@ -1,0 +1,139 @@
+//! The settings as stored: one record, `smtp_settings:current`, versioned; secrets sealed.
+
+use crate::smtp_settings::{
+    certs::CertSummary,
+    form::{AuthSettings, CustomSettings, SmtpForm},
+    types::{AuthType, MinTlsVersion, Mode, TlsMode},
+};
+use surrealdb::types::{RecordId, SurrealValue};
+
+#[derive(Debug, Clone, Default, PartialEq, SurrealValue)]
+pub struct StoredSettings {
+    pub mode: String,
+    pub host: String,
+    pub port: i64,
+    pub from_mailbox: String,
+    pub tls_enabled: bool,
+    pub tls_version: String,
+    pub tls_mode: String,
+    pub auth_type: String,
+    pub username: String,
+    pub client_id: String,
+    pub token_url: String,
+    pub scope: String,
+    pub password_enc: Option<String>,
+    pub client_secret_enc: Option<String>,
+    /// The Google service account's JSON key, sealed.
+    pub service_key_enc: Option<String>,
+    /// Its `client_email`, shown on the page while a key is saved.
+    pub service_account: Option<String>,
+    /// Extra CA certificates (PEM), the client certificate (PEM) and its key, sealed.
+    pub trusted_ca_enc: Option<String>,
+    pub client_cert_enc: Option<String>,
+    pub client_key_enc: Option<String>,
+    /// Who the saved certificates are and when they expire (for the page and the banner).
+    pub certificates: Vec<CertSummary>,
+    pub version: i64,
+    pub saved_by: Option<String>,
+    pub saved_at: Option<i64>,
+}
+
+pub(super) fn current_id() -> RecordId {
+    RecordId::new("smtp_settings", "current")
+}
+
+impl StoredSettings {
+    pub(super) fn mode(&self) -> Mode {
+        if self.mode == "custom" { Mode::Custom } else { Mode::Default }
+    }
+
+    pub(super) fn auth_type(&self) -> AuthType {
+        match self.auth_type.as_str() {
+            "oauth2" => AuthType::OAuth2,
+            "google" => AuthType::GoogleServiceAccount,
+            _ => AuthType::Basic,
+        }
+    }
+
+    /// The form as it should appear in the browser: no secret, ever.
+    pub fn to_form(&self) -> SmtpForm {
+        SmtpForm {
+            mode: self.mode(),
+            host: self.host.clone(),
+            port: if self.port > 0 { self.port.to_string() } else { String::new() },
+            from: self.from_mailbox.clone(),
+            tls_enabled: self.tls_enabled,
+            tls_version: if self.tls_version == "tls13" { MinTlsVersion::Tls13 } else { MinTlsVersion::Tls12 },
+            tls_mode: if self.tls_mode == "implicit" { TlsMode::Implicit } else { TlsMode::StartTls },
+            auth_type: self.auth_type(),
+            username: self.username.clone(),
+            password: String::new(),
+            client_id: self.client_id.clone(),
+            client_secret: String::new(),
+            token_url: self.token_url.clone(),
+            scope: self.scope.clone(),
+            ..SmtpForm::default()
+        }
+    }
+
+    pub(super) fn apply(&mut self, settings: &CustomSettings) {
+        self.host = settings.host.to_string();
+        self.port = i64::from(settings.port.get());
+        self.from_mailbox = settings.from.to_string();
+        self.tls_enabled = settings.tls.enabled;
+        self.tls_version = match settings.tls.min_version {
+            MinTlsVersion::Tls12 => "tls12",
+            MinTlsVersion::Tls13 => "tls13",
+        }
+        .into();
+        self.tls_mode = match settings.tls.mode {
+            TlsMode::StartTls => "starttls",
+            TlsMode::Implicit => "implicit",
+        }
+        .into();
+        self.username = settings.auth.username().to_owned();
+        match &settings.auth {
+            AuthSettings::Basic { .. } => {
+                self.auth_type = "basic".into();
+            }
+            AuthSettings::OAuth2 { client_id, token_url, scopes, .. } => {
+                self.auth_type = "oauth2".into();
+                self.client_id = client_id.clone();
+                self.token_url = token_url.to_string();
+                self.scope = scopes.join(" ");
+            }
+            AuthSettings::Google { .. } => {
+                self.auth_type = "google".into();
+            }
+        }
+    }
+
+    /// Human names of the fields that differ; secrets by name only.
+    pub(super) fn changed_fields(&self, after: &Self) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let mut diff = |name, differs: bool| {
+            if differs {
+                changed.push(name);
+            }
+        };
+        diff("Mode", self.mode != after.mode);
+        diff("Email Server", self.host != after.host);
+        diff("Port", self.port != after.port);
+        diff("From", self.from_mailbox != after.from_mailbox);
+        diff("TLS/SSL", self.tls_enabled != after.tls_enabled);
+        diff("TLS/SSL version", self.tls_version != after.tls_version);
+        diff("TLS mode", self.tls_mode != after.tls_mode);
+        diff("Authentication type", self.auth_type != after.auth_type);
+        diff("Username", self.username != after.username);
+        diff("Password", self.password_enc != after.password_enc);
+        diff("Client ID", self.client_id != after.client_id);
+        diff("Client Secret", self.client_secret_enc != after.client_secret_enc);
+        diff("Token URL", self.token_url != after.token_url);
+        diff("Scope", self.scope != after.scope);
+        diff("Service account key", self.service_key_enc != after.service_key_enc);
+        diff("Trusted CA certificates", self.trusted_ca_enc != after.trusted_ca_enc);
+        diff("Client certificate", self.client_cert_enc != after.client_cert_enc);
+        diff("Client key", self.client_key_enc != after.client_key_enc);
+        changed
+    }
+}
