@@ -22,6 +22,13 @@ if (!process.env.TEST_WORKER_INDEX) {
     '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1');
   openssl('x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'cert.pem',
     '-days', '2', '-copy_extensions', 'copy');
+  // A private relay: its own CA, which the server is not told about (pasted on the page instead).
+  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'private-ca.key', '-out', 'private-ca.pem', '-days', '30',
+    '-subj', '/CN=Mailroom E2E Private CA');
+  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'private-key.pem', '-out', 'private.csr', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1');
+  openssl('x509', '-req', '-in', 'private.csr', '-CA', 'private-ca.pem', '-CAkey', 'private-ca.key', '-CAcreateserial',
+    '-out', 'private-cert.pem', '-days', '30', '-copy_extensions', 'copy');
 }
 const python = process.env.MAILROOM_TEST_PYTHON ?? path.join(os.homedir(), '.cache/mailroom/venv/bin/python');
 
@@ -50,6 +57,31 @@ export default defineConfig({
       '--cert', path.join(stateDir, 'cert.pem'), '--key', path.join(stateDir, 'key.pem'),
       '--mbox', path.join(stateDir, 'mbox.jsonl')].map((a) => `'${a}'`).join(' '),
     port: smtpPort,
+    reuseExistingServer: false,
+    timeout: 30_000,
+  }, {
+    // A Google-like token endpoint: it writes the service account's JSON key and verifies the
+    // JWTs Mailroom signs with it; and the XOAUTH2 relay that accepts the token it issues.
+    command: [python, path.resolve(__dirname, '../server/tests/support/google_token.py'), '--port', String(port + 16),
+      '--key-out', path.join(stateDir, 'service-account.json'), '--delegate', 'sender@example.com',
+      '--token', 'ya29.e2e-service-account-token'].map((a) => `'${a}'`).join(' '),
+    port: port + 16,
+    reuseExistingServer: false,
+    timeout: 30_000,
+  }, {
+    command: [python, path.resolve(__dirname, '../server/tests/support/smtp_peer.py'), '--port', String(port + 17),
+      '--mode', 'starttls', '--auth', 'XOAUTH2', '--user', 'sender@example.com', '--token', 'ya29.e2e-service-account-token',
+      '--cert', path.join(stateDir, 'cert.pem'), '--key', path.join(stateDir, 'key.pem'),
+      '--mbox', path.join(stateDir, 'mbox-google.jsonl')].map((a) => `'${a}'`).join(' '),
+    port: port + 17,
+    reuseExistingServer: false,
+    timeout: 30_000,
+  }, {
+    // A relay whose certificate a private CA signed (not in MAILROOM_SMTP_CA_FILE).
+    command: [python, path.resolve(__dirname, '../server/tests/support/smtp_peer.py'), '--port', String(port + 18),
+      '--mode', 'starttls', '--cert', path.join(stateDir, 'private-cert.pem'), '--key', path.join(stateDir, 'private-key.pem'),
+      '--mbox', path.join(stateDir, 'mbox-private.jsonl')].map((a) => `'${a}'`).join(' '),
+    port: port + 18,
     reuseExistingServer: false,
     timeout: 30_000,
   }, {

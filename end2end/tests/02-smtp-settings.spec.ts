@@ -56,7 +56,7 @@ test.describe.serial('the SMTP settings page', () => {
     await openSmtpPage(page);
     await page.getByLabel('Use custom email settings').check();
     const auth = page.getByLabel('Authentication type');
-    await expect(auth.locator('option')).toHaveText(['Basic Authentication', 'OAuth 2.0']);
+    await expect(auth.locator('option')).toHaveText(['Basic Authentication', 'OAuth 2.0', 'Google service account']);
     await expect(page.getByLabel('Username')).toBeVisible();
     await expect(page.getByLabel('Password', { exact: true })).toBeVisible();
     await expect(page.getByLabel('Client ID')).toHaveCount(0);
@@ -71,6 +71,14 @@ test.describe.serial('the SMTP settings page', () => {
 
     await page.getByLabel('Token URL').fill('http://login.example.com/token');
     await expect(page.getByLabel('Token URL')).toHaveAttribute('aria-invalid', 'true');
+
+    await auth.selectOption({ label: 'Google service account' });
+    await expect(page.getByLabel('Send as')).toBeVisible();
+    await expect(page.getByLabel('Service account key (JSON)')).toBeVisible();
+    await expect(page.getByLabel('Username')).toHaveCount(0);
+    await expect(page.getByLabel('Client ID')).toHaveCount(0);
+    await page.getByLabel('Service account key (JSON)').fill('{"installed": {}}');
+    await expect(page.getByLabel('Service account key (JSON)')).toHaveAttribute('aria-invalid', 'true');
 
     await auth.selectOption({ label: 'Basic Authentication' });
     await expect(page.getByLabel('Client ID')).toHaveCount(0);

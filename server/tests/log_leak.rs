@@ -4,7 +4,8 @@
 //! The real server binary runs as a process with `RUST_LOG=trace`, its stdout and stderr in one
 //! file. Over HTTP we sign in, save and test Basic (AUTH PLAIN, and AUTH LOGIN) and OAuth 2.0
 //! (XOAUTH2) settings against aiosmtpd over STARTTLS, invite a user and ask for a reset (both
-//! delivered by the outbox), open both links and set a password through one. Then every byte of
+//! delivered by the outbox), open both links and set a password through one; then a Google
+//! service account with a trusted CA and a client certificate (key, PEMs and token included). Then every byte of
 //! the log and of the data directory is searched for each secret: in clear, URL-encoded, and
 //! inside every base64 / base64url run (AUTH PLAIN and XOAUTH2 put secrets on the wire in base64).
 
@@ -219,6 +220,36 @@ fn oauth_form(port: u16, token_url: &str) -> Value {
     form["token_url"] = json!(token_url);
     form["scope"] = json!(SCOPE);
     form
+}
+
+const GOOGLE_SEND_AS: &str = "sender@example.com";
+
+/// A CA and a client certificate with its key, as an admin would paste them.
+struct Pems {
+    ca: String,
+    client_cert: String,
+    client_key: String,
+}
+
+impl Pems {
+    fn generate() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "Leak Relay CA");
+        let ca = params.self_signed(&ca_key).unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "leak-client.example.com");
+        let client = params.signed_by(&client_key, &ca, &ca_key).unwrap();
+        Self { ca: ca.pem(), client_cert: client.pem(), client_key: client_key.serialize_pem() }
+    }
+}
+
+/// The longest line of a PEM block: base64 that only this key or certificate contains.
+fn longest_line(pem: &str) -> String {
+    pem.lines().max_by_key(|line| line.len()).unwrap_or_default().to_owned()
 }
 
 async fn save(server: &Logged, admin: &reqwest::Client, form: &Value) {
@@ -598,6 +629,43 @@ async fn no_secret_token_link_or_body_reaches_the_trace_log_or_the_database_file
     )
     .await;
 
+    // 4b. A Google service account, with a private CA and a client certificate saved beside it,
+    //     saved and tested (JWT-bearer grant, then XOAUTH2 with the issued token).
+    let google_endpoint = support::GoogleTokenEndpoint::start(peers.path(), GOOGLE_SEND_AS, 0);
+    let google_peer = support::SmtpPeer::start(
+        peers.path(),
+        Some(&certs),
+        support::PeerOptions {
+            mode: "starttls",
+            auth: "XOAUTH2",
+            user: Some(GOOGLE_SEND_AS),
+            token: Some(support::GOOGLE_TOKEN),
+            ..Default::default()
+        },
+    );
+    let pems = Pems::generate();
+    let google = serde_json::to_value(app::smtp_settings::form::SmtpForm {
+        mode: app::smtp_settings::types::Mode::Custom,
+        host: "localhost".into(),
+        port: google_peer.port.to_string(),
+        from: "Mailroom <mail@example.com>".into(),
+        tls_enabled: true,
+        auth_type: app::smtp_settings::types::AuthType::GoogleServiceAccount,
+        username: GOOGLE_SEND_AS.into(),
+        service_account_key: google_endpoint.key.clone(),
+        trusted_ca_pem: pems.ca.clone(),
+        client_cert_pem: pems.client_cert.clone(),
+        client_key_pem: pems.client_key.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    save(&server, &admin, &google).await;
+    send_test(&server, &admin, &google, "Google service account, XOAUTH2").await;
+    assert!(google_peer.received().iter().any(|m| m.subject.contains("Mail Test")), "the Google test email arrived");
+    let service_key: Value = serde_json::from_str(&google_endpoint.key).unwrap();
+    let service_key_line = longest_line(service_key["private_key"].as_str().unwrap());
+    let pem_lines = [&pems.ca, &pems.client_cert, &pems.client_key].map(|pem| longest_line(pem));
+
     // 5. Stop the server, then search everything it wrote.
     server.stop();
     let flow_secs = started.elapsed().as_secs_f32();
@@ -616,6 +684,11 @@ async fn no_secret_token_link_or_body_reaches_the_trace_log_or_the_database_file
         ("the reset link token", reset_token.as_str()),
         ("the admin password", ADMIN_PASSWORD),
         ("the new user's password", NEW_USER_PASSWORD),
+        ("the service account's private key", service_key_line.as_str()),
+        ("the Google access token", support::GOOGLE_TOKEN),
+        ("the trusted CA certificate (PEM)", pem_lines[0].as_str()),
+        ("the client certificate (PEM)", pem_lines[1].as_str()),
+        ("the client key (PEM)", pem_lines[2].as_str()),
     ];
     let mut hits = search(&log_bytes, &log, &secrets);
     // A message body in the log (the database keeps bodies sealed; checked by the outbox tests).
