@@ -21,8 +21,10 @@ pub fn TextField(
     view! {
         <div class="field">
             <label for=id>{label}</label>
+            // `value` puts the initial text in the server's HTML; `prop:value` follows the form.
             <input id=id name=id type=kind autocomplete=autocomplete inputmode=input_mode
                 placeholder=move || placeholder.get()
+                value=value.get_untracked()
                 prop:value=move || value.get()
                 on:input=move |ev| on_input.run(event_target_value(&ev))
                 aria-invalid=move || error.get().map(|_| "true")
@@ -43,11 +45,23 @@ pub fn TextArea(
     #[prop(into)] on_input: Callback<String>,
     #[prop(optional, into)] placeholder: Signal<String>,
     #[prop(optional, into)] hint: Signal<String>,
+    /// Offer a file picker too: its label, and the file types it accepts.
+    #[prop(optional)]
+    upload: Option<(&'static str, &'static str)>,
 ) -> impl IntoView {
     let (error_id, hint_id, described_by) = described_by(id);
+    let upload = upload.map(|(upload_label, accept)| {
+        view! {
+            <label class="upload">
+                {upload_label}
+                <input type="file" accept=accept on:change=move |ev| read_file(ev, on_input)/>
+            </label>
+        }
+    });
     view! {
         <div class="field">
             <label for=id>{label}</label>
+            {upload}
             <textarea id=id name=id class="pem" spellcheck="false" autocomplete="off"
                 placeholder=move || placeholder.get()
                 prop:value=move || value.get()
@@ -66,3 +80,23 @@ fn described_by(id: &str) -> (String, String, String) {
     let both = format!("{error_id} {hint_id}");
     (error_id, hint_id, both)
 }
+
+/// Puts the text of the file chosen in a file input through `on_input`, as if it were pasted.
+#[cfg(feature = "hydrate")]
+fn read_file(ev: leptos::ev::Event, on_input: Callback<String>) {
+    use wasm_bindgen::JsCast;
+    let input = ev.target().and_then(|target| target.dyn_into::<web_sys::HtmlInputElement>().ok());
+    let Some(file) = input.and_then(|input| input.files()).and_then(|files| files.get(0)) else {
+        return;
+    };
+    leptos::task::spawn_local(async move {
+        if let Ok(text) = wasm_bindgen_futures::JsFuture::from(file.text()).await
+            && let Some(text) = text.as_string()
+        {
+            on_input.run(text);
+        }
+    });
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn read_file(_: leptos::ev::Event, _: Callback<String>) {}

@@ -303,6 +303,7 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
                         value=value(|f| f.username.clone()) error=error_for(field::USERNAME)
                         on_input=edit(field::USERNAME, |f, v| f.username = v)/>
                     <TextArea id=field::SERVICE_ACCOUNT_KEY label="Service account key (JSON)"
+                        upload=("Or choose the downloaded key file", ".json,application/json")
                         placeholder=Signal::derive(move || if secrets.with(|s| s.service_account.is_some()) { "Saved – leave blank to keep".to_owned() } else { "{ \"type\": \"service_account\", … }".to_owned() })
                         hint=Signal::derive(move || secrets.with(|s| s.service_account.as_ref().map(|a| format!("A key for {a} is saved.")).unwrap_or_default()))
                         value=value(|f| f.service_account_key.clone()) error=error_for(field::SERVICE_ACCOUNT_KEY)

@@ -1,6 +1,9 @@
 //! Transports. Every network step runs under its own `tokio::time::timeout` (lettre's own
 //! timeout covers only the TCP connect) and the whole delivery under an overall limit, so
 //! nothing hangs. Failures are classified into [`SmtpFailure`] at the step where they happen.
+//!
+//! This file opens a connection step by step (connect, TLS, AUTH); what a target is lives in
+//! `target.rs`, the message in `message.rs`, sending one on an open connection in `transmit.rs`.
 
 pub mod address_policy;
 mod classify;
@@ -8,25 +11,26 @@ mod client_cert_probe;
 mod google;
 pub mod mailbox;
 mod mailer;
+mod message;
 pub mod oauth;
+mod target;
+mod transmit;
 
 pub use mailer::{Mailer, MailerCache};
+pub use message::{OutgoingMessage, new_message_id};
+pub use target::{ClientIdentity, MailConfig, SmtpTarget, TargetAuth, Trust, relay_target, resolve_checked};
+pub use transmit::transmit;
 
 use super::{SmtpFailure, Step};
-use crate::smtp_settings::types::{MinTlsVersion, SmtpHost, Tls, TlsMode};
-use address_policy::{AddressPolicy, ResolveError};
+use crate::smtp_settings::types::{MinTlsVersion, SmtpHost, TlsMode};
 pub use classify::excerpt;
 use classify::{classify, classify_response};
-use lettre::{
-    Address,
-    message::{Mailbox, Message, MultiPart, header::ContentType},
-    transport::smtp::{
-        authentication::{Credentials, Mechanism},
-        client::{AsyncSmtpConnection, Certificate, Identity, TlsParameters, TlsVersion},
-        commands::{Data, Ehlo, Mail, Rcpt},
-        extension::ClientId,
-        response::Response,
-    },
+use lettre::transport::smtp::{
+    authentication::{Credentials, Mechanism},
+    client::{AsyncSmtpConnection, Certificate, Identity, TlsParameters, TlsVersion},
+    commands::Ehlo,
+    extension::ClientId,
+    response::Response,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::{
@@ -62,181 +66,6 @@ impl Progress {
     pub fn timed_out(&self, limit: Duration) -> SmtpFailure {
         SmtpFailure::Timeout { step: self.step(), secs: limit.as_secs().max(1) }
     }
-}
-
-/// How Mailroom talks SMTP on this deployment.
-#[derive(Clone, Debug)]
-pub struct MailConfig {
-    /// Extra trusted CA certificates (PEM) for private relays, on top of the web roots.
-    pub ca_pem: Option<Vec<u8>>,
-    /// The limit for one whole delivery or check.
-    pub overall_timeout: Duration,
-    /// The limit for each step (connect, greeting, TLS, AUTH, each command).
-    pub step_timeout: Duration,
-    /// `MAILROOM_DEFAULT_SMTP_URL`: the relay behind "Use default email settings".
-    pub default_relay: Option<SmtpTarget>,
-    /// Which addresses SMTP servers, token endpoints and the relay may resolve to.
-    pub address_policy: AddressPolicy,
-}
-
-impl Default for MailConfig {
-    fn default() -> Self {
-        Self {
-            ca_pem: None,
-            overall_timeout: Duration::from_secs(20),
-            step_timeout: Duration::from_secs(10),
-            default_relay: None,
-            address_policy: AddressPolicy::default(),
-        }
-    }
-}
-
-/// How to log in.
-#[derive(Clone)]
-pub enum TargetAuth {
-    None,
-    Basic {
-        username: String,
-        password: SecretString,
-    },
-    OAuth2 {
-        username: String,
-        client_id: String,
-        client_secret: SecretString,
-        token_url: crate::smtp_settings::types::TokenUrl,
-        scopes: Vec<String>,
-    },
-    /// A Google service account: a JWT signed with its key buys the token (RFC 7523).
-    Google {
-        send_as: String,
-        client_email: String,
-        token_url: crate::smtp_settings::types::TokenUrl,
-        private_key: SecretString,
-    },
-}
-
-impl TargetAuth {
-    /// The mailbox `AUTH XOAUTH2` logs in as, when this login needs an access token.
-    pub fn xoauth2_user(&self) -> Option<&str> {
-        match self {
-            Self::OAuth2 { username, .. } => Some(username),
-            Self::Google { send_as, .. } => Some(send_as),
-            Self::None | Self::Basic { .. } => None,
-        }
-    }
-}
-
-/// What TLS trusts beyond the web roots, and presents, for one target: the CAs and client
-/// certificate saved on the SMTP page (`MAILROOM_SMTP_CA_FILE` is added for every target).
-#[derive(Clone, Default)]
-pub struct Trust {
-    pub roots: Vec<rustls::pki_types::CertificateDer<'static>>,
-    pub client: Option<ClientIdentity>,
-}
-
-/// A client certificate (its leaf) and its private key (PEM) for relays that require mutual TLS.
-#[derive(Clone)]
-pub struct ClientIdentity {
-    pub cert: rustls::pki_types::CertificateDer<'static>,
-    pub key_pem: SecretString,
-}
-
-/// One SMTP server with everything needed to reach it.
-#[derive(Clone)]
-pub struct SmtpTarget {
-    pub host: SmtpHost,
-    pub port: u16,
-    pub tls: Tls,
-    pub auth: TargetAuth,
-    pub trust: Trust,
-}
-
-impl std::fmt::Debug for SmtpTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SmtpTarget({}:{}, tls={:?})", self.host, self.port, self.tls)
-    }
-}
-
-/// `MAILROOM_DEFAULT_SMTP_URL` as a target for the step-wise sender: `smtps://` is implicit TLS
-/// (port 465), `smtp://…?tls=required` STARTTLS (587), plain `smtp://` no TLS (25); a user and
-/// password in the URL (percent-encoded) log in with AUTH PLAIN or LOGIN.
-pub fn relay_target(text: &str) -> Result<SmtpTarget, String> {
-    let url = url::Url::parse(text).map_err(|err| format!("not a URL ({err})"))?;
-    let name = url.host_str().filter(|h| !h.is_empty()).ok_or("names no host")?;
-    let host = name.trim_matches(['[', ']']).parse::<SmtpHost>().map_err(|err| err.to_string())?;
-    let tls = url.query_pairs().find(|(key, _)| key == "tls").map(|(_, value)| value.into_owned());
-    let tls_on = |mode| Tls { enabled: true, min_version: MinTlsVersion::Tls12, mode };
-    let (tls, default_port) = match (url.scheme(), tls.as_deref()) {
-        ("smtps", None | Some("required")) => (tls_on(TlsMode::Implicit), 465),
-        ("smtp", Some("required")) => (tls_on(TlsMode::StartTls), 587),
-        ("smtp", None | Some("none")) => {
-            (Tls { enabled: false, min_version: MinTlsVersion::Tls12, mode: TlsMode::StartTls }, 25)
-        }
-        (_, Some(other)) => {
-            return Err(format!("tls={other} is not supported: use smtps://, or smtp://…?tls=required"));
-        }
-        (scheme, None) => return Err(format!("{scheme}:// is not supported: use smtp:// or smtps://")),
-    };
-    let decode = |part: &str| percent_encoding::percent_decode_str(part).decode_utf8_lossy().into_owned();
-    let username = decode(url.username());
-    let auth = if username.is_empty() {
-        TargetAuth::None
-    } else {
-        TargetAuth::Basic { username, password: SecretString::from(decode(url.password().unwrap_or_default())) }
-    };
-    Ok(SmtpTarget { host, port: url.port().unwrap_or(default_port), tls, auth, trust: Trust::default() })
-}
-
-/// [`AddressPolicy::resolve`] with its failures classified: the host is resolved once, every
-/// address checked, and the connection goes to these addresses only (TLS still verifies the name).
-pub async fn resolve_checked(
-    policy: &AddressPolicy,
-    host: &str,
-    port: u16,
-    limit: Duration,
-) -> Result<Vec<SocketAddr>, SmtpFailure> {
-    policy.resolve(host, port, limit).await.map_err(|err| match err {
-        ResolveError::Dns => SmtpFailure::Dns { host: host.to_owned() },
-        ResolveError::Timeout => SmtpFailure::Timeout { step: Step::Connect, secs: limit.as_secs().max(1) },
-        ResolveError::Refused { address, refusal } => SmtpFailure::AddressRefused {
-            host: host.to_owned(),
-            address: address.to_string(),
-            reason: refusal.reason().to_owned(),
-            outside_allowed: refusal == address_policy::Refusal::NotAllowed,
-        },
-    })
-}
-
-/// A message to send: plain text and an optional HTML part.
-#[derive(Clone, Debug)]
-pub struct OutgoingMessage {
-    pub from: Mailbox,
-    pub to: Mailbox,
-    pub subject: String,
-    pub text: String,
-    pub html: Option<String>,
-    /// Kept from the outbox so a retried message keeps its Message-ID; generated when `None`.
-    pub message_id: Option<String>,
-}
-
-impl OutgoingMessage {
-    pub fn build(&self) -> Result<Message, SmtpFailure> {
-        let builder = Message::builder()
-            .from(self.from.clone())
-            .to(self.to.clone())
-            .subject(self.subject.clone())
-            .message_id(Some(self.message_id.clone().unwrap_or_else(new_message_id)));
-        let built = match &self.html {
-            Some(html) => builder.multipart(MultiPart::alternative_plain_html(self.text.clone(), html.clone())),
-            None => builder.header(ContentType::TEXT_PLAIN).body(self.text.clone()),
-        };
-        built.map_err(|err| SmtpFailure::BadMessage { detail: format!("cannot build the message: {err}") })
-    }
-}
-
-/// A globally unique Message-ID: 128 random bits at a name of our own.
-pub fn new_message_id() -> String {
-    format!("<{}@mailroom.localhost>", crate::auth::ssr::random_token(16))
 }
 
 pub fn tls_parameters(
@@ -466,110 +295,6 @@ fn advertises(ehlo: &Response, keyword: &str) -> bool {
         .any(|line| line.split_whitespace().next().is_some_and(|word| word.eq_ignore_ascii_case(keyword)))
 }
 
-/// Sends one message on an open connection: MAIL, RCPT, DATA, each reply classified at its
-/// step. With PIPELINING the three commands go out in one write and their replies are read in
-/// order, so a message costs two round trips instead of four. `progress` tells a caller whether
-/// the final dot may have gone out.
-pub async fn transmit(
-    conn: &mut Connection,
-    message: &OutgoingMessage,
-    target: &SmtpTarget,
-    limit: Duration,
-    progress: &Progress,
-) -> Result<(), SmtpFailure> {
-    let built = message.build()?;
-    let envelope = built.envelope().clone();
-    let bytes = built.formatted();
-    let from: Option<Address> = envelope.from().cloned();
-    let mail = Mail::new(from, vec![]);
-    let rcpts: Vec<Rcpt> = envelope.to().iter().map(|to| Rcpt::new(to.clone(), vec![])).collect();
-    let smtp = &mut conn.smtp;
-    if conn.pipelining {
-        let commands: String = std::iter::once(mail.to_string())
-            .chain(rcpts.iter().map(ToString::to_string))
-            .chain(std::iter::once(Data.to_string()))
-            .collect();
-        pipelined(smtp, commands, rcpts.len(), target, limit, progress).await?;
-    } else {
-        check_positive(step(progress, Step::MailFrom, limit, smtp.command(mail), target).await?, Step::MailFrom)?;
-        for rcpt in rcpts {
-            check_positive(step(progress, Step::RcptTo, limit, smtp.command(rcpt), target).await?, Step::RcptTo)?;
-        }
-        check_positive(step(progress, Step::Data, limit, smtp.command(Data), target).await?, Step::Data)?;
-    }
-    progress.dot_maybe_written.store(true, Ordering::Relaxed);
-    let response = match data_block(&bytes) {
-        Some(block) => step(progress, Step::Data, limit, smtp.command(block), target).await?,
-        None => step(progress, Step::Data, limit, smtp.message(&bytes), target).await?,
-    };
-    check_positive(response, Step::Data)
-}
-
-/// MAIL, the RCPTs and DATA written at once (RFC 2920), then every reply read, in order, so
-/// the connection stays in step whatever the server refused. The first refusal is the answer.
-/// A server that accepted DATA after refusing every recipient gets the lone dot it then
-/// expects (section 3.1). Every message here has one recipient, so a refusal means no valid
-/// recipient and the dot delivers nothing.
-async fn pipelined(
-    smtp: &mut AsyncSmtpConnection,
-    commands: String,
-    recipients: usize,
-    target: &SmtpTarget,
-    limit: Duration,
-    progress: &Progress,
-) -> Result<(), SmtpFailure> {
-    let mut first_refusal = None;
-    let mut take = |reply: Result<Response, SmtpFailure>, step: Step| -> Result<bool, SmtpFailure> {
-        match reply.and_then(|response| check_positive(response, step)) {
-            Ok(()) => Ok(true),
-            Err(failure) if mailer::is_reply(&failure) => {
-                first_refusal.get_or_insert(failure);
-                Ok(false)
-            }
-            // The connection itself failed: nothing more to read. A refusal read before it
-            // (421, closing) says more than the closed connection after it.
-            Err(failure) => Err(first_refusal.take().unwrap_or(failure)),
-        }
-    };
-    take(step(progress, Step::MailFrom, limit, smtp.command(commands), target).await, Step::MailFrom)?;
-    for _ in 0..recipients {
-        take(step(progress, Step::RcptTo, limit, smtp.read_response(), target).await, Step::RcptTo)?;
-    }
-    let data_accepted = take(step(progress, Step::Data, limit, smtp.read_response(), target).await, Step::Data)?;
-    match first_refusal {
-        None => Ok(()),
-        Some(refusal) => {
-            if data_accepted {
-                let _ = step(progress, Step::Data, limit, smtp.command(".\r\n"), target).await;
-            }
-            Err(refusal)
-        }
-    }
-}
-
-/// The message dot-stuffed and terminated, as one write. lettre's `message()` writes the final
-/// `.` line separately, and that small second segment waits out the peer's delayed ACK
-/// (Nagle): about 40 ms per message on Linux. TCP_NODELAY would cure that too, but lettre opens
-/// its sockets itself and offers no way to set it (its `connect_with_transport` takes our own
-/// socket but then cannot do implicit TLS or STARTTLS), so one write it is. `None` for a body
-/// that is not UTF-8.
-fn data_block(message: &[u8]) -> Option<String> {
-    let mut out = Vec::with_capacity(message.len() + 8);
-    let mut line_start = true;
-    for &byte in message {
-        if line_start && byte == b'.' {
-            out.push(b'.');
-        }
-        out.push(byte);
-        line_start = byte == b'\n';
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    String::from_utf8(out).ok()
-}
-
 /// How long a polite QUIT waits for the server's 221: the work is done by then.
 pub const QUIT_WAIT: Duration = Duration::from_secs(1);
 
@@ -647,38 +372,4 @@ async fn speaks_tls(target: &SmtpTarget, config: &MailConfig, addresses: &[Socke
     let hello = hello_name();
     let probe = AsyncSmtpConnection::connect_tokio1(addresses, Some(config.step_timeout), &hello, Some(params), None);
     matches!(tokio::time::timeout(config.step_timeout, probe).await, Ok(Ok(_)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{TargetAuth, TlsMode, data_block, relay_target};
-    use secrecy::ExposeSecret;
-
-    #[test]
-    fn the_relay_url_becomes_a_step_wise_target() {
-        let implicit = relay_target("smtps://relay%2Buser:p%40ss@relay.example.com").unwrap();
-        assert_eq!((implicit.host.to_string().as_str(), implicit.port), ("relay.example.com", 465));
-        assert!(implicit.tls.enabled && implicit.tls.mode == TlsMode::Implicit);
-        let TargetAuth::Basic { username, password } = &implicit.auth else { panic!("basic auth") };
-        assert_eq!((username.as_str(), password.expose_secret()), ("relay+user", "p@ss"));
-
-        let starttls = relay_target("smtp://relay.example.com:2525?tls=required").unwrap();
-        assert_eq!(starttls.port, 2525);
-        assert!(starttls.tls.enabled && starttls.tls.mode == TlsMode::StartTls);
-        assert!(matches!(starttls.auth, TargetAuth::None));
-
-        let plain = relay_target("smtp://[::1]").unwrap();
-        assert_eq!((plain.host.to_string().as_str(), plain.port, plain.tls.enabled), ("::1", 25, false));
-
-        for bad in ["smtp://relay.example.com?tls=opportunistic", "http://relay.example.com", "smtp://", "not a url"] {
-            assert!(relay_target(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_data_block_is_dot_stuffed_and_terminated_once() {
-        assert_eq!(data_block(b"a\r\n.b\r\n..\r\nc").unwrap(), "a\r\n..b\r\n...\r\nc\r\n.\r\n");
-        assert_eq!(data_block(b".start\r\n").unwrap(), "..start\r\n.\r\n");
-        assert!(data_block(&[0xff, 0xfe]).is_none());
-    }
 }
