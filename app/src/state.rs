@@ -182,7 +182,7 @@ impl SharedQuota {
     }
 
     fn record(&self, key: &str, window: i64) -> surrealdb::types::RecordId {
-        let hashed: String = limiter_key(key).iter().map(|b| format!("{b:02x}")).collect();
+        let hashed = hex::encode(limiter_key(key));
         surrealdb::types::RecordId::new("quota", format!("{}-{hashed}-{window}", self.name))
     }
 

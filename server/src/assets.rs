@@ -59,7 +59,7 @@ impl Assets {
             hasher.update((bytes.len() as u64).to_le_bytes());
             hasher.update(bytes);
         }
-        let hash: String = hasher.finalize()[..8].iter().map(|byte| format!("{byte:02x}")).collect();
+        let hash = hex::encode(&hasher.finalize()[..8]);
         let hashed = format!("{output}.{hash}");
         let mut files = HashMap::new();
         let etag = HeaderValue::from_str(&format!("\"{hash}\"")).expect("hex is a valid header value");

@@ -76,7 +76,7 @@ pub async fn load_checked(path: &Path, db: &Db) -> Result<[u8; 32], SecretKeyErr
 /// Names a key without revealing it: the first 16 hex characters of SHA-256 over a domain
 /// prefix and the key.
 pub fn fingerprint(key: &[u8; 32]) -> String {
-    let mut fingerprint = app::auth::ssr::fingerprint(&format!("{FINGERPRINT_DOMAIN}{}", hex(key)));
+    let mut fingerprint = app::auth::ssr::fingerprint(&format!("{FINGERPRINT_DOMAIN}{}", hex::encode(key)));
     fingerprint.truncate(16);
     fingerprint
 }
@@ -127,19 +127,10 @@ fn read(path: &Path) -> Result<Option<[u8; 32]>, SecretKeyError> {
     }
 }
 
-fn parse(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
+fn parse(text: &str) -> Option<[u8; 32]> {
     let mut key = [0u8; 32];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut key).ok()?;
     Some(key)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -151,7 +142,7 @@ fn random<const N: usize>() -> [u8; N] {
 
 fn create(path: &Path) -> Result<[u8; 32], SecretKeyError> {
     let key = random::<32>();
-    let published = write_atomically(path, hex(&key).as_bytes(), Publish::IfAbsent)
+    let published = write_atomically(path, hex::encode(key).as_bytes(), Publish::IfAbsent)
         .map_err(|source| SecretKeyError::Create { path: path.display().to_string(), source })?;
     if !published {
         // Another process sharing the file created it between our read and our write: use theirs.
@@ -176,7 +167,7 @@ pub fn node_id(key_file: &Path) -> Result<String, SecretKeyError> {
     }
     // An empty file is what an interrupted in-place write by an older version leaves: replace it.
     let publish = if existing.is_some() { Publish::Replace } else { Publish::IfAbsent };
-    let id = format!("node-{}", hex(&random::<6>()));
+    let id = format!("node-{}", hex::encode(random::<6>()));
     let published = write_atomically(&path, id.as_bytes(), publish);
     if published.map_err(|source| SecretKeyError::Create { path: shown(), source })? {
         return Ok(id);
@@ -200,7 +191,7 @@ fn write_atomically(path: &Path, contents: &[u8], publish: Publish) -> io::Resul
     let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
     std::fs::create_dir_all(dir)?;
-    let temp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), hex(&random::<8>())));
+    let temp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), hex::encode(random::<8>())));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -317,7 +308,7 @@ mod tests {
         assert_eq!(fingerprint(&key), fingerprint(&[7u8; 32]));
         assert_eq!(fingerprint(&key), "6e712fb103451866");
         assert_ne!(fingerprint(&key), fingerprint(&[8u8; 32]));
-        assert!(!hex(&key).contains(&fingerprint(&key)));
+        assert!(!hex::encode(key).contains(&fingerprint(&key)));
     }
 
     #[test]
@@ -346,7 +337,7 @@ mod tests {
     async fn an_existing_key_file_is_recorded_on_upgrade() {
         let (dir, db) = (tempfile::tempdir().unwrap(), fresh_db().await);
         let path = dir.path().join("secret.key");
-        std::fs::write(&path, hex(&[7u8; 32])).unwrap();
+        std::fs::write(&path, hex::encode([7u8; 32])).unwrap();
         assert_eq!(load_checked(&path, &db).await.unwrap(), [7u8; 32]);
         assert_eq!(stored_fingerprint(&db).await.unwrap(), Some(fingerprint(&[7u8; 32])));
     }
@@ -357,7 +348,7 @@ mod tests {
         let path = dir.path().join("secret.key");
         load_checked(&path, &db).await.unwrap();
         let recorded = stored_fingerprint(&db).await.unwrap().unwrap();
-        std::fs::write(&path, hex(&[9u8; 32])).unwrap();
+        std::fs::write(&path, hex::encode([9u8; 32])).unwrap();
         let err = load_checked(&path, &db).await.unwrap_err();
         let message = err.to_string();
         assert!(matches!(err, SecretKeyError::Mismatch { .. }), "{err:?}");

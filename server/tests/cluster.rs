@@ -26,7 +26,7 @@ static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Short timeouts and quick retries, so a killed node's messages are taken over in seconds.
 const ENV: &[(&str, &str)] = &[
     ("MAILROOM_SMTP_TIMEOUT_SECS", "2"),
-    ("MAILROOM_OUTBOX_LEASE_SECS", "5"),
+    ("MAILROOM_OUTBOX_LEASE_SECS", "10"),
     ("MAILROOM_OUTBOX_RETRY_BASE_MS", "100"),
     ("MAILROOM_OUTBOX_MAX_ATTEMPTS", "50"),
     ("MAILROOM_OUTBOX_CONCURRENCY", "8"),

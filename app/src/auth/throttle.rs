@@ -32,7 +32,7 @@ pub struct SignInThrottle;
 fn key(email: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(email.as_bytes());
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..16])
 }
 
 fn forget_ms() -> i64 {

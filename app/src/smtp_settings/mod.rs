@@ -4,6 +4,7 @@ pub mod certs;
 #[cfg(feature = "ssr")]
 pub mod follow;
 pub mod form;
+mod oauth_fields;
 mod page;
 pub mod service_account;
 #[cfg(feature = "ssr")]

@@ -185,8 +185,7 @@ impl Drop for Node {
 /// A new random instance key, written where the nodes read it.
 pub fn write_key(path: &Path) -> [u8; 32] {
     let key: [u8; 32] = rand::random();
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(path, hex).unwrap();
+    std::fs::write(path, hex::encode(key)).unwrap();
     key
 }
 

@@ -63,7 +63,7 @@ impl TokenCache {
             hasher.update(part.as_bytes());
             hasher.update([0]);
         }
-        let key: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let key = hex::encode(hasher.finalize());
         let mut entries = self.entries.lock().await;
         if !refresh
             && let Some((token, valid_until)) = entries.get(&key)

@@ -1,12 +1,18 @@
-//! The server half of sign-in: users in SurrealDB, argon2id hashes, sessions kept in
-//! SurrealDB behind tower-sessions, and the guards every server function starts with.
+//! The server half of sign-in: users in SurrealDB, argon2id hashes, sessions, and the guards
+//! every server function starts with. The first admin and the session store have their own files.
+
+mod first_admin;
+mod session_store;
+
+pub use first_admin::{ensure_first_admin, first_admin, issue_setup_code};
+pub use session_store::SurrealSessionStore;
 
 use super::throttle::SignInThrottle;
-use super::{CurrentUser, MAX_EMAIL_LEN, MAX_NAME_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Role};
+use super::{CurrentUser, MAX_EMAIL_LEN, MAX_PASSWORD_LEN, Role};
 use crate::{
     db::now_ms,
     error::{
-        AppError, FieldErrors,
+        AppError,
         ssr::{bounded, internal},
     },
     state::{AppState, Db, app_state},
@@ -15,7 +21,6 @@ use argon2::{
     Argon2,
     password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng},
 };
-use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use std::sync::{
     Arc, LazyLock,
@@ -23,11 +28,7 @@ use std::sync::{
 };
 use surrealdb::types::{RecordId, SurrealValue};
 use tokio::sync::Semaphore;
-use tower_sessions::{
-    Session, SessionStore,
-    session::{Id, Record},
-    session_store,
-};
+use tower_sessions::{Session, SessionStore, session::Id};
 
 const USER_KEY: &str = "user_id";
 /// When the session signed in (ms since the epoch): sessions end `session_max_age` later.
@@ -192,7 +193,7 @@ pub fn random_token(bytes: usize) -> String {
     use rand::RngCore;
     let mut buf = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(buf)
 }
 
 async fn session() -> Result<Session, AppError> {
@@ -204,7 +205,7 @@ async fn session() -> Result<Session, AppError> {
 
 /// SHA-256 of a secret, in hex: how tokens are keyed in the database.
 pub fn fingerprint(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// The rate-limit key of the current request's client (see [`super::client`]).
@@ -340,119 +341,6 @@ pub async fn admin_of(state: &AppState, session: &Session) -> Result<CurrentUser
     if user.role == Role::Admin { Ok(user) } else { Err(AppError::Forbidden) }
 }
 
-/// Creates the first admin from the environment when the database has no user at all.
-pub async fn ensure_first_admin(state: &AppState, email: &str, password: &str) -> Result<bool, AppError> {
-    let mut response = state.db().query("SELECT count() AS n FROM user GROUP ALL").await?;
-    let users: Option<i64> = response.take((0, "n"))?;
-    if users.unwrap_or(0) > 0 {
-        return Ok(false);
-    }
-    let name = email.split('@').next().unwrap_or("Admin");
-    let hash = hash_password(password.to_owned()).await?;
-    match create_first_admin_record(state.db(), name, email, hash).await {
-        Ok(_) => Ok(true),
-        // Another node created it first.
-        Err(AppError::Forbidden) => Ok(false),
-        Err(err) => Err(err),
-    }
-}
-
-/// Creates the first admin, once: the fixed record `setup:first_admin` is created in the same
-/// transaction, so of any number of concurrent attempts exactly one commits. Spends every
-/// setup code. A second attempt is [`AppError::Forbidden`].
-async fn create_first_admin_record(db: &Db, name: &str, email: &str, hash: String) -> Result<CurrentUser, AppError> {
-    let uid = random_token(16);
-    let email = normalize_email(email);
-    let result = db
-        .query(
-            "BEGIN TRANSACTION;
-             CREATE setup:first_admin CONTENT { email: $email, at: $now };
-             CREATE $id CONTENT { email: $email, name: $name, role: 'admin', password_hash: $hash, created_at: $now };
-             DELETE setup_code;
-             COMMIT TRANSACTION;",
-        )
-        .bind(("id", RecordId::new("user", uid.as_str())))
-        .bind(("email", email.clone()))
-        .bind(("name", name.trim().to_owned()))
-        .bind(("hash", hash))
-        .bind(("now", now_ms()))
-        .await
-        .and_then(crate::db::check_transaction);
-    match result {
-        Ok(_) => Ok(CurrentUser { id: uid, email, name: name.trim().to_owned(), role: Role::Admin }),
-        // Judged by what is in the database, not by the error's text: another creator won.
-        Err(_) if first_admin_created(db).await? => Err(AppError::Forbidden),
-        Err(err) => Err(err.into()),
-    }
-}
-
-async fn first_admin_created(db: &Db) -> Result<bool, AppError> {
-    let mut response = db.query("SELECT VALUE id FROM ONLY setup:first_admin").await?;
-    Ok(response.take::<Option<RecordId>>(0)?.is_some())
-}
-
-/// A one-time setup code for the "Create the first admin" page, when no admin exists yet: only
-/// its SHA-256 is stored. Every node that starts without an admin issues one; any of them works
-/// until the first admin exists.
-pub async fn issue_setup_code(db: &Db) -> Result<Option<String>, AppError> {
-    if admin_exists(db).await? {
-        return Ok(None);
-    }
-    let raw = random_token(10);
-    let code = raw.as_bytes().chunks(5).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-");
-    db.query("CREATE setup_code CONTENT { hash: $hash, at: $now }")
-        .bind(("hash", fingerprint(&normalize_setup_code(&code))))
-        .bind(("now", now_ms()))
-        .await?
-        .check()?;
-    Ok(Some(code))
-}
-
-fn normalize_setup_code(code: &str) -> String {
-    code.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
-}
-
-async fn setup_code_valid(db: &Db, code: &str) -> Result<bool, AppError> {
-    let mut response = db
-        .query("SELECT count() AS n FROM setup_code WHERE hash = $hash GROUP ALL")
-        .bind(("hash", fingerprint(&normalize_setup_code(code))))
-        .await?;
-    let count: Option<i64> = response.take((0, "n"))?;
-    Ok(count.unwrap_or(0) > 0)
-}
-
-/// "Create the first admin": every field bounded and checked, the setup code and the absence of
-/// an admin checked before any hashing, then one atomic creation, then a signed-in session.
-pub async fn first_admin(name: String, email: String, password: String, setup_code: String) -> Result<(), AppError> {
-    bounded("Name", &name, MAX_NAME_LEN)?;
-    bounded("Email", &email, MAX_EMAIL_LEN)?;
-    bounded("Password", &password, MAX_PASSWORD_LEN)?;
-    bounded("Setup code", &setup_code, 64)?;
-    let state = app_state()?;
-    state.shared.token_by_ip.check(&client_key())?;
-    if admin_seen(&state).await? {
-        return Err(AppError::Forbidden);
-    }
-    let mut errors = FieldErrors::new();
-    if name.trim().is_empty() || name.chars().any(char::is_control) {
-        errors.add("name", "Enter a name.");
-    }
-    if let Err(err) = email.trim().parse::<lettre::Address>() {
-        errors.add("email", format!("Enter an email address like name@example.com ({err})."));
-    }
-    if password.chars().count() < MIN_PASSWORD_LEN {
-        errors.add("password", format!("Use at least {MIN_PASSWORD_LEN} characters."));
-    }
-    if !setup_code_valid(state.db(), &setup_code).await? {
-        errors.add("setup_code", "Enter the setup code the server printed when it started.");
-    }
-    errors.into_result()?;
-    let hash = hash_password(password).await?;
-    let admin = create_first_admin_record(state.db(), &name, &email, hash).await?;
-    tracing::info!("created the first admin from the setup page");
-    start_session(&admin).await
-}
-
 /// Ends every session of a user (after a password change through a link).
 pub async fn end_sessions_of(db: &Db, uid: &str) -> Result<(), AppError> {
     db.query("DELETE session WHERE user = $uid").bind(("uid", uid.to_owned())).await?.check()?;
@@ -467,111 +355,6 @@ pub async fn ensure_user(state: &AppState, email: &str, password: &str) -> Resul
     let name = email.split('@').next().unwrap_or("User");
     create_user(state.db(), NewUser { email, name, role: Role::User, password: Some(password) }).await?;
     Ok(())
-}
-
-/// tower-sessions store on SurrealDB. Sessions survive restarts of the server.
-#[derive(Clone)]
-pub struct SurrealSessionStore {
-    db: Db,
-}
-
-impl std::fmt::Debug for SurrealSessionStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SurrealSessionStore")
-    }
-}
-
-#[derive(Debug, SurrealValue)]
-struct SessionRow {
-    data: String,
-    expires_at: i64,
-}
-
-/// The user a session record belongs to, kept beside the data so a user's sessions can be ended.
-fn session_user(record: &Record) -> Option<String> {
-    record.data.get(USER_KEY).and_then(|v| v.as_str()).map(str::to_owned)
-}
-
-impl SurrealSessionStore {
-    pub fn new(db: Db) -> Self {
-        Self { db }
-    }
-
-    fn key(id: &Id) -> RecordId {
-        RecordId::new("session", fingerprint(&id.to_string()))
-    }
-
-    /// Deletes expired sessions.
-    pub async fn delete_expired(&self) -> Result<(), surrealdb::Error> {
-        self.db.query("DELETE session WHERE expires_at < $now").bind(("now", now_ms())).await?.check()?;
-        Ok(())
-    }
-}
-
-fn backend(err: impl std::fmt::Display) -> session_store::Error {
-    session_store::Error::Backend(err.to_string())
-}
-
-#[async_trait]
-impl SessionStore for SurrealSessionStore {
-    /// `CREATE` fails on an existing key, so a colliding id is replaced, never shared.
-    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        let expires_at = (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64;
-        for _ in 0..8 {
-            let created = self
-                .db
-                .query("CREATE $id CONTENT { data: $data, expires_at: $expires_at, user: $user }")
-                .bind(("id", Self::key(&record.id)))
-                .bind(("user", session_user(record)))
-                .bind(("data", data.clone()))
-                .bind(("expires_at", expires_at))
-                .await
-                .and_then(|r| r.check());
-            match created {
-                Ok(_) => return Ok(()),
-                Err(err) if crate::db::record_exists(&err) => record.id = Id::default(),
-                Err(err) => return Err(backend(err)),
-            }
-        }
-        Err(session_store::Error::Backend("could not find a free session id".into()))
-    }
-
-    async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        let expires_at = (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64;
-        self.db
-            .query("UPSERT $id CONTENT { data: $data, expires_at: $expires_at, user: $user }")
-            .bind(("id", Self::key(&record.id)))
-            .bind(("user", session_user(record)))
-            .bind(("data", data))
-            .bind(("expires_at", expires_at))
-            .await
-            .and_then(|r| r.check())
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let mut response = self
-            .db
-            .query("SELECT data, expires_at FROM $id WHERE expires_at > $now")
-            .bind(("id", Self::key(id)))
-            .bind(("now", now_ms()))
-            .await
-            .map_err(backend)?;
-        let row: Option<SessionRow> = response.take(0).map_err(backend)?;
-        let Some(row) = row else { return Ok(None) };
-        let data = serde_json::from_str(&row.data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        let expiry_date = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.expires_at) * 1_000_000)
-            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        Ok(Some(Record { id: *id, data, expiry_date }))
-    }
-
-    async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.db.query("DELETE $id").bind(("id", Self::key(id))).await.and_then(|r| r.check()).map_err(backend)?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,117 @@
+//! Sessions kept in SurrealDB behind tower-sessions: they survive restarts and are shared by
+//! every node.
+
+use super::{USER_KEY, fingerprint};
+use crate::{db::now_ms, state::Db};
+use async_trait::async_trait;
+use surrealdb::types::{RecordId, SurrealValue};
+use tower_sessions::{
+    SessionStore,
+    session::{Id, Record},
+    session_store,
+};
+
+/// tower-sessions store on SurrealDB. Sessions survive restarts of the server.
+#[derive(Clone)]
+pub struct SurrealSessionStore {
+    db: Db,
+}
+
+impl std::fmt::Debug for SurrealSessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SurrealSessionStore")
+    }
+}
+
+#[derive(Debug, SurrealValue)]
+struct SessionRow {
+    data: String,
+    expires_at: i64,
+}
+
+/// The user a session record belongs to, kept beside the data so a user's sessions can be ended.
+fn session_user(record: &Record) -> Option<String> {
+    record.data.get(USER_KEY).and_then(|v| v.as_str()).map(str::to_owned)
+}
+
+impl SurrealSessionStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    fn key(id: &Id) -> RecordId {
+        RecordId::new("session", fingerprint(&id.to_string()))
+    }
+
+    /// Deletes expired sessions.
+    pub async fn delete_expired(&self) -> Result<(), surrealdb::Error> {
+        self.db.query("DELETE session WHERE expires_at < $now").bind(("now", now_ms())).await?.check()?;
+        Ok(())
+    }
+}
+
+fn backend(err: impl std::fmt::Display) -> session_store::Error {
+    session_store::Error::Backend(err.to_string())
+}
+
+#[async_trait]
+impl SessionStore for SurrealSessionStore {
+    /// `CREATE` fails on an existing key, so a colliding id is replaced, never shared.
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let expires_at = (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64;
+        for _ in 0..8 {
+            let created = self
+                .db
+                .query("CREATE $id CONTENT { data: $data, expires_at: $expires_at, user: $user }")
+                .bind(("id", Self::key(&record.id)))
+                .bind(("user", session_user(record)))
+                .bind(("data", data.clone()))
+                .bind(("expires_at", expires_at))
+                .await
+                .and_then(|r| r.check());
+            match created {
+                Ok(_) => return Ok(()),
+                Err(err) if crate::db::record_exists(&err) => record.id = Id::default(),
+                Err(err) => return Err(backend(err)),
+            }
+        }
+        Err(session_store::Error::Backend("could not find a free session id".into()))
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let expires_at = (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64;
+        self.db
+            .query("UPSERT $id CONTENT { data: $data, expires_at: $expires_at, user: $user }")
+            .bind(("id", Self::key(&record.id)))
+            .bind(("user", session_user(record)))
+            .bind(("data", data))
+            .bind(("expires_at", expires_at))
+            .await
+            .and_then(|r| r.check())
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let mut response = self
+            .db
+            .query("SELECT data, expires_at FROM $id WHERE expires_at > $now")
+            .bind(("id", Self::key(id)))
+            .bind(("now", now_ms()))
+            .await
+            .map_err(backend)?;
+        let row: Option<SessionRow> = response.take(0).map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let data = serde_json::from_str(&row.data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let expiry_date = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.expires_at) * 1_000_000)
+            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Record { id: *id, data, expiry_date }))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.db.query("DELETE $id").bind(("id", Self::key(id))).await.and_then(|r| r.check()).map_err(backend)?;
+        Ok(())
+    }
+}

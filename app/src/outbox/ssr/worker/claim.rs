@@ -1,0 +1,61 @@
+//! Claiming due messages: one transaction takes a batch under a fenced lease (owner and token,
+//! on the database's clock), sized by the connections the mailer may open.
+
+use super::*;
+
+/// Messages claimed per connection in one pass: the claim's commit is shared by this many.
+pub(super) const CLAIM_PER_CONNECTION: usize = 16;
+/// The most messages one pass claims.
+pub(super) const MAX_CLAIM: usize = 256;
+
+pub(super) fn claim_size(policy: &OutboxPolicy) -> usize {
+    (policy.concurrency.max(1) * CLAIM_PER_CONNECTION).min(MAX_CLAIM)
+}
+
+/// Whether a message claimed at `claimed_at` may still be sent: its lease must outlast the
+/// longest a send can take, or another node could take it while it is still being sent. A slow
+/// server thus sends fewer of a batch; the rest go back, due at once.
+pub(super) fn lease_outlasts_a_send(
+    claimed_at: Instant,
+    policy: &OutboxPolicy,
+    mail: &crate::mail::ssr::MailConfig,
+) -> bool {
+    claimed_at.elapsed() + mail.overall_timeout < policy.lease
+}
+
+/// A message this node holds the lease of: its key and the row as the claim left it.
+#[derive(Debug, SurrealValue)]
+pub(super) struct Claimed {
+    pub(super) key: String,
+    pub(super) row: OutboxRow,
+}
+
+/// Takes, in one transaction, those of `ids` that are still due: the rest went to another
+/// node. A claim that collides with another node's takes nothing; the next pass looks again.
+pub(super) async fn claim(state: &AppState, ids: Vec<String>, policy: &OutboxPolicy) -> Result<Vec<Claimed>, String> {
+    let ids: Vec<RecordId> = ids.into_iter().map(|id| RecordId::new("outbox", id)).collect();
+    let claimed = state
+        .db()
+        .query(format!(
+            "UPDATE $ids SET status = 'sending', lease_owner = $node, lease_token = $claim_token,
+                 lease_until = {DB_NOW_MS} + $lease_ms
+             WHERE (status IN $waiting AND next_attempt_at <= $now) OR (status = 'sending' AND lease_until < {DB_NOW_MS})
+             RETURN record::id(id) AS key, $after AS row"
+        ))
+        .bind(("ids", ids))
+        .bind(("node", state.settings().node_id.clone()))
+        .bind(("claim_token", crate::auth::ssr::random_token(16)))
+        .bind(("lease_ms", policy.lease.as_millis() as i64))
+        .bind(("waiting", WAITING))
+        .bind(("now", now_ms()))
+        .await
+        .and_then(|mut r| r.take::<Vec<Claimed>>(0));
+    match claimed {
+        Ok(claimed) => {
+            tracing::debug!(count = claimed.len(), "outbox claim");
+            Ok(claimed)
+        }
+        Err(err) if is_conflict(&err) => Ok(Vec::new()),
+        Err(err) => Err(err.to_string()),
+    }
+}

@@ -1,0 +1,223 @@
+//! Settling what a send did: each message by what its failure means, in groups, and only with
+//! the lease it was claimed under.
+
+use super::*;
+
+/// What became of one claimed message.
+pub(super) enum Attempt {
+    /// It was sent, or sending failed.
+    Tried(Result<(), SmtpFailure>),
+    /// Not tried: the queue was held (by this failure) or the server is stopping. It goes back
+    /// as it was, attempts kept.
+    Released(Option<SmtpFailure>),
+}
+
+/// The most outcomes one settle writes.
+pub(super) const SETTLE_GROUP: usize = 256;
+
+/// Settles outcomes as they arrive, each group in one transaction: while one commits, the
+/// next group gathers. Answers the first database failure, if any.
+pub(super) async fn settle_as_they_come(
+    state: &AppState,
+    mut settling: tokio::sync::mpsc::UnboundedReceiver<(Claimed, Attempt)>,
+) -> Option<String> {
+    let mut failure = None;
+    let mut group = Vec::with_capacity(SETTLE_GROUP);
+    while settling.recv_many(&mut group, SETTLE_GROUP).await > 0 {
+        if let Err(cause) = settle(state, &group).await {
+            failure.get_or_insert(cause);
+        }
+        group.clear();
+    }
+    failure
+}
+
+/// One message's next state, as the settle writes it.
+#[derive(Debug, Clone, SurrealValue)]
+pub(super) struct Settlement {
+    /// The lease the claim took: the settle changes the message only while it is still this.
+    pub(super) token: Option<String>,
+    pub(super) status: String,
+    pub(super) attempts: i64,
+    pub(super) next_at: i64,
+    pub(super) error: Option<String>,
+    pub(super) hint: Option<String>,
+    pub(super) sent_at: Option<i64>,
+    /// Whether an attempt is recorded (not for a message released untried).
+    pub(super) attempt: bool,
+    pub(super) ok: bool,
+}
+
+pub(super) fn settlement(policy: &OutboxPolicy, row: &OutboxRow, attempt: &Attempt, now: i64) -> Settlement {
+    let token = row.lease_token.clone();
+    let result = match attempt {
+        Attempt::Released(failure) => {
+            return Settlement {
+                token,
+                status: if failure.is_some() { "held" } else { "retrying" }.into(),
+                attempts: row.attempts,
+                next_at: now,
+                error: failure.as_ref().map(ToString::to_string).or_else(|| row.last_error.clone()),
+                hint: failure.as_ref().map(SmtpFailure::hint).or_else(|| row.last_hint.clone()),
+                sent_at: None,
+                attempt: false,
+                ok: false,
+            };
+        }
+        Attempt::Tried(result) => result,
+    };
+    let (status, attempts, next_at, expired) = next_state(policy, row, result, now);
+    Settlement {
+        token,
+        status: status.into(),
+        attempts,
+        next_at,
+        error: result.as_ref().err().map(|f| match &expired {
+            Some(expired) => format!("{expired}: {f}"),
+            None => f.to_string(),
+        }),
+        hint: result.as_ref().err().map(SmtpFailure::hint),
+        sent_at: result.is_ok().then_some(now),
+        attempt: true,
+        ok: result.is_ok(),
+    }
+}
+
+/// The fenced group settle: each message changes (and its attempt is recorded) only if its
+/// lease is still the one its claim took; answers the keys that changed.
+pub(super) const SETTLE: &str = "BEGIN TRANSACTION;
+    LET $mine = (UPDATE $ids SET status = $o[record::id(id)].status, attempts = $o[record::id(id)].attempts,
+            next_attempt_at = $o[record::id(id)].next_at, lease_owner = NONE, lease_token = NONE, lease_until = NONE,
+            last_error = $o[record::id(id)].error, last_hint = $o[record::id(id)].hint,
+            sent_at = $o[record::id(id)].sent_at ?? sent_at
+        WHERE status = 'sending' AND lease_owner = $node AND lease_token = $o[record::id(id)].token
+        RETURN VALUE record::id(id));
+    FOR $key IN $mine {
+        IF $o[$key].attempt {
+            CREATE outbox_attempt CONTENT { outbox: $key, at: $now, node: $node, ok: $o[$key].ok, error: $o[$key].error };
+        };
+    };
+    COMMIT TRANSACTION;
+    RETURN $mine;";
+
+pub(super) async fn write_settlements(
+    db: &crate::state::Db,
+    node: &str,
+    now: i64,
+    settlements: BTreeMap<String, Settlement>,
+) -> Result<Vec<String>, surrealdb::Error> {
+    let ids: Vec<RecordId> = settlements.keys().map(|key| RecordId::new("outbox", key.as_str())).collect();
+    let mut response = db
+        .query(SETTLE)
+        .bind(("ids", ids))
+        .bind(("o", settlements))
+        .bind(("node", node.to_owned()))
+        .bind(("now", now))
+        .await
+        .and_then(crate::db::check_transaction)?;
+    let last = response.num_statements().saturating_sub(1);
+    response.take::<Vec<String>>(last)
+}
+
+/// Records the attempts and the messages' next states — each only while its lease is ours.
+pub(super) async fn settle(state: &AppState, group: &[(Claimed, Attempt)]) -> Result<(), String> {
+    let policy = &state.settings().outbox;
+    let now = now_ms();
+    let settlements: BTreeMap<String, Settlement> = group
+        .iter()
+        .map(|(claimed, attempt)| (claimed.key.clone(), settlement(policy, &claimed.row, attempt, now)))
+        .collect();
+    let mine: BTreeSet<String> = match write_settlements(
+        state.db(),
+        &state.settings().node_id,
+        now,
+        settlements.clone(),
+    )
+    .await
+    {
+        Ok(mine) => {
+            tracing::debug!(count = group.len(), "outbox settle");
+            mine.into_iter().collect()
+        }
+        Err(err) => {
+            tracing::error!(error = %err, messages = group.len(), "cannot record delivery attempts; the leases will run out and the messages be tried again");
+            return Err(err.to_string());
+        }
+    };
+    for (claimed, attempt) in group {
+        let (id, kind) = (claimed.key.as_str(), claimed.row.kind.as_str());
+        let status = settlements[id].status.as_str();
+        match attempt {
+            _ if !mine.contains(id) => tracing::warn!(
+                message = id,
+                status,
+                "lease lost before the attempt was recorded: another node has the message; nothing changed"
+            ),
+            Attempt::Tried(Ok(())) => tracing::info!(message = id, kind, "mail sent"),
+            Attempt::Tried(Err(failure)) => {
+                tracing::warn!(message = id, kind, status, class = ?failure.class(), failure = %failure, "mail not sent")
+            }
+            Attempt::Released(_) => tracing::debug!(message = id, status, "claimed but not tried; released"),
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn send(mailer: &Mailer, state: &AppState, row: &OutboxRow, from: Mailbox) -> Result<(), SmtpFailure> {
+    let to = match row.to_addr.parse() {
+        Ok(address) => Mailbox::new(row.to_name.clone(), address),
+        Err(err) => return Err(SmtpFailure::BadMessage { detail: format!("Bad recipient {}: {err}", row.to_addr) }),
+    };
+    let key = state.shared.secret_key.expose_secret();
+    let open = |sealed: &str| {
+        decrypt(key, BODY_PURPOSE, sealed)
+            .map(|body| body.expose_secret().to_owned())
+            .map_err(|err| SmtpFailure::BadMessage { detail: format!("The stored message cannot be opened: {err}") })
+    };
+    let message = OutgoingMessage {
+        from,
+        to,
+        subject: row.subject.clone(),
+        text: open(&row.text)?,
+        html: Some(open(&row.html)?),
+        message_id: Some(row.message_id.clone()),
+    };
+    // A panic while sending must not leave the lease to run out: it becomes a transient failure.
+    std::panic::AssertUnwindSafe(mailer.send(&message, &state.settings().mail)).catch_unwind().await.unwrap_or_else(
+        |_| {
+            tracing::error!(message = %row.message_id, "sending panicked");
+            Err(SmtpFailure::Local { detail: "Sending failed inside Mailroom".into() })
+        },
+    )
+}
+
+/// The message's next state after an attempt, by what the failure means.
+pub(super) fn next_state(
+    policy: &OutboxPolicy,
+    row: &OutboxRow,
+    result: &Result<(), SmtpFailure>,
+    now: i64,
+) -> (&'static str, i64, i64, Option<String>) {
+    let attempts = row.attempts + 1;
+    let too_old = now - row.created_at >= policy.max_age.as_millis() as i64;
+    let Err(failure) = result else { return ("sent", attempts, now, None) };
+    if too_old && failure.class() != FailureClass::Recipient {
+        return ("failed", row.attempts, now, Some(format!("Not delivered within {}", age_text(policy.max_age))));
+    }
+    match failure.class() {
+        // Held: the attempt does not count against the message.
+        _ if failure.holds_queue() => ("held", row.attempts, now, None),
+        FailureClass::Transient if attempts < policy.max_attempts => {
+            ("retrying", attempts, now + backoff(policy, attempts).as_millis() as i64, None)
+        }
+        _ => ("failed", attempts, now, None),
+    }
+}
+
+pub(super) fn age_text(age: Duration) -> String {
+    match age.as_secs() {
+        s if s % 86_400 == 0 => format!("{} days", s / 86_400),
+        s if s % 3600 == 0 => format!("{} hours", s / 3600),
+        s => format!("{s} seconds"),
+    }
+}

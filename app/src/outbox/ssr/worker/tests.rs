@@ -1,0 +1,145 @@
+use super::*;
+
+fn row(attempts: i64, created_at: i64) -> OutboxRow {
+    let mut row = super::super::NewMail {
+        kind: "test",
+        to_addr: "a@example.com".into(),
+        to_name: None,
+        subject: "s".into(),
+        text: "t".into(),
+        html: "h".into(),
+    }
+    .queued(&[7; 32]);
+    row.attempts = attempts;
+    row.created_at = created_at;
+    row
+}
+
+async fn memory_db() -> crate::state::Db {
+    let options = crate::db::DbOptions { url: "mem://", namespace: "test", database: "test", credentials: None };
+    crate::db::connect(options).await.unwrap()
+}
+
+#[test]
+fn each_class_moves_the_message_its_own_way() {
+    let policy = OutboxPolicy::default();
+    let now = 1_000_000_000;
+    let fresh = row(2, now);
+    let auth = Err(SmtpFailure::AuthRejected { code: 535, text: "no".into() });
+    let greylisted = Err(SmtpFailure::RecipientRejected { code: 451, text: "later".into() });
+    let unknown = Err(SmtpFailure::RecipientRejected { code: 550, text: "unknown".into() });
+    assert_eq!(next_state(&policy, &fresh, &Ok(()), now).0, "sent");
+    let (status, attempts, _, _) = next_state(&policy, &fresh, &auth, now);
+    assert_eq!((status, attempts), ("held", 2), "held keeps its attempts");
+    let (status, attempts, next_at, _) = next_state(&policy, &fresh, &greylisted, now);
+    assert_eq!((status, attempts), ("retrying", 3));
+    assert!(next_at > now);
+    assert_eq!(next_state(&policy, &fresh, &unknown, now).0, "failed");
+    let spent = row(policy.max_attempts - 1, now);
+    assert_eq!(next_state(&policy, &spent, &greylisted, now).0, "failed");
+    let old = row(0, now - policy.max_age.as_millis() as i64);
+    let (status, _, _, expired) = next_state(&policy, &old, &auth, now);
+    assert_eq!((status, expired.as_deref()), ("failed", Some("Not delivered within 3 days")));
+}
+
+#[tokio::test]
+async fn a_settle_changes_the_message_only_with_the_lease_it_claimed() {
+    let db = memory_db().await;
+    let mut queued = row(0, now_ms());
+    queued.status = "sending".into();
+    queued.lease_owner = Some("node-a".into());
+    queued.lease_token = Some("ours".into());
+    db.query("CREATE outbox:m CONTENT $row").bind(("row", queued)).await.unwrap().check().unwrap();
+    let settle = |token: &'static str| {
+        let db = db.clone();
+        async move {
+            let sent = Settlement {
+                token: Some(token.into()),
+                status: "sent".into(),
+                attempts: 1,
+                next_at: 0,
+                error: None,
+                hint: None,
+                sent_at: Some(1),
+                attempt: true,
+                ok: true,
+            };
+            let mine = write_settlements(&db, "node-a", 1, BTreeMap::from([("m".to_owned(), sent)])).await.unwrap();
+            Some(mine.len() as i64)
+        }
+    };
+    assert_eq!(settle("theirs").await, Some(0), "a lost lease changes nothing");
+    let status: Option<String> = db.query("SELECT VALUE status FROM ONLY outbox:m").await.unwrap().take(0).unwrap();
+    assert_eq!(status.as_deref(), Some("sending"));
+    assert_eq!(settle("ours").await, Some(1));
+    let status: Option<String> = db.query("SELECT VALUE status FROM ONLY outbox:m").await.unwrap().take(0).unwrap();
+    assert_eq!(status.as_deref(), Some("sent"));
+    let attempts: Vec<i64> = db.query("SELECT VALUE at FROM outbox_attempt").await.unwrap().take(0).unwrap();
+    assert_eq!(attempts, vec![1], "one attempt recorded, by the settle that held the lease");
+}
+
+#[test]
+fn a_message_is_sent_only_while_its_lease_outlasts_the_longest_send() {
+    let policy = OutboxPolicy { lease: Duration::from_secs(120), ..OutboxPolicy::default() };
+    let mail = crate::mail::ssr::MailConfig { overall_timeout: Duration::from_secs(20), ..Default::default() };
+    assert!(lease_outlasts_a_send(Instant::now(), &policy, &mail));
+    if let Some(long_ago) = Instant::now().checked_sub(Duration::from_secs(101)) {
+        assert!(!lease_outlasts_a_send(long_ago, &policy, &mail), "20 s left of 120: too short for a 20 s send");
+    }
+    assert_eq!(claim_size(&OutboxPolicy { concurrency: 1, ..policy.clone() }), 16);
+    assert_eq!(claim_size(&OutboxPolicy { concurrency: 64, ..policy }), MAX_CLAIM);
+}
+
+#[tokio::test]
+async fn one_group_settle_changes_each_message_by_its_own_lease() {
+    let db = memory_db().await;
+    let policy = OutboxPolicy::default();
+    let now = now_ms();
+    let mut rows = BTreeMap::new();
+    for (key, token) in [("sent", "t1"), ("stolen", "t2"), ("released", "t3"), ("refused", "t4")] {
+        let mut leased = row(1, now);
+        leased.status = "sending".into();
+        leased.lease_owner = Some("node-a".into());
+        leased.lease_token = Some(token.into());
+        db.query("CREATE type::record('outbox', $key) CONTENT $row")
+            .bind(("key", key))
+            .bind(("row", leased.clone()))
+            .await
+            .unwrap()
+            .check()
+            .unwrap();
+        rows.insert(key, leased);
+    }
+    // Another node took this one after our lease ran out.
+    db.query("UPDATE outbox:stolen SET lease_token = 'theirs'").await.unwrap().check().unwrap();
+    let unknown = SmtpFailure::RecipientRejected { code: 550, text: "unknown".into() };
+    let auth = SmtpFailure::AuthRejected { code: 535, text: "no".into() };
+    let outcomes = [
+        ("sent", Attempt::Tried(Ok(()))),
+        ("stolen", Attempt::Tried(Ok(()))),
+        ("released", Attempt::Released(Some(auth))),
+        ("refused", Attempt::Tried(Err(unknown))),
+    ];
+    let settlements = outcomes
+        .iter()
+        .map(|(key, attempt)| (key.to_string(), settlement(&policy, &rows[key], attempt, now)))
+        .collect();
+    let mine = write_settlements(&db, "node-a", now, settlements).await.unwrap();
+    assert_eq!(mine, ["refused", "released", "sent"], "every message whose lease was ours, and only those");
+
+    let states: Vec<(String, String, i64)> = db
+        .query("SELECT VALUE [record::id(id), status, attempts] FROM outbox ORDER BY id")
+        .await
+        .unwrap()
+        .take(0)
+        .unwrap();
+    let expected = [("refused", "failed", 2), ("released", "held", 1), ("sent", "sent", 2), ("stolen", "sending", 1)];
+    let expected: Vec<(String, String, i64)> =
+        expected.iter().map(|(k, s, a)| (k.to_string(), s.to_string(), *a)).collect();
+    assert_eq!(states, expected, "a released message keeps its attempts; a stolen one is untouched");
+    let attempts: Vec<(String, bool)> =
+        db.query("SELECT VALUE [outbox, ok] FROM outbox_attempt ORDER BY outbox").await.unwrap().take(0).unwrap();
+    assert_eq!(attempts, [("refused".to_owned(), false), ("sent".to_owned(), true)], "an attempt per message tried");
+    let sent_at: Option<i64> = db.query("SELECT VALUE sent_at FROM ONLY outbox:sent").await.unwrap().take(0).unwrap();
+    assert_eq!(sent_at, Some(now));
+}
