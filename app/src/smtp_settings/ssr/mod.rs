@@ -287,3 +287,43 @@ pub fn target_from(stored: &StoredSettings, key: &[u8; 32]) -> Result<SmtpTarget
     let trust = trust::of(stored, key)?;
     Ok(SmtpTarget { host: settings.host, port: settings.port.get(), tls: settings.tls, auth, trust })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Settings saved by the release before Google service accounts and private relays (none of
+    /// their fields) still load, with nothing of them set.
+    #[tokio::test]
+    async fn settings_saved_before_the_new_fields_existed_still_load() {
+        let options = crate::db::DbOptions { url: "mem://", namespace: "test", database: "test", credentials: None };
+        let db = crate::db::connect(options).await.unwrap();
+        // The schema and the record as the release before them left them ...
+        let new_fields = ["service_key_enc", "service_account", "trusted_ca_enc", "client_cert_enc", "client_key_enc"];
+        let mut older = String::new();
+        for part in ["role", "subject", "issuer", "not_after"] {
+            older.push_str(&format!("REMOVE FIELD certificates.*.{part} ON smtp_settings;"));
+        }
+        older.push_str("REMOVE FIELD certificates ON smtp_settings;");
+        for field in new_fields {
+            older.push_str(&format!("REMOVE FIELD {field} ON smtp_settings;"));
+        }
+        db.query(older).await.unwrap().check().unwrap();
+        db.query(
+            "UPSERT smtp_settings:current CONTENT {
+                 mode: 'custom', host: 'smtp.example.com', port: 587, from_mailbox: 'Mailroom <mail@example.com>',
+                 tls_enabled: true, tls_version: 'tls12', tls_mode: 'starttls', auth_type: 'basic',
+                 username: 'mailer', client_id: '', token_url: '', scope: '', password_enc: 'sealed', version: 3
+             }",
+        )
+        .await
+        .unwrap()
+        .check()
+        .unwrap();
+        // ... then this release starts on it: its schema is applied, and the settings are read.
+        crate::db::apply_schema(&db).await.unwrap();
+        let stored = load_stored(&db).await.unwrap().expect("the saved settings");
+        assert_eq!((stored.version, stored.host.as_str()), (3, "smtp.example.com"));
+        assert!(stored.certificates.is_empty() && stored.service_key_enc.is_none());
+    }
+}

@@ -23,15 +23,22 @@ pub struct StoredSettings {
     pub scope: String,
     pub password_enc: Option<String>,
     pub client_secret_enc: Option<String>,
+    // Fields added after the first release default when a record saved before them is read.
     /// The Google service account's JSON key, sealed.
+    #[surreal(default)]
     pub service_key_enc: Option<String>,
     /// Its `client_email`, shown on the page while a key is saved.
+    #[surreal(default)]
     pub service_account: Option<String>,
     /// Extra CA certificates (PEM), the client certificate (PEM) and its key, sealed.
+    #[surreal(default)]
     pub trusted_ca_enc: Option<String>,
+    #[surreal(default)]
     pub client_cert_enc: Option<String>,
+    #[surreal(default)]
     pub client_key_enc: Option<String>,
     /// Who the saved certificates are and when they expire (for the page and the banner).
+    #[surreal(default)]
     pub certificates: Vec<CertSummary>,
     pub version: i64,
     pub saved_by: Option<String>,
