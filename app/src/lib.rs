@@ -16,6 +16,8 @@ pub mod users;
 #[cfg(feature = "ssr")]
 pub mod db;
 #[cfg(feature = "ssr")]
+pub mod limits;
+#[cfg(feature = "ssr")]
 pub mod state;
 
 use leptos::prelude::*;

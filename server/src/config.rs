@@ -2,6 +2,7 @@
 //! Every problem names the variable, so a bad deployment stops at start-up with a clear
 //! message rather than misbehaving later.
 
+use app::shared::email::EmailAddress;
 use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf, str::FromStr};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -37,9 +38,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub instance_name: String,
     /// The first admin, created when the database has no user yet.
-    pub first_admin: Option<(String, String)>,
+    pub first_admin: Option<(EmailAddress, String)>,
     /// A non-admin user created at start-up when absent (demos and end-to-end tests).
-    pub seed_user: Option<(String, String)>,
+    pub seed_user: Option<(EmailAddress, String)>,
     pub secret_key_file: PathBuf,
     pub public_url: Option<String>,
     pub login_per_minute: NonZeroU32,
@@ -399,7 +400,7 @@ fn account(
     lookup: &impl Fn(&str) -> Option<String>,
     email_var: &'static str,
     password_var: &'static str,
-) -> Result<Option<(String, String)>, ConfigError> {
+) -> Result<Option<(EmailAddress, String)>, ConfigError> {
     let email = lookup(email_var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     let password = lookup(password_var).filter(|v| !v.is_empty());
     match (email, password) {
@@ -411,9 +412,9 @@ fn account(
             Err(ConfigError { var: email_var, reason: format!("is required when {password_var} is set") })
         }
         (Some(email), Some(password)) => {
-            if email.parse::<app::smtp_settings::Address>().is_err() {
+            let Ok(email) = email.parse::<EmailAddress>() else {
                 return Err(ConfigError { var: email_var, reason: format!("'{email}' is not an email address") });
-            }
+            };
             if password.chars().count() < app::auth::MIN_PASSWORD_LEN {
                 return Err(ConfigError {
                     var: password_var,

@@ -10,12 +10,12 @@ mod origin;
 mod secret_key;
 
 use app::{
-    auth::ssr::{SurrealSessionStore, ensure_first_admin, ensure_user, issue_setup_code},
+    auth::ssr::{SurrealSessionStore, ensure_first_admin, ensure_user, issue_setup_code, provide_request_context},
     db::{DbError, DbOptions},
     error::AppError,
     mail::ssr::{MailConfig, address_policy::AddressPolicy, relay_target},
     outbox::ssr::OutboxPolicy,
-    state::{AppState, Settings, provide_request_context},
+    state::{AppState, Settings},
 };
 use axum::{
     Router,
@@ -26,7 +26,7 @@ use axum::{
     routing::{any, get},
 };
 use config::Config;
-use leptos::prelude::LeptosOptions;
+use leptos::{config::errors::LeptosConfigError, prelude::LeptosOptions};
 use leptos_axum::{LeptosRoutes, generate_route_list, handle_server_fns_with_context};
 use std::{future::Future, net::SocketAddr, time::Duration};
 use tokio::net::TcpListener;
@@ -51,6 +51,8 @@ pub enum StartupError {
     FirstAdmin(app::error::AppError),
     #[error("MAILROOM_DEFAULT_SMTP_URL: {0}")]
     Relay(String),
+    #[error("the LEPTOS_* variables: {0}")]
+    Leptos(Box<LeptosConfigError>),
 }
 
 /// A server that has opened its database and bound its port, ready to serve.
@@ -89,7 +91,7 @@ impl Server {
             TcpListener::bind(config.bind).await.map_err(|source| StartupError::Bind { addr: config.bind, source })?;
         let addr = listener.local_addr().map_err(|source| StartupError::Bind { addr: config.bind, source })?;
 
-        let (leptos_options, assets) = leptos_options(addr);
+        let (leptos_options, assets) = leptos_options(addr).map_err(|err| StartupError::Leptos(Box::new(err)))?;
         let settings = Settings {
             instance_name: config.instance_name.clone(),
             cookie_secure: config.cookie_secure(),
@@ -206,25 +208,16 @@ impl Server {
 /// How long a stopping server waits for the sends in flight before releasing their leases.
 const WORKER_DRAIN: Duration = Duration::from_secs(4);
 
-/// Where cargo-leptos put the compiled site, from its `LEPTOS_*` variables, and its assets,
-/// read now: the pages ask for them by their content-hashed names.
-fn leptos_options(addr: SocketAddr) -> (LeptosOptions, assets::Assets) {
-    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
-    let env = match var("LEPTOS_ENV", "DEV").as_str() {
-        "PROD" | "prod" | "production" => leptos::config::Env::PROD,
-        _ => leptos::config::Env::DEV,
-    };
-    let (site_root, pkg_dir) = (var("LEPTOS_SITE_ROOT", "target/site"), var("LEPTOS_SITE_PKG_DIR", "pkg"));
-    let (assets, output_name) =
-        assets::Assets::load(&std::path::Path::new(&site_root).join(&pkg_dir), &var("LEPTOS_OUTPUT_NAME", "mailroom"));
-    let options = LeptosOptions::builder()
-        .output_name(output_name)
-        .site_root(site_root)
-        .site_pkg_dir(pkg_dir)
-        .site_addr(addr)
-        .env(env)
-        .build();
-    (options, assets)
+/// Where cargo-leptos put the compiled site (Leptos' own `LEPTOS_*` variables, read by
+/// `get_configuration`), the address we bound, and the assets, read now: the pages ask for
+/// them by their content-hashed names.
+fn leptos_options(addr: SocketAddr) -> Result<(LeptosOptions, assets::Assets), LeptosConfigError> {
+    let mut options = leptos::config::get_configuration(None)?.leptos_options;
+    let pkg = std::path::Path::new(&*options.site_root).join(&*options.site_pkg_dir);
+    let (assets, output_name) = assets::Assets::load(&pkg, &options.output_name);
+    options.output_name = output_name.into();
+    options.site_addr = addr;
+    Ok((options, assets))
 }
 
 fn router(

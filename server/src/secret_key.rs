@@ -76,7 +76,7 @@ pub async fn load_checked(path: &Path, db: &Db) -> Result<[u8; 32], SecretKeyErr
 /// Names a key without revealing it: the first 16 hex characters of SHA-256 over a domain
 /// prefix and the key.
 pub fn fingerprint(key: &[u8; 32]) -> String {
-    let mut fingerprint = app::auth::ssr::fingerprint(&format!("{FINGERPRINT_DOMAIN}{}", hex::encode(key)));
+    let mut fingerprint = app::shared::token::fingerprint(&format!("{FINGERPRINT_DOMAIN}{}", hex::encode(key)));
     fingerprint.truncate(16);
     fingerprint
 }

@@ -12,11 +12,9 @@ mod support;
 use common::*;
 use futures::StreamExt;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
-    process::Child,
     sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
@@ -37,77 +35,6 @@ const ENV: &[(&str, &str)] = &[
     ("MAILROOM_OUTBOX_CONCURRENCY", "8"),
 ];
 
-/// The server process, signed in; killed (SIGKILL) when dropped.
-struct Running {
-    child: Child,
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Running {
-    /// Starts the server binary on `dir` (its log appended to `log`) and signs in as the admin.
-    async fn start(dir: &Path, log: &Path) -> Self {
-        let (dir, log) = (dir.to_owned(), log.to_owned());
-        let (child, base) = tokio::task::spawn_blocking(move || spawn(&dir, &log)).await.unwrap();
-        let client = client(&base);
-        let form = [("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)];
-        let signed_in = client.post(format!("{base}/api/login")).form(&form).send().await.unwrap();
-        assert!(signed_in.status().is_success(), "sign-in: {}", signed_in.status());
-        Self { child, base, client }
-    }
-
-    /// SIGKILL, at once; nothing is cleaned up.
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    async fn outbox(&self, status: &str) -> Vec<Value> {
-        let response = self.client.post(format!("{}/api/outbox_list", self.base)).form(&[("status", status)]).send();
-        let list: Value = response.await.unwrap().json().await.unwrap();
-        list.as_array().cloned().unwrap_or_else(|| panic!("{list}"))
-    }
-}
-
-fn spawn(dir: &Path, log: &Path) -> (Child, String) {
-    use std::io::{BufRead, BufReader};
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    let mut child = server_command(&server_binary(), dir, ENV).stderr(log).spawn().expect("server binary starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
-    assert!(base.starts_with("http://127.0.0.1:"), "unexpected first line: {line:?}");
-    (child, base)
-}
-
-/// Like [`browser_like_client`], with a limit on every request.
-fn client(base: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(reqwest::header::ORIGIN, base.parse().unwrap());
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .default_headers(headers)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-async fn save(server: &Running, form: Value) {
-    let base = &server.base;
-    let view: Value = server.client.post(format!("{base}/api/smtp_load")).send().await.unwrap().json().await.unwrap();
-    let body = json!({ "form": form, "version": view["version"] });
-    let response = server.client.post(format!("{base}/api/smtp_save")).json(&body).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap_or_default());
-}
-
 fn address(n: usize) -> String {
     format!("chaos{n}@example.com")
 }
@@ -115,11 +42,11 @@ fn address(n: usize) -> String {
 /// Creates the users `numbers`, eight requests at a time; counts each creation known to have
 /// committed in `created` and answers the numbers not known to have (the server died under
 /// them). A retried creation that finds its user existing had committed, invitation and all.
-async fn queue(server: &Running, numbers: Vec<usize>, created: &AtomicUsize) -> Vec<usize> {
+async fn queue(server: &ServerProcess, numbers: Vec<usize>, created: &AtomicUsize) -> Vec<usize> {
     let outcomes = futures::stream::iter(numbers)
         .map(|n| async move {
             let form = [("name", format!("Chaos {n}")), ("email", address(n)), ("role", "user".to_owned())];
-            let sent = server.client.post(format!("{}/api/users_create", server.base)).form(&form).send().await;
+            let sent = server.client.post(server.url("/api/users_create")).form(&form).send().await;
             let committed = match sent {
                 Ok(response) if response.status() == StatusCode::OK => true,
                 Ok(response) if response.status() == StatusCode::UNPROCESSABLE_ENTITY => {
@@ -206,12 +133,12 @@ async fn no_invitation_is_lost_to_a_failing_smtp_server_and_two_kill_9s() {
     let created = AtomicUsize::new(0);
     let mut kills = Vec::new();
 
-    let first = Running::start(dir.path(), &log).await;
-    save(&first, plain_smtp_form(peer.port)).await;
+    let first = ServerProcess::start(dir.path(), &log, ENV).await;
+    save(&first, &first.client, &plain_smtp_form(peer.port)).await;
     // Kill 1: in the middle of the queuing, requests in flight, while the worker delivers.
     let killer = async {
         wait_until(120, "400 users created", || created.load(Ordering::Relaxed) >= 400).await;
-        let pid = first.child.id().to_string();
+        let pid = first.pid().to_string();
         std::process::Command::new("kill").args(["-KILL", &pid]).status().unwrap();
         (created.load(Ordering::Relaxed), arrived(&peer), peer.data_commands())
     };
@@ -227,7 +154,7 @@ async fn no_invitation_is_lost_to_a_failing_smtp_server_and_two_kill_9s() {
         left.len()
     );
 
-    let second = Running::start(dir.path(), &log).await;
+    let second = ServerProcess::start(dir.path(), &log, ENV).await;
     let left = queue(&second, left, &created).await;
     assert!(left.is_empty(), "creations failed on a running server: {left:?}");
     assert_eq!(created.load(Ordering::Relaxed), MESSAGES);
@@ -246,7 +173,7 @@ async fn no_invitation_is_lost_to_a_failing_smtp_server_and_two_kill_9s() {
         queued_first.elapsed().as_secs_f64()
     );
 
-    let third = Running::start(dir.path(), &log).await;
+    let third = ServerProcess::start(dir.path(), &log, ENV).await;
     let restarted = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(150);
     while arrived(&peer) < expected && Instant::now() < deadline {

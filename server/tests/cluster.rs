@@ -9,10 +9,10 @@ mod cluster;
 mod common;
 mod support;
 
-use cluster::{Browser, Node, Surreal, free_port, open_events, write_key};
+use cluster::{Browser, Node, Surreal, open_events, write_key};
 use common::*;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::Path,
@@ -88,16 +88,6 @@ impl Drop for Cluster {
             eprintln!("--- surreal log (end):\n{}", lines[lines.len().saturating_sub(20)..].join("\n"));
         }
     }
-}
-
-async fn save(browser: &Browser, node: &Node, form: Value) -> i64 {
-    let client = browser.on(node);
-    let view: Value = client.post(node.url("/api/smtp_load")).send().await.unwrap().json().await.unwrap();
-    let response =
-        client.post(node.url("/api/smtp_save")).json(&json!({ "form": form, "version": view["version"] })).send();
-    let response = response.await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap_or_default());
-    response.json::<Value>().await.unwrap()["version"].as_i64().unwrap()
 }
 
 async fn status(browser: &Browser, node: &Node) -> Value {
@@ -191,7 +181,8 @@ async fn sessions_settings_and_limits_hold_across_three_node_processes() {
     // Settings saved on C reach A and B through the database: each checks them itself and
     // reports, with its heartbeat, in the one status every node answers.
     let peer = plain_peer(cluster.dir.path());
-    let version = save(&browser, c, plain_smtp_form(peer.port)).await;
+    let saved = save(c, &browser.on(c), &plain_smtp_form(peer.port)).await;
+    let version = saved["version"].as_i64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let health = loop {
         let health = status(&browser, a).await;
@@ -210,13 +201,13 @@ async fn sessions_settings_and_limits_hold_across_three_node_processes() {
     }
 
     // The instance-wide SMTP actions quota (4 a minute) counts every node: the save was one.
+    let form = plain_smtp_form(peer.port);
     for node in [a, b, c] {
-        let response =
-            browser.on(node).post(node.url("/api/smtp_test")).json(&json!({ "form": plain_smtp_form(peer.port) }));
-        assert_eq!(response.send().await.unwrap().status(), StatusCode::OK, "test email on {}", node.name);
+        let (status, body) = send_test(node, &browser.on(node), &form).await;
+        assert_eq!(status, StatusCode::OK, "test email on {}: {body}", node.name);
     }
-    let fifth = browser.on(b).post(b.url("/api/smtp_test")).json(&json!({ "form": plain_smtp_form(peer.port) }));
-    assert_eq!(fifth.send().await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS, "the fifth action, on any node");
+    let (status, body) = send_test(b, &browser.on(b), &form).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "the fifth action, on any node: {body}");
 
     // Sign-in failures for one address on A and B slow the next attempt on C.
     let wrong = Browser::default();
@@ -246,7 +237,7 @@ async fn two_thousand_messages_arrive_once_from_three_nodes_and_a_killed_node_lo
     let browser = Browser::default();
     let a = cluster.node("node-a");
     assert_eq!(browser.sign_in(a, ADMIN_PASSWORD).await, StatusCode::OK);
-    save(&browser, a, plain_smtp_form(peer.port)).await;
+    save(a, &browser.on(a), &plain_smtp_form(peer.port)).await;
 
     // Three nodes, one outbox: each message exactly once.
     let started = Instant::now();
@@ -302,7 +293,7 @@ async fn the_database_server_killed_mid_run_loses_no_message_and_the_live_status
     let browser = Browser::default();
     let (a, c) = (cluster.node("node-a"), cluster.node("node-c"));
     assert_eq!(browser.sign_in(a, ADMIN_PASSWORD).await, StatusCode::OK);
-    save(&browser, c, plain_smtp_form(peer.port)).await;
+    save(c, &browser.on(c), &plain_smtp_form(peer.port)).await;
     // An admin page on node A: its status stream, open across the restart.
     let mut events = open_events(&browser, a).await;
     events.until(20, |e| e["is_valid"] == true).await;
@@ -328,10 +319,10 @@ async fn the_database_server_killed_mid_run_loses_no_message_and_the_live_status
 
     // A failure saved on node C reaches the page on node A, through the re-subscribed feed.
     let (a, c) = (cluster.node("node-a"), cluster.node("node-c"));
-    save(&browser, c, plain_smtp_form(free_port())).await;
+    save(c, &browser.on(c), &plain_smtp_form(closed_port())).await;
     let failing = events.until(30, |e| e["is_valid"] == false).await;
     assert!(failing["nodes"].as_array().unwrap().iter().any(|n| n["is_valid"] == false), "{failing}");
-    save(&browser, c, plain_smtp_form(peer.port)).await;
+    save(c, &browser.on(c), &plain_smtp_form(peer.port)).await;
     events.until(30, |e| e["is_valid"] == true).await;
     assert_eq!(status(&browser, a).await["is_valid"], true);
 }

@@ -4,6 +4,7 @@
 //! one row, `FAULT | case | class | elapsed | failure`:
 //! `cargo test -p server --features app/ssr --test faults -- --nocapture 2>&1 | grep '^FAULT'`.
 
+mod common;
 mod support;
 
 use app::{
@@ -15,6 +16,7 @@ use app::{
     },
     smtp_settings::types::{MinTlsVersion, Tls, TlsMode},
 };
+use common::closed_port;
 use std::{
     path::Path,
     sync::Arc,
@@ -80,10 +82,6 @@ fn message(marker: &str) -> OutgoingMessage {
         html: None,
         message_id: None,
     }
-}
-
-async fn closed_port() -> u16 {
-    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port()
 }
 
 fn report(case: &str, failure: &SmtpFailure, elapsed: Duration) {
@@ -158,7 +156,7 @@ fn certs(dir: &Path, names: &[&str], leaf_is_ca: bool) -> Certs {
 
 #[tokio::test]
 async fn a_closed_port_is_a_refused_connection() {
-    let port = closed_port().await;
+    let port = closed_port();
     let failure = fails(
         "connection refused",
         &target("127.0.0.1", port),
@@ -411,9 +409,9 @@ async fn a_454_to_auth_is_transient() {
 #[tokio::test]
 async fn a_token_the_server_refuses_is_an_xoauth2_rejection() {
     let dir = tempfile::tempdir().unwrap();
-    let peer = SmtpPeer::start(dir.path(), None, PeerOptions { auth: "XOAUTH2", ..Default::default() });
-    let endpoint = TokenEndpoint::start().await;
-    let target = with_oauth(target("localhost", peer.port), &endpoint.url("/token-other"), CLIENT_SECRET, SCOPE);
+    let oauth = OAuthPeer::start(dir.path(), None).await;
+    let target =
+        with_oauth(target("localhost", oauth.smtp.port), &oauth.endpoint.url("/token-other"), CLIENT_SECRET, SCOPE);
     let failure = fails("XOAUTH2 refused", &target, &config(), Configuration, "refused the OAuth 2.0 token").await;
     assert!(matches!(failure, SmtpFailure::XOAuth2Rejected { .. }), "{failure:?}");
 }
@@ -480,7 +478,7 @@ async fn a_slow_token_endpoint_times_out() {
 #[tokio::test]
 async fn an_unreachable_token_endpoint_is_transient() {
     let server = oauth_server().await;
-    let url = format!("http://127.0.0.1:{}/token", closed_port().await);
+    let url = format!("http://127.0.0.1:{}/token", closed_port());
     let target = with_oauth(target("127.0.0.1", server.port), &url, CLIENT_SECRET, SCOPE);
     let failure = fails("token endpoint unreachable", &target, &config(), Transient, "could not be reached").await;
     assert!(matches!(failure, SmtpFailure::TokenEndpoint(TokenFailure::Unreachable(_))), "{failure:?}");

@@ -28,12 +28,7 @@ struct Case {
 /// clock runs `skew_secs` ahead.
 async fn case(skew_secs: i64) -> Case {
     let dir = tempfile::tempdir().unwrap();
-    let endpoint = GoogleTokenEndpoint::start(dir.path(), SEND_AS, skew_secs);
-    let peer = SmtpPeer::start(
-        dir.path(),
-        None,
-        PeerOptions { auth: "XOAUTH2", user: Some(SEND_AS), token: Some(GOOGLE_TOKEN), ..Default::default() },
-    );
+    let OAuthPeer { smtp: peer, endpoint } = OAuthPeer::google(dir.path(), None, SEND_AS, skew_secs);
     let app = spawn_app().await;
     let admin = app.admin_client().await;
     Case { app, admin, endpoint, peer, _dir: dir }
@@ -64,7 +59,7 @@ fn token_failure(status: StatusCode, body: &Value) -> (TokenFailure, String) {
 async fn a_service_account_key_delivers_through_xoauth2_with_a_token_bought_by_a_signed_jwt() {
     let case = case(0).await;
     let form = google_form(case.peer.port, SEND_AS, &case.endpoint.key);
-    let (status, body) = case.app.send_test_form(&case.admin, &form).await;
+    let (status, body) = send_test(&case.app, &case.admin, &form).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let received = case.peer.received();
     assert_eq!(received.len(), 1, "the test mail reached the XOAUTH2 peer");
@@ -81,7 +76,7 @@ async fn a_service_account_key_delivers_through_xoauth2_with_a_token_bought_by_a
     assert_eq!(claim["exp"].as_i64().unwrap() - claim["iat"].as_i64().unwrap(), 3600, "one hour");
 
     // Saved, the key is write-only: the page names the account, never the key.
-    let (status, body) = case.app.save_form(&case.admin, &form).await;
+    let (status, body) = try_save(&case.app, &case.admin, &form).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["secrets"]["service_account"], case.endpoint.client_email.as_str());
     let view = case.admin.post(case.app.url("/api/smtp_load")).send().await.unwrap().text().await.unwrap();
@@ -99,13 +94,13 @@ async fn a_service_account_key_delivers_through_xoauth2_with_a_token_bought_by_a
     assert!(page.contains(&format!("A key for {} is saved.", case.endpoint.client_email)));
 
     // A blank key keeps the saved one (the token is cached: no second signature needed).
-    let (status, body) = case.app.send_test_form(&case.admin, &google_form(case.peer.port, SEND_AS, "")).await;
+    let (status, body) = send_test(&case.app, &case.admin, &google_form(case.peer.port, SEND_AS, "")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let tests = case.peer.received().into_iter().filter(|m| m.subject.ends_with("Mail Test")).count();
     assert_eq!(tests, 2, "the admins' change notice may arrive too, but two tests did");
 
     // Another mailbox is a guarded change: the key must be pasted again.
-    let (status, body) = case.app.save_form(&case.admin, &google_form(case.peer.port, "ceo@example.com", "")).await;
+    let (status, body) = try_save(&case.app, &case.admin, &google_form(case.peer.port, "ceo@example.com", "")).await;
     assert_eq!(body["kind"], "validation", "{status} {body}");
     assert_eq!(body["detail"]["service_account_key"], "Re-enter the service account key: the username changed");
 }
@@ -114,7 +109,7 @@ async fn a_service_account_key_delivers_through_xoauth2_with_a_token_bought_by_a
 async fn a_mailbox_outside_the_delegation_gets_the_delegation_hint() {
     let case = case(0).await;
     let form = google_form(case.peer.port, "intern@example.com", &case.endpoint.key);
-    let (status, body) = case.app.send_test_form(&case.admin, &form).await;
+    let (status, body) = send_test(&case.app, &case.admin, &form).await;
     let (failure, hint) = token_failure(status, &body);
     assert!(matches!(failure, TokenFailure::DelegationMissing(_)), "{failure:?}");
     assert!(hint.contains("domain-wide delegation is not granted for this client ID and scope"), "{hint}");
@@ -126,7 +121,7 @@ async fn a_mailbox_outside_the_delegation_gets_the_delegation_hint() {
 async fn a_key_the_endpoint_does_not_trust_and_an_assertion_out_of_its_time_are_classified() {
     let case = case(0).await;
     let form = google_form(case.peer.port, SEND_AS, &case.endpoint.rogue_key);
-    let (status, body) = case.app.send_test_form(&case.admin, &form).await;
+    let (status, body) = send_test(&case.app, &case.admin, &form).await;
     let (failure, hint) = token_failure(status, &body);
     assert_eq!(failure, TokenFailure::InvalidGrant("Invalid JWT Signature.".into()));
     assert!(hint.contains("paste a new one"), "{hint}");
@@ -134,7 +129,7 @@ async fn a_key_the_endpoint_does_not_trust_and_an_assertion_out_of_its_time_are_
     // The endpoint's clock two hours ahead: the assertion has expired on arrival.
     let late = self::case(7200).await;
     let form = google_form(late.peer.port, SEND_AS, &late.endpoint.key);
-    let (status, body) = late.app.send_test_form(&late.admin, &form).await;
+    let (status, body) = send_test(&late.app, &late.admin, &form).await;
     let (failure, hint) = token_failure(status, &body);
     let TokenFailure::InvalidGrant(description) = failure else { panic!("{failure:?}") };
     assert!(description.contains("short-lived token"), "{description}");
@@ -157,14 +152,15 @@ async fn a_file_that_is_not_a_service_account_key_is_named_while_pasting_and_at_
     for (text, message) in cases {
         let form = google_form(case.peer.port, SEND_AS, text);
         assert_eq!(form.field_error("service_account_key").as_deref(), Some(message), "the page's live check");
-        let (status, body) = case.app.save_form(&case.admin, &form).await;
+        let (status, body) = try_save(&case.app, &case.admin, &form).await;
         assert_eq!(body["kind"], "validation", "{status} {body}");
         assert_eq!(body["detail"]["service_account_key"], message);
     }
     // A key whose private_key is not RSA PEM fails at Save, on the server.
     let mut key: Value = serde_json::from_str(&case.endpoint.key).unwrap();
     key["private_key"] = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".into();
-    let (status, body) = case.app.save_form(&case.admin, &google_form(case.peer.port, SEND_AS, &key.to_string())).await;
+    let (status, body) =
+        try_save(&case.app, &case.admin, &google_form(case.peer.port, SEND_AS, &key.to_string())).await;
     assert_eq!(body["kind"], "validation", "{status} {body}");
     assert!(body["detail"]["service_account_key"].as_str().unwrap().contains("cannot be read as an RSA key"), "{body}");
 }

@@ -3,24 +3,15 @@
 mod common;
 mod support;
 
-use app::auth::Role;
+use app::{
+    auth::Role,
+    smtp_settings::{form::SmtpForm, types::Mode},
+};
 use common::*;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
 use support::*;
-
-async fn save(app: &TestApp, client: &reqwest::Client, form: Value) -> Value {
-    let version: Value = app.call(client, "smtp_load", &[]).await.json().await.unwrap();
-    let response = client
-        .post(app.url("/api/smtp_save"))
-        .json(&json!({ "form": form, "version": version["version"] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
-}
 
 async fn status(app: &TestApp, client: &reqwest::Client) -> Value {
     let response = client.get(app.url("/api/smtp_status")).send().await.unwrap();
@@ -40,10 +31,6 @@ async fn wait_for_status(app: &TestApp, client: &reqwest::Client, done: impl Fn(
     panic!("the status never matched; last: {}", status(app, client).await);
 }
 
-async fn closed_port() -> u16 {
-    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port()
-}
-
 async fn open_events(app: &TestApp, client: &reqwest::Client) -> Events {
     Events::from_response(client.get(app.url("/api/smtp_status/stream")).send().await.unwrap())
 }
@@ -57,7 +44,7 @@ async fn a_failing_post_save_check_is_recorded_and_a_later_good_save_clears_it()
     assert_eq!(started["is_valid"], true);
     assert_eq!(started["nodes"][0]["source"], "start-up check");
 
-    save(&app, &admin, plain_smtp_form(closed_port().await)).await;
+    save(&app, &admin, &plain_smtp_form(closed_port())).await;
     // The delivery of the admin notice about the save may say it first; the post-save check
     // always records its verdict, so it is the last word.
     let failing =
@@ -79,7 +66,7 @@ async fn a_failing_post_save_check_is_recorded_and_a_later_good_save_clears_it()
 
     let dir = tempfile::tempdir().unwrap();
     let peer = SmtpPeer::start(dir.path(), None, PeerOptions::default());
-    save(&app, &admin, plain_smtp_form(peer.port)).await;
+    save(&app, &admin, &plain_smtp_form(peer.port)).await;
     let healthy = wait_for_status(&app, &admin, |s| s["is_valid"] == true).await;
     assert_eq!(healthy["nodes"][0]["is_valid"], true);
     let received = peer.received();
@@ -95,11 +82,9 @@ async fn a_failing_post_save_check_is_recorded_and_a_later_good_save_clears_it()
 async fn saving_default_mode_with_the_local_mailbox_records_healthy() {
     let app = spawn_app().await;
     let admin = app.admin_client().await;
-    save(&app, &admin, plain_smtp_form(closed_port().await)).await;
+    save(&app, &admin, &plain_smtp_form(closed_port())).await;
     wait_for_status(&app, &admin, |s| s["is_valid"] == false).await;
-    let mut default = plain_smtp_form(25);
-    default["mode"] = json!("Default");
-    save(&app, &admin, default).await;
+    save(&app, &admin, &SmtpForm { mode: Mode::Default, ..plain_smtp_form(25) }).await;
     wait_for_status(&app, &admin, |s| s["is_valid"] == true).await;
 }
 
@@ -124,7 +109,7 @@ async fn two_subscribers_both_receive_a_change() {
     assert_eq!(first.next(15).await["is_valid"], true, "the stream starts with the current status");
     assert_eq!(second.next(15).await["is_valid"], true);
 
-    save(&app, &first_admin, plain_smtp_form(closed_port().await)).await;
+    save(&app, &first_admin, &plain_smtp_form(closed_port())).await;
     for events in [&mut first, &mut second] {
         let change = events.until(30, |e| e["is_valid"] == false).await;
         assert!(change["nodes"][0]["message"].as_str().unwrap().contains("Connection refused"));
@@ -164,15 +149,7 @@ async fn a_status_written_by_one_node_reaches_admins_on_another_through_live_sel
     assert_eq!(events.next(15).await["is_valid"], true);
 
     // An admin on node A saves settings that fail; node A's check writes node A's status.
-    let version: Value =
-        on_a.post(format!("http://{}/api/smtp_load", nodes[0])).send().await.unwrap().json().await.unwrap();
-    let saved = on_a
-        .post(format!("http://{}/api/smtp_save", nodes[0]))
-        .json(&json!({ "form": plain_smtp_form(closed_port().await), "version": version["version"] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(saved.status(), StatusCode::OK);
+    save(&format!("http://{}", nodes[0]), &on_a, &plain_smtp_form(closed_port())).await;
     let change = events.until(30, |e| e["is_valid"] == false).await;
     assert_eq!(change["nodes"][0]["node"], "node-a", "the admin on node B sees node A's failure");
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use app::auth::Role;
+use app::{auth::Role, smtp_settings::form::SmtpForm};
 use common::*;
 use futures::StreamExt;
 use reqwest::StatusCode;
@@ -77,11 +77,6 @@ async fn twenty_concurrent_first_admins_make_exactly_one_and_none_without_the_co
     assert_eq!(admins, Some(1));
 }
 
-async fn smtp_test(app: &TestApp, client: &reqwest::Client, form: Value) -> (StatusCode, Value) {
-    let response = client.post(app.url("/api/smtp_test")).json(&json!({ "form": form })).send().await.unwrap();
-    (response.status(), response.json().await.unwrap())
-}
-
 #[tokio::test]
 async fn send_test_email_refuses_internal_addresses_at_once_and_connects_nowhere() {
     // Loopback shut by MAILROOM_SMTP_ALLOWED_NETWORKS: a listener there must never see us.
@@ -100,10 +95,9 @@ async fn send_test_email_refuses_internal_addresses_at_once_and_connects_nowhere
     });
     let admin = app.admin_client().await;
     for host in ["127.0.0.1", "localhost", "169.254.169.254", "[fd00:ec2::254]", "0.0.0.0"] {
-        let mut form = plain_smtp_form(port);
-        form["host"] = json!(host);
+        let form = SmtpForm { host: host.into(), ..plain_smtp_form(port) };
         let started = Instant::now();
-        let (status, body) = smtp_test(&app, &admin, form).await;
+        let (status, body) = send_test(&app, &admin, &form).await;
         assert!(started.elapsed() < Duration::from_secs(1), "{host}: {:?}", started.elapsed());
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{host}: {body}");
         let refused = &body["detail"]["AddressRefused"];
@@ -120,10 +114,9 @@ async fn send_test_email_refuses_internal_addresses_at_once_and_connects_nowhere
     // The default policy still refuses the metadata address, and names the setting in the hint.
     let app = spawn_app().await;
     let admin = app.admin_client().await;
-    let mut form = plain_smtp_form(80);
-    form["host"] = json!("169.254.169.254");
+    let form = SmtpForm { host: "169.254.169.254".into(), ..plain_smtp_form(80) };
     let started = Instant::now();
-    let (status, body) = smtp_test(&app, &admin, form).await;
+    let (status, body) = send_test(&app, &admin, &form).await;
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["detail"]["AddressRefused"]["address"], "169.254.169.254", "{body}");
@@ -143,7 +136,7 @@ async fn what_a_non_smtp_peer_says_reaches_the_admin_as_a_short_printable_excerp
         }
     });
     let admin = app.admin_client().await;
-    let (status, body) = smtp_test(&app, &admin, plain_smtp_form(port)).await;
+    let (status, body) = send_test(&app, &admin, &plain_smtp_form(port)).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     let text = body.to_string();
     assert!(!text.contains("\\u001b"), "{text}");
@@ -319,6 +312,7 @@ async fn a_cookie_carrying_post_must_say_it_is_same_origin_and_the_host_must_be_
 async fn malformed_arguments_to_every_server_function_are_a_4xx_with_a_message() {
     let app = spawn_app().await;
     let admin = app.admin_client().await;
+    // Raw bytes on purpose, not a typed form: a hostile client sends what no form could.
     let bodies: [(&str, Vec<u8>); 4] = [
         ("application/json", b"{\"form\": 42".to_vec()),
         ("application/json", b"[1, 2, 3]".to_vec()),

@@ -3,8 +3,8 @@
 
 mod common;
 
+use app::smtp_settings::form::SmtpForm;
 use common::*;
-use serde_json::json;
 use server::{SecretKeyError, Server, StartupError, config::Config};
 use std::path::Path;
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -58,15 +58,13 @@ impl Running {
         let admin = browser_like_client(&self.url);
         let login = [("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)];
         assert!(admin.post(format!("{}/api/login", self.url)).form(&login).send().await.unwrap().status().is_success());
-        let form = json!({
-            "mode": "Custom", "host": "localhost", "port": "587", "from": "Mailroom <mail@example.com>",
-            "tls_enabled": true, "tls_version": "Tls12", "tls_mode": "StartTls", "auth_type": "Basic",
-            "username": "mailer", "password": "a sealed SMTP password",
-            "client_id": "", "client_secret": "", "token_url": "", "scope": ""
-        });
-        let body = json!({ "form": form, "version": 0 });
-        let saved = admin.post(format!("{}/api/smtp_save", self.url)).json(&body).send().await.unwrap();
-        assert!(saved.status().is_success(), "{}", saved.text().await.unwrap());
+        let form = SmtpForm {
+            tls_enabled: true,
+            username: "mailer".into(),
+            password: "a sealed SMTP password".into(),
+            ..custom_form(587)
+        };
+        save(&self.url, &admin, &form).await;
     }
 }
 

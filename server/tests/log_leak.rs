@@ -12,13 +12,14 @@
 mod common;
 mod support;
 
+use app::smtp_settings::{form::SmtpForm, types::AuthType};
 use base64::{
     Engine, alphabet,
     engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
 };
 use common::*;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::{
     collections::{HashMap, HashSet},
     io::{BufRead, BufReader, Read},
@@ -26,13 +27,16 @@ use std::{
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
-use support::{Certs, Received, SMTP_USER, python};
+use support::{Certs, OAuthClient, OAuthPeer, PeerOptions, Received, SMTP_USER, SmtpPeer};
 
 const SMTP_PASSWORD: &str = "leak-test-smtp-password-7f3a";
 const CLIENT_ID: &str = "leak-test-client-id";
 const CLIENT_SECRET: &str = "leak-test-client-secret-91c2";
 const BEARER_TOKEN: &str = "leak-test-bearer-token-e5d07b";
 const SCOPE: &str = "https://mail.example/.default";
+/// The OAuth 2.0 client this test's token endpoint serves, and the token it issues.
+const OAUTH_CLIENT: OAuthClient =
+    OAuthClient { id: CLIENT_ID, secret: CLIENT_SECRET, scope: SCOPE, token: BEARER_TOKEN, user: SMTP_USER };
 const NEW_USER_EMAIL: &str = "leak-user@example.com";
 const NEW_USER_PASSWORD: &str = "leak-test-new-user-password-5d1e";
 const INSTANCE: &str = "Leak Check";
@@ -92,6 +96,12 @@ impl Logged {
     }
 }
 
+impl Reachable for Logged {
+    fn base_url(&self) -> String {
+        self.base.clone()
+    }
+}
+
 impl Drop for Logged {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
@@ -101,94 +111,10 @@ impl Drop for Logged {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Peers: aiosmtpd with this test's own password and token, and a token endpoint issuing it.
-
-/// `tests/support/smtp_peer.py` over STARTTLS, accepting `auth` with [`SMTP_PASSWORD`] or
-/// [`BEARER_TOKEN`]; killed on drop.
-struct Peer {
-    port: u16,
-    mbox: PathBuf,
-    child: Child,
-}
-
-impl Peer {
-    fn start(dir: &Path, certs: &Certs, name: &str, auth: &str) -> Self {
-        let mbox = dir.join(format!("mbox-{name}.jsonl"));
-        let mut child = Command::new(python())
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_peer.py"))
-            .args(["--mode", "starttls", "--auth", auth, "--user", SMTP_USER])
-            .args(["--password", SMTP_PASSWORD, "--token", BEARER_TOKEN])
-            .arg("--cert")
-            .arg(&certs.cert)
-            .arg("--key")
-            .arg(&certs.key)
-            .arg("--mbox")
-            .arg(&mbox)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", python().display()));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().strip_prefix("READY ").and_then(|p| p.parse().ok()).expect("aiosmtpd printed READY");
-        Self { port, mbox, child }
-    }
-
-    fn received(&self) -> Vec<Received> {
-        std::fs::read_to_string(&self.mbox)
-            .unwrap_or_default()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-
-    /// Waits (at most `secs`) until a message matching `found` has arrived; answers it.
-    async fn wait_for(&self, secs: u64, what: &str, found: impl Fn(&Received) -> bool) -> Received {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(mail) = self.received().into_iter().find(&found) {
-                return mail;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what} never arrived; the peer has: {:#?}",
-                self.received().iter().map(|m| (&m.subject, &m.to)).collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An OAuth 2.0 client-credentials endpoint that issues [`BEARER_TOKEN`] for
-/// [`CLIENT_ID`] / [`CLIENT_SECRET`] / [`SCOPE`]; answers its URL.
-async fn token_endpoint() -> String {
-    use axum::{Form, Json, Router, http::StatusCode as Status, response::IntoResponse, routing::post};
-    let app = Router::new().route(
-        "/token",
-        post(|Form(form): Form<HashMap<String, String>>| async move {
-            let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
-            if field("grant_type") != "client_credentials"
-                || field("client_id") != CLIENT_ID
-                || field("client_secret") != CLIENT_SECRET
-                || field("scope") != SCOPE
-            {
-                return (Status::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
-            }
-            Json(json!({"access_token": BEARER_TOKEN, "token_type": "Bearer", "expires_in": 3600})).into_response()
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}/token")
+/// aiosmtpd over STARTTLS accepting `auth` with this test's [`SMTP_PASSWORD`].
+fn peer(dir: &Path, certs: &Certs, auth: &'static str) -> SmtpPeer {
+    let options = PeerOptions { mode: "starttls", auth, password: Some(SMTP_PASSWORD), ..Default::default() };
+    SmtpPeer::start(dir, Some(certs), options)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -204,22 +130,21 @@ async fn post_form(client: &reqwest::Client, url: String, form: &[(&str, &str)],
     assert_ok(status, &response.text().await.unwrap_or_default(), what);
 }
 
-fn basic_form(port: u16, password: &str) -> Value {
-    json!({
-        "mode": "Custom", "host": "localhost", "port": port.to_string(), "from": "Mailroom <mail@example.com>",
-        "tls_enabled": true, "tls_version": "Tls12", "tls_mode": "StartTls", "auth_type": "Basic",
-        "username": SMTP_USER, "password": password, "client_id": "", "client_secret": "", "token_url": "", "scope": ""
-    })
+fn basic_form(port: u16, password: &str) -> SmtpForm {
+    SmtpForm { tls_enabled: true, username: SMTP_USER.into(), password: password.into(), ..custom_form(port) }
 }
 
-fn oauth_form(port: u16, token_url: &str) -> Value {
-    let mut form = basic_form(port, "");
-    form["auth_type"] = json!("OAuth2");
-    form["client_id"] = json!(CLIENT_ID);
-    form["client_secret"] = json!(CLIENT_SECRET);
-    form["token_url"] = json!(token_url);
-    form["scope"] = json!(SCOPE);
-    form
+fn oauth_form(port: u16, token_url: String) -> SmtpForm {
+    SmtpForm {
+        tls_enabled: true,
+        auth_type: AuthType::OAuth2,
+        username: SMTP_USER.into(),
+        client_id: CLIENT_ID.into(),
+        client_secret: CLIENT_SECRET.into(),
+        token_url,
+        scope: SCOPE.into(),
+        ..custom_form(port)
+    }
 }
 
 const GOOGLE_SEND_AS: &str = "sender@example.com";
@@ -252,19 +177,9 @@ fn longest_line(pem: &str) -> String {
     pem.lines().max_by_key(|line| line.len()).unwrap_or_default().to_owned()
 }
 
-async fn save(server: &Logged, admin: &reqwest::Client, form: &Value) {
-    let view: Value = admin.post(server.url("/api/smtp_load")).send().await.unwrap().json().await.unwrap();
-    let version = view["version"].clone();
-    let body = json!({ "form": form, "version": version });
-    let response = admin.post(server.url("/api/smtp_save")).json(&body).send().await.unwrap();
-    let status = response.status();
-    assert_eq!(status, StatusCode::OK, "smtp_save: {}", response.text().await.unwrap());
-}
-
-async fn send_test(server: &Logged, admin: &reqwest::Client, form: &Value, what: &str) {
-    let response = admin.post(server.url("/api/smtp_test")).json(&json!({ "form": form })).send().await.unwrap();
-    let status = response.status();
-    assert_eq!(status, StatusCode::OK, "Send Test Email ({what}): {}", response.text().await.unwrap());
+async fn assert_sends(server: &Logged, admin: &reqwest::Client, form: &SmtpForm, what: &str) {
+    let (status, body) = send_test(server, admin, form).await;
+    assert_eq!(status, StatusCode::OK, "Send Test Email ({what}): {body}");
 }
 
 /// The 64-hex-digit token after `token=` in a mail's text.
@@ -554,10 +469,9 @@ async fn no_secret_token_link_or_body_reaches_the_trace_log_or_the_database_file
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("server.log");
     let certs = Certs::generate(peers.path());
-    let plain_peer = Peer::start(peers.path(), &certs, "plain", "PLAIN,LOGIN");
-    let login_peer = Peer::start(peers.path(), &certs, "login", "LOGIN");
-    let oauth_peer = Peer::start(peers.path(), &certs, "oauth", "XOAUTH2");
-    let token_url = token_endpoint().await;
+    let plain_peer = peer(peers.path(), &certs, "PLAIN,LOGIN");
+    let login_peer = peer(peers.path(), &certs, "LOGIN");
+    let oauth = OAuthPeer::issuing(peers.path(), Some(&certs), OAUTH_CLIENT).await;
     let ca = certs.ca.display().to_string();
     let server = Logged::start(
         data.path(),
@@ -580,17 +494,17 @@ async fn no_secret_token_link_or_body_reaches_the_trace_log_or_the_database_file
     //    through the outbox with them; an unsaved LOGIN-only form is tested too (AUTH LOGIN).
     let basic = basic_form(plain_peer.port, SMTP_PASSWORD);
     save(&server, &admin, &basic).await;
-    send_test(&server, &admin, &basic, "Basic, AUTH PLAIN").await;
+    assert_sends(&server, &admin, &basic, "Basic, AUTH PLAIN").await;
     plain_peer.wait_for(1, "the Basic test email", |m| m.subject.contains("Mail Test")).await;
-    send_test(&server, &admin, &basic_form(login_peer.port, SMTP_PASSWORD), "Basic, AUTH LOGIN").await;
+    assert_sends(&server, &admin, &basic_form(login_peer.port, SMTP_PASSWORD), "Basic, AUTH LOGIN").await;
     login_peer.wait_for(1, "the AUTH LOGIN test email", |m| m.subject.contains("Mail Test")).await;
     plain_peer.wait_for(20, "the settings notice", |m| m.subject.starts_with("SMTP settings were changed")).await;
 
     // 3. OAuth 2.0 settings: saved and tested (XOAUTH2 with the issued token).
-    let oauth = oauth_form(oauth_peer.port, &token_url);
-    save(&server, &admin, &oauth).await;
-    send_test(&server, &admin, &oauth, "OAuth 2.0, XOAUTH2").await;
-    oauth_peer.wait_for(1, "the OAuth 2.0 test email", |m| m.subject.contains("Mail Test")).await;
+    let oauth_settings = oauth_form(oauth.smtp.port, oauth.token_url());
+    save(&server, &admin, &oauth_settings).await;
+    assert_sends(&server, &admin, &oauth_settings, "OAuth 2.0, XOAUTH2").await;
+    oauth.smtp.wait_for(1, "the OAuth 2.0 test email", |m| m.subject.contains("Mail Test")).await;
 
     // 4. An invitation and a reset, delivered by the outbox through the saved (OAuth) settings;
     //    both links are opened and the invitation used, as the new user would.
@@ -605,8 +519,8 @@ async fn no_secret_token_link_or_body_reaches_the_trace_log_or_the_database_file
     post_form(&anonymous, server.url("/api/password_reset"), &[("email", NEW_USER_EMAIL)], "password_reset").await;
     let to_user = |m: &Received| m.to.iter().any(|t| t == NEW_USER_EMAIL);
     let invitation =
-        oauth_peer.wait_for(20, "the invitation", |m| to_user(m) && m.subject.starts_with("You are invited")).await;
-    let reset = oauth_peer.wait_for(20, "the reset", |m| to_user(m) && m.subject.starts_with("Reset your")).await;
+        oauth.smtp.wait_for(20, "the invitation", |m| to_user(m) && m.subject.starts_with("You are invited")).await;
+    let reset = oauth.smtp.wait_for(20, "the reset", |m| to_user(m) && m.subject.starts_with("Reset your")).await;
     let invite_token = link_token(&invitation);
     let reset_token = link_token(&reset);
     for mail in [&invitation, &reset] {
@@ -631,36 +545,21 @@ async fn no_secret_token_link_or_body_reaches_the_trace_log_or_the_database_file
 
     // 4b. A Google service account, with a private CA and a client certificate saved beside it,
     //     saved and tested (JWT-bearer grant, then XOAUTH2 with the issued token).
-    let google_endpoint = support::GoogleTokenEndpoint::start(peers.path(), GOOGLE_SEND_AS, 0);
-    let google_peer = support::SmtpPeer::start(
-        peers.path(),
-        Some(&certs),
-        support::PeerOptions {
-            mode: "starttls",
-            auth: "XOAUTH2",
-            user: Some(GOOGLE_SEND_AS),
-            token: Some(support::GOOGLE_TOKEN),
-            ..Default::default()
-        },
-    );
+    let OAuthPeer { smtp: google_peer, endpoint: google_endpoint } =
+        OAuthPeer::google(peers.path(), Some(&certs), GOOGLE_SEND_AS, 0);
     let pems = Pems::generate();
-    let google = serde_json::to_value(app::smtp_settings::form::SmtpForm {
-        mode: app::smtp_settings::types::Mode::Custom,
-        host: "localhost".into(),
-        port: google_peer.port.to_string(),
-        from: "Mailroom <mail@example.com>".into(),
+    let google = SmtpForm {
         tls_enabled: true,
-        auth_type: app::smtp_settings::types::AuthType::GoogleServiceAccount,
+        auth_type: AuthType::GoogleServiceAccount,
         username: GOOGLE_SEND_AS.into(),
         service_account_key: google_endpoint.key.clone(),
         trusted_ca_pem: pems.ca.clone(),
         client_cert_pem: pems.client_cert.clone(),
         client_key_pem: pems.client_key.clone(),
-        ..Default::default()
-    })
-    .unwrap();
+        ..custom_form(google_peer.port)
+    };
     save(&server, &admin, &google).await;
-    send_test(&server, &admin, &google, "Google service account, XOAUTH2").await;
+    assert_sends(&server, &admin, &google, "Google service account, XOAUTH2").await;
     assert!(google_peer.received().iter().any(|m| m.subject.contains("Mail Test")), "the Google test email arrived");
     let service_key: Value = serde_json::from_str(&google_endpoint.key).unwrap();
     let service_key_line = longest_line(service_key["private_key"].as_str().unwrap());

@@ -6,20 +6,9 @@ mod support;
 
 use common::*;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
 use support::*;
-
-async fn save(base: &str, client: &reqwest::Client, form: Value) {
-    let view: Value = client.post(format!("{base}/api/smtp_load")).send().await.unwrap().json().await.unwrap();
-    let response = client
-        .post(format!("{base}/api/smtp_save"))
-        .json(&json!({ "form": form, "version": view["version"] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-}
 
 async fn outbox(base: &str, client: &reqwest::Client) -> Vec<Value> {
     let list: Value =
@@ -50,7 +39,7 @@ async fn a_421_is_retried_and_the_message_delivered_once() {
     let admin = app.admin_client().await;
     let dir = tempfile::tempdir().unwrap();
     let peer = SmtpPeer::start(dir.path(), None, PeerOptions { tempfail_first: 1, ..Default::default() });
-    save(&app.url(""), &admin, plain_smtp_form(peer.port)).await;
+    save(&app, &admin, &plain_smtp_form(peer.port)).await;
     let list = wait_outbox(&app.url(""), &admin, 20, |l| notices(l).iter().any(|m| m["status"] == "sent")).await;
     let notice = notices(&list)[0];
     assert_eq!(notice["attempts"], 2, "{notice}");
@@ -72,7 +61,7 @@ async fn a_550_stops_as_failed_with_the_reason_and_retry_now_tries_again() {
     let dir = tempfile::tempdir().unwrap();
     let peer =
         SmtpPeer::start(dir.path(), None, PeerOptions { reject_recipient: Some(ADMIN_EMAIL), ..Default::default() });
-    save(&app.url(""), &admin, plain_smtp_form(peer.port)).await;
+    save(&app, &admin, &plain_smtp_form(peer.port)).await;
     let list = wait_outbox(&app.url(""), &admin, 20, |l| notices(l).iter().any(|m| m["status"] == "failed")).await;
     let notice = notices(&list)[0].clone();
     assert_eq!(notice["attempts"], 1);
@@ -225,7 +214,7 @@ async fn queued_mail_survives_kill_9_and_every_message_arrives() {
     let form = [("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)];
     assert!(admin.post(format!("{base}/api/login")).form(&form).send().await.unwrap().status().is_success());
     peer.pause(true);
-    save(&base, &admin, plain_smtp_form(peer.port)).await;
+    save(&base, &admin, &plain_smtp_form(peer.port)).await;
     let mut expected = std::collections::BTreeSet::new();
     for n in 0..MESSAGES {
         let email = format!("user{n}@example.com");
@@ -311,7 +300,7 @@ async fn mail_is_pipelined_where_the_server_offers_it_and_a_refusal_keeps_the_co
         let dir = tempfile::tempdir().unwrap();
         let options = PeerOptions { pipelining, reject_recipient: Some("pipe-3@example.com"), ..Default::default() };
         let peer = SmtpPeer::start(dir.path(), None, options);
-        app.save_settings(&admin, plain_smtp_form(peer.port)).await;
+        save(&app, &admin, &plain_smtp_form(peer.port)).await;
         app.queue_mail(40, "pipe").await;
         let rows = app
             .wait_rows("test", 30, |rows| count_status(rows, "sent") == 39 && count_status(rows, "failed") == 1)

@@ -59,7 +59,7 @@ async fn a_private_ca_pasted_and_saved_is_trusted_without_an_env_var_or_a_restar
     let admin = app.admin_client().await;
     let form = SmtpForm { tls_enabled: true, tls_mode: TlsMode::StartTls, ..custom_form(peer.port) };
 
-    let (status, body) = app.send_test_form(&admin, &form).await;
+    let (status, body) = send_test(&app, &admin, &form).await;
     let failure = smtp_failure(status, &body);
     assert_eq!(failure, SmtpFailure::InvalidCertificate { problem: CertProblem::UnknownIssuer });
     assert!(failure.hint().contains("Trusted CA certificates (PEM)"), "{}", failure.hint());
@@ -76,19 +76,19 @@ async fn a_private_ca_pasted_and_saved_is_trusted_without_an_env_var_or_a_restar
 
     // Bad PEM is the field's error and saves nothing.
     let garbage = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
-    let (status, body) = app.save_form(&admin, &SmtpForm { trusted_ca_pem: garbage.into(), ..form.clone() }).await;
+    let (status, body) = try_save(&app, &admin, &SmtpForm { trusted_ca_pem: garbage.into(), ..form.clone() }).await;
     assert_eq!(
         field_error(status, &body, "trusted_ca_pem"),
         "Certificate 1 cannot be read (not an X.509 certificate)."
     );
 
-    let (status, body) = app.save_form(&admin, &SmtpForm { trusted_ca_pem: ca_pem.clone(), ..form.clone() }).await;
+    let (status, body) = try_save(&app, &admin, &SmtpForm { trusted_ca_pem: ca_pem.clone(), ..form.clone() }).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["secrets"]["certificates"][0]["subject"], "CN=Mailroom Test CA");
     assert!(body["changed"].as_array().unwrap().iter().any(|f| f == "Trusted CA certificates"), "{body}");
 
     // A blank field keeps the saved CA: the same test now reaches the relay over TLS.
-    let (status, body) = app.send_test_form(&admin, &form).await;
+    let (status, body) = send_test(&app, &admin, &form).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let received = wait_for_mail(&peer, 1).await;
     assert!(received[0].tls && received[0].subject.ends_with("Mail Test"), "{received:?}");
@@ -101,9 +101,9 @@ async fn a_private_ca_pasted_and_saved_is_trusted_without_an_env_var_or_a_restar
     assert!(!page.contains(body_line) && !view.contains(body_line), "the PEM itself stays on the server");
 
     // Removing it restores the web roots only.
-    let (status, _) = app.save_form(&admin, &SmtpForm { remove_trusted_ca: true, ..form.clone() }).await;
+    let (status, _) = try_save(&app, &admin, &SmtpForm { remove_trusted_ca: true, ..form.clone() }).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = app.send_test_form(&admin, &form).await;
+    let (status, body) = send_test(&app, &admin, &form).await;
     assert_eq!(smtp_failure(status, &body), SmtpFailure::InvalidCertificate { problem: CertProblem::UnknownIssuer });
 }
 
@@ -129,7 +129,7 @@ async fn a_relay_that_requires_a_client_certificate_refuses_without_it_and_accep
     let admin = app.admin_client().await;
     let form = SmtpForm { tls_enabled: true, tls_mode: TlsMode::Implicit, ..custom_form(peer.port) };
 
-    let (status, body) = app.send_test_form(&admin, &form).await;
+    let (status, body) = send_test(&app, &admin, &form).await;
     let failure = smtp_failure(status, &body);
     assert_eq!(failure, SmtpFailure::ClientCertificate { missing: true });
     assert!(failure.hint().contains("Client certificate (PEM)"), "{}", failure.hint());
@@ -138,20 +138,20 @@ async fn a_relay_that_requires_a_client_certificate_refuses_without_it_and_accep
     let stranger = KeyPair::generate().unwrap();
     let mismatched =
         SmtpForm { client_cert_pem: client_cert.pem(), client_key_pem: stranger.serialize_pem(), ..form.clone() };
-    let (status, body) = app.save_form(&admin, &mismatched).await;
+    let (status, body) = try_save(&app, &admin, &mismatched).await;
     assert_eq!(field_error(status, &body, "client_key_pem"), "This key does not belong to the client certificate.");
     let without_key = SmtpForm { client_cert_pem: client_cert.pem(), ..form.clone() };
-    let (status, body) = app.save_form(&admin, &without_key).await;
+    let (status, body) = try_save(&app, &admin, &without_key).await;
     assert_eq!(field_error(status, &body, "client_key_pem"), "Paste the client certificate's private key.");
 
     let with_identity =
         SmtpForm { client_cert_pem: client_cert.pem(), client_key_pem: client_key.serialize_pem(), ..form.clone() };
-    let (status, body) = app.save_form(&admin, &with_identity).await;
+    let (status, body) = try_save(&app, &admin, &with_identity).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["secrets"]["client_key_set"], true);
     assert_eq!(body["secrets"]["certificates"][0]["subject"], "CN=mailroom.example.com");
 
-    let (status, body) = app.send_test_form(&admin, &form).await;
+    let (status, body) = send_test(&app, &admin, &form).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(wait_for_mail(&peer, 1).await.len(), 1);
 }
@@ -171,7 +171,7 @@ async fn a_certificate_near_its_end_warns_a_second_admin_live_and_an_expired_one
 
     let (expiring, _) = authority("Relay CA expiring", 7);
     let form = SmtpForm { trusted_ca_pem: expiring.pem(), ..custom_form(peer.port) };
-    let (status, body) = app.save_form(&admin, &form).await;
+    let (status, body) = try_save(&app, &admin, &form).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let event = events.until(20, |e| e["certificates"].as_array().is_some_and(|c| !c.is_empty())).await;
     let notice = &event["certificates"][0];
@@ -187,7 +187,7 @@ async fn a_certificate_near_its_end_warns_a_second_admin_live_and_an_expired_one
 
     let (expired, _) = authority("Relay CA expired", -1);
     let form = SmtpForm { trusted_ca_pem: expired.pem(), ..custom_form(peer.port) };
-    let (status, body) = app.save_form(&admin, &form).await;
+    let (status, body) = try_save(&app, &admin, &form).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let event = events.until(20, |e| e["certificates"][0]["expired"] == true).await;
     assert_eq!(event["certificates"][0]["certificate"]["subject"], "CN=Relay CA expired");

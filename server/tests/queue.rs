@@ -5,19 +5,15 @@
 mod common;
 mod support;
 
+use app::smtp_settings::{form::SmtpForm, types::Mode};
 use common::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::{collections::BTreeMap, time::Duration};
 use support::*;
 
 /// Custom settings for aiosmtpd with STARTTLS and a login.
-fn login_form(port: u16, password: &str) -> Value {
-    let mut form = plain_smtp_form(port);
-    form["host"] = json!("localhost");
-    form["tls_enabled"] = json!(true);
-    form["username"] = json!(SMTP_USER);
-    form["password"] = json!(password);
-    form
+fn login_form(port: u16, password: &str) -> SmtpForm {
+    SmtpForm { tls_enabled: true, username: SMTP_USER.into(), password: password.into(), ..custom_form(port) }
 }
 
 /// How many times each subject starting with `tag` arrived.
@@ -48,7 +44,7 @@ async fn a_wrong_password_holds_the_queue_and_the_right_one_delivers_every_messa
         PeerOptions { mode: "starttls", auth: "PLAIN,LOGIN", ..Default::default() },
     );
 
-    app.save_settings(&admin, login_form(peer.port, "not the password")).await;
+    save(&app, &admin, &login_form(peer.port, "not the password")).await;
     app.queue_mail(50, "held").await;
     let rows = app.wait_rows("test", 20, |rows| count_status(rows, "held") == 50).await;
     for row in &rows {
@@ -61,7 +57,7 @@ async fn a_wrong_password_holds_the_queue_and_the_right_one_delivers_every_messa
     assert!(status["nodes"][0]["message"].as_str().unwrap().contains("535"), "{status}");
     assert!(peer.received().is_empty());
 
-    app.save_settings(&admin, login_form(peer.port, SMTP_PASSWORD)).await;
+    save(&app, &admin, &login_form(peer.port, SMTP_PASSWORD)).await;
     app.wait_rows("test", 30, |rows| count_status(rows, "sent") == 50).await;
     let seen = arrivals(&[&peer], "held ");
     assert_eq!(seen.len(), 50, "every message arrived: {seen:?}");
@@ -155,7 +151,7 @@ async fn a_database_that_cannot_write_changes_no_message_and_the_cause_is_logged
     let peer = SmtpPeer::start(dir.path(), None, PeerOptions::default());
     let app = spawn_app().await;
     let admin = app.admin_client().await;
-    app.save_settings(&admin, plain_smtp_form(peer.port)).await;
+    save(&app, &admin, &plain_smtp_form(peer.port)).await;
     app.wait_rows("admin_notice", 20, |rows| count_status(rows, "sent") == 1).await;
 
     // Every write to the outbox now fails inside the database, as a full disk would.
@@ -188,7 +184,7 @@ async fn a_settle_after_the_lease_was_taken_over_changes_nothing() {
     let peer = SmtpPeer::start(dir.path(), None, PeerOptions::default());
     let app = spawn_app().await;
     let admin = app.admin_client().await;
-    app.save_settings(&admin, plain_smtp_form(peer.port)).await;
+    save(&app, &admin, &plain_smtp_form(peer.port)).await;
     app.wait_rows("admin_notice", 20, |rows| count_status(rows, "sent") == 1).await;
 
     peer.pause(true);
@@ -222,13 +218,7 @@ async fn a_settle_after_the_lease_was_taken_over_changes_nothing() {
 async fn a_slow_check_of_older_settings_and_a_silent_node_do_not_raise_the_banner() {
     let app = spawn_app().await;
     let admin = app.admin_client().await;
-    app.save_settings(
-        &admin,
-        json!({ "mode": "Default", "host": "", "port": "", "from": "", "tls_enabled": false,
-        "tls_version": "Tls12", "tls_mode": "StartTls", "auth_type": "Basic", "username": "", "password": "",
-        "client_id": "", "client_secret": "", "token_url": "", "scope": "" }),
-    )
-    .await;
+    save(&app, &admin, &SmtpForm { mode: Mode::Default, ..SmtpForm::default() }).await;
     let current: Value = admin.post(app.url("/api/smtp_load")).send().await.unwrap().json().await.unwrap();
     let version = current["version"].as_i64().unwrap();
     let stale_failure = Err(app::mail::SmtpFailure::ConnectionRefused { host: "old.example".into(), port: 25 });

@@ -4,10 +4,10 @@
 
 mod common;
 
-use app::auth::ssr::argon2_runs;
+use app::{auth::ssr::argon2_runs, smtp_settings::form::SmtpForm};
 use common::*;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// The tests of this file measure the whole process: one at a time.
@@ -80,12 +80,8 @@ async fn an_oversized_field_is_400_before_any_lookup_or_hash() {
         assert!(body["detail"].as_str().unwrap().contains("longer than"), "{endpoint}: {body}");
     }
     let admin = app.admin_client().await;
-    let mut smtp = plain_smtp_form(25);
-    smtp["host"] = json!(huge);
-    let form = json!({ "form": smtp, "version": 0 });
-    let response = admin.post(app.url("/api/smtp_save")).json(&form).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = try_save_at(&app, &admin, &SmtpForm { host: huge, ..plain_smtp_form(25) }, 0).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["detail"].as_str().unwrap().contains("Email Server is longer than"), "{body}");
     assert_eq!(argon2_runs(), runs + 1, "only the admin's own sign-in hashed");
 }

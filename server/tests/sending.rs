@@ -4,6 +4,10 @@
 mod common;
 mod support;
 
+use app::smtp_settings::{
+    form::SmtpForm,
+    types::{AuthType, MinTlsVersion, Mode, TlsMode},
+};
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -34,46 +38,39 @@ async fn case_with_ca(trust_test_ca: bool) -> Case {
     Case { app, admin, dir, certs }
 }
 
-fn form(host: &str, port: u16) -> Value {
-    json!({
-        "mode": "Custom", "host": host, "port": port.to_string(), "from": "Mailroom <mail@example.com>",
-        "tls_enabled": false, "tls_version": "Tls12", "tls_mode": "StartTls", "auth_type": "Basic",
-        "username": "", "password": "", "client_id": "", "client_secret": "", "token_url": "", "scope": ""
-    })
+impl Case {
+    async fn send_test(&self, form: &SmtpForm) -> (StatusCode, Value) {
+        send_test(&self.app, &self.admin, form).await
+    }
 }
 
-fn with_tls(mut form: Value, mode: &str) -> Value {
-    form["tls_enabled"] = json!(true);
-    form["tls_mode"] = json!(mode);
-    form
+/// Custom settings for `localhost:port` with TLS in `tls_mode`.
+fn tls(port: u16, tls_mode: TlsMode) -> SmtpForm {
+    SmtpForm { tls_enabled: true, tls_mode, ..custom_form(port) }
 }
 
-fn with_login(mut form: Value, password: &str) -> Value {
-    form["username"] = json!(SMTP_USER);
-    form["password"] = json!(password);
-    form
+/// `form` with the peer's login and `password`.
+fn with_login(form: SmtpForm, password: &str) -> SmtpForm {
+    SmtpForm { username: SMTP_USER.into(), password: password.into(), ..form }
 }
 
-fn with_oauth(mut form: Value, token_url: &str, secret: &str, scope: &str) -> Value {
-    form["auth_type"] = json!("OAuth2");
-    form["username"] = json!(SMTP_USER);
-    form["client_id"] = json!(CLIENT_ID);
-    form["client_secret"] = json!(secret);
-    form["token_url"] = json!(token_url);
-    form["scope"] = json!(scope);
-    form
-}
-
-async fn send_test(case: &Case, form: &Value) -> (StatusCode, Value) {
-    let response = case.admin.post(case.app.url("/api/smtp_test")).json(&json!({ "form": form })).send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+/// OAuth 2.0 settings for `localhost:port` over STARTTLS: the peer's client, with `secret` and
+/// `scope`, asking `token_url`.
+fn oauth_form(port: u16, token_url: String, secret: &str, scope: &str) -> SmtpForm {
+    SmtpForm {
+        auth_type: AuthType::OAuth2,
+        username: SMTP_USER.into(),
+        client_id: CLIENT_ID.into(),
+        client_secret: secret.into(),
+        token_url,
+        scope: scope.into(),
+        ..tls(port, TlsMode::StartTls)
+    }
 }
 
 /// The classified failure's variant name and fields.
-async fn failure(case: &Case, form: &Value) -> (String, Value) {
-    let (status, body) = send_test(case, form).await;
+async fn failure(case: &Case, form: &SmtpForm) -> (String, Value) {
+    let (status, body) = case.send_test(form).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["kind"], "smtp", "{body}");
     let detail = &body["detail"];
@@ -104,7 +101,7 @@ fn assert_test_mail_arrived(peer: &SmtpPeer, tls: bool) {
 async fn plaintext_without_auth_delivers_the_test_mail() {
     let case = case().await;
     let peer = SmtpPeer::start(case.dir.path(), None, PeerOptions::default());
-    let (status, body) = send_test(&case, &form("127.0.0.1", peer.port)).await;
+    let (status, body) = case.send_test(&plain_smtp_form(peer.port)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!(ADMIN_EMAIL));
     assert_test_mail_arrived(&peer, false);
@@ -113,8 +110,8 @@ async fn plaintext_without_auth_delivers_the_test_mail() {
         outbox.as_array().unwrap().iter().find(|m| m["kind"] == "test").expect("the test email is in the outbox");
     assert_eq!((recorded["status"].as_str(), recorded["attempts"].as_i64()), (Some("sent"), Some(1)));
 
-    let refused = closed_port().await;
-    failure(&case, &form("127.0.0.1", refused)).await;
+    let refused = closed_port();
+    failure(&case, &plain_smtp_form(refused)).await;
     let outbox: Value = case.app.call(&case.admin, "outbox_list", &[("status", "failed")]).await.json().await.unwrap();
     let failed = &outbox.as_array().unwrap()[0];
     assert_eq!(failed["kind"], "test");
@@ -130,8 +127,8 @@ async fn starttls_with_plain_or_login_delivers() {
             Some(&case.certs),
             PeerOptions { mode: "starttls", auth, ..Default::default() },
         );
-        let form = with_login(with_tls(form("localhost", peer.port), "StartTls"), SMTP_PASSWORD);
-        let (status, body) = send_test(&case, &form).await;
+        let form = with_login(tls(peer.port, TlsMode::StartTls), SMTP_PASSWORD);
+        let (status, body) = case.send_test(&form).await;
         assert_eq!(status, StatusCode::OK, "{auth}: {body}");
         assert_test_mail_arrived(&peer, true);
     }
@@ -145,8 +142,8 @@ async fn implicit_tls_delivers_and_tls_1_3_is_refused_by_a_tls_1_2_only_server()
         Some(&case.certs),
         PeerOptions { mode: "implicit", auth: "PLAIN,LOGIN", ..Default::default() },
     );
-    let form_implicit = with_login(with_tls(form("localhost", peer.port), "Implicit"), SMTP_PASSWORD);
-    let (status, body) = send_test(&case, &form_implicit).await;
+    let form_implicit = with_login(tls(peer.port, TlsMode::Implicit), SMTP_PASSWORD);
+    let (status, body) = case.send_test(&form_implicit).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_test_mail_arrived(&peer, true);
 
@@ -155,87 +152,69 @@ async fn implicit_tls_delivers_and_tls_1_3_is_refused_by_a_tls_1_2_only_server()
         Some(&case.certs),
         PeerOptions { mode: "starttls", auth: "PLAIN", tls12_only: true, ..Default::default() },
     );
-    let mut strict = with_login(with_tls(form("localhost", old.port), "StartTls"), SMTP_PASSWORD);
-    strict["tls_version"] = json!("Tls13");
+    let strict =
+        SmtpForm { tls_version: MinTlsVersion::Tls13, ..with_login(tls(old.port, TlsMode::StartTls), SMTP_PASSWORD) };
     let (name, _) = failure(&case, &strict).await;
     assert_eq!(name, "TlsHandshake");
-    strict["tls_version"] = json!("Tls12");
-    assert_eq!(send_test(&case, &strict).await.0, StatusCode::OK, "TLS 1.2 is accepted when allowed");
+    let strict = SmtpForm { tls_version: MinTlsVersion::Tls12, ..strict };
+    assert_eq!(case.send_test(&strict).await.0, StatusCode::OK, "TLS 1.2 is accepted when allowed");
     assert_eq!(old.received().len(), 1);
 }
 
 #[tokio::test]
 async fn oauth2_gets_a_token_and_sends_with_xoauth2_caching_the_token() {
     let case = case().await;
-    let endpoint = TokenEndpoint::start().await;
-    let peer = SmtpPeer::start(
-        case.dir.path(),
-        Some(&case.certs),
-        PeerOptions { mode: "starttls", auth: "XOAUTH2", ..Default::default() },
-    );
-    let form =
-        with_oauth(with_tls(form("localhost", peer.port), "StartTls"), &endpoint.url("/token"), CLIENT_SECRET, SCOPE);
-    let (status, body) = send_test(&case, &form).await;
+    let oauth = OAuthPeer::start(case.dir.path(), Some(&case.certs)).await;
+    let form = oauth_form(oauth.smtp.port, oauth.token_url(), CLIENT_SECRET, SCOPE);
+    let (status, body) = case.send_test(&form).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_test_mail_arrived(&peer, true);
-    assert_eq!(send_test(&case, &form).await.0, StatusCode::OK);
-    assert_eq!(endpoint.calls.load(std::sync::atomic::Ordering::SeqCst), 1, "the token was cached");
-    assert_eq!(peer.received().len(), 2);
+    assert_test_mail_arrived(&oauth.smtp, true);
+    assert_eq!(case.send_test(&form).await.0, StatusCode::OK);
+    assert_eq!(oauth.endpoint.calls.load(std::sync::atomic::Ordering::SeqCst), 1, "the token was cached");
+    assert_eq!(oauth.smtp.received().len(), 2);
 }
 
 #[tokio::test]
 async fn token_endpoint_failures_are_classified() {
     let case = case().await;
-    let endpoint = TokenEndpoint::start().await;
-    let peer = SmtpPeer::start(
-        case.dir.path(),
-        Some(&case.certs),
-        PeerOptions { mode: "starttls", auth: "XOAUTH2", ..Default::default() },
-    );
-    let base = with_tls(form("localhost", peer.port), "StartTls");
+    let oauth = OAuthPeer::start(case.dir.path(), Some(&case.certs)).await;
+    let (port, url) = (oauth.smtp.port, |path: &str| oauth.endpoint.url(path));
 
-    let (name, fields) =
-        failure(&case, &with_oauth(base.clone(), &endpoint.url("/token"), "wrong-secret", SCOPE)).await;
+    let (name, fields) = failure(&case, &oauth_form(port, url("/token"), "wrong-secret", SCOPE)).await;
     assert_eq!((name.as_str(), fields["InvalidClient"].is_string()), ("TokenEndpoint", true), "{fields}");
-    let (_, fields) =
-        failure(&case, &with_oauth(base.clone(), &endpoint.url("/token"), CLIENT_SECRET, "bad.scope")).await;
+    let (_, fields) = failure(&case, &oauth_form(port, url("/token"), CLIENT_SECRET, "bad.scope")).await;
     assert!(fields["InvalidScope"].as_str().unwrap().contains("AADSTS70011"), "{fields}");
-    let (_, fields) =
-        failure(&case, &with_oauth(base.clone(), &endpoint.url("/token-500"), CLIENT_SECRET, SCOPE)).await;
+    let (_, fields) = failure(&case, &oauth_form(port, url("/token-500"), CLIENT_SECRET, SCOPE)).await;
     assert_eq!(fields["HttpStatus"], 500, "{fields}");
-    let (_, fields) =
-        failure(&case, &with_oauth(base.clone(), &endpoint.url("/token-html"), CLIENT_SECRET, SCOPE)).await;
+    let (_, fields) = failure(&case, &oauth_form(port, url("/token-html"), CLIENT_SECRET, SCOPE)).await;
     assert_eq!(fields["NotJson"]["status"], 200, "{fields}");
-    let (_, fields) =
-        failure(&case, &with_oauth(base.clone(), &endpoint.url("/token-huge"), CLIENT_SECRET, SCOPE)).await;
+    let (_, fields) = failure(&case, &oauth_form(port, url("/token-huge"), CLIENT_SECRET, SCOPE)).await;
     assert_eq!(fields, json!("TooLarge"), "the answer is bounded");
-    let (_, fields) =
-        failure(&case, &with_oauth(base.clone(), &endpoint.url("/token-redirect"), CLIENT_SECRET, SCOPE)).await;
+    let (_, fields) = failure(&case, &oauth_form(port, url("/token-redirect"), CLIENT_SECRET, SCOPE)).await;
     assert_eq!(fields["HttpStatus"], 307, "redirects are not followed: {fields}");
-    assert_eq!(endpoint.calls.load(std::sync::atomic::Ordering::SeqCst), 2, "only the two /token calls above");
-    let closed = closed_port().await;
-    let (_, fields) =
-        failure(&case, &with_oauth(base, &format!("http://127.0.0.1:{closed}/token"), CLIENT_SECRET, SCOPE)).await;
+    assert_eq!(oauth.endpoint.calls.load(std::sync::atomic::Ordering::SeqCst), 2, "only the two /token calls above");
+    let unreachable = format!("http://127.0.0.1:{}/token", closed_port());
+    let (_, fields) = failure(&case, &oauth_form(port, unreachable, CLIENT_SECRET, SCOPE)).await;
     assert!(fields["Unreachable"].is_string(), "{fields}");
-    assert!(peer.received().is_empty());
+    assert!(oauth.smtp.received().is_empty());
 }
 
 #[tokio::test]
 async fn a_rejected_xoauth2_token_is_fetched_again_once_and_reported_with_the_challenge() {
     let case = case().await;
-    let endpoint = TokenEndpoint::start().await;
-    let peer = SmtpPeer::start(
-        case.dir.path(),
-        Some(&case.certs),
-        PeerOptions { mode: "starttls", auth: "XOAUTH2", ..Default::default() },
-    );
-    let mut form =
-        with_oauth(with_tls(form("localhost", peer.port), "StartTls"), &endpoint.url("/token"), CLIENT_SECRET, SCOPE);
-    form["username"] = json!("someone-else@example.com");
+    let oauth = OAuthPeer::start(case.dir.path(), Some(&case.certs)).await;
+    let form = SmtpForm {
+        username: "someone-else@example.com".into(),
+        ..oauth_form(oauth.smtp.port, oauth.token_url(), CLIENT_SECRET, SCOPE)
+    };
     let (name, fields) = failure(&case, &form).await;
     assert_eq!(name, "XOAuth2Rejected");
     assert!(fields["text"].as_str().unwrap().contains("\"status\": \"401\""), "{fields}");
-    assert_eq!(endpoint.calls.load(std::sync::atomic::Ordering::SeqCst), 2, "fetched again once after the rejection");
+    assert_eq!(
+        oauth.endpoint.calls.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "fetched again once after the rejection"
+    );
 }
 
 #[tokio::test]
@@ -246,7 +225,7 @@ async fn wrong_credentials_give_535_with_the_providers_text() {
         Some(&case.certs),
         PeerOptions { mode: "starttls", auth: "PLAIN,LOGIN", ..Default::default() },
     );
-    let (name, fields) = failure(&case, &with_login(with_tls(form("localhost", peer.port), "StartTls"), "wrong")).await;
+    let (name, fields) = failure(&case, &with_login(tls(peer.port, TlsMode::StartTls), "wrong")).await;
     assert_eq!(name, "AuthRejected");
     assert_eq!(fields["code"], 535);
 
@@ -256,14 +235,7 @@ async fn wrong_credentials_give_535_with_the_providers_text() {
         Some(&case.certs),
         PeerOptions { mode: "starttls", auth: "PLAIN,LOGIN", auth_fail_text: Some(text), ..Default::default() },
     );
-    let response = case
-        .admin
-        .post(case.app.url("/api/smtp_test"))
-        .json(&json!({ "form": with_login(with_tls(form("localhost", m365.port), "StartTls"), "wrong") }))
-        .send()
-        .await
-        .unwrap();
-    let body: Value = response.json().await.unwrap();
+    let (_, body) = case.send_test(&with_login(tls(m365.port, TlsMode::StartTls), "wrong")).await;
     let failure: app::mail::SmtpFailure = serde_json::from_value(body["detail"].clone()).unwrap();
     assert!(failure.to_string().contains("5.7.139"), "{failure}");
     assert!(failure.hint().contains("SMTP AUTH disabled"), "{}", failure.hint());
@@ -272,22 +244,22 @@ async fn wrong_credentials_give_535_with_the_providers_text() {
 #[tokio::test]
 async fn connection_and_tls_mode_failures_are_classified() {
     let case = case().await;
-    let refused = closed_port().await;
-    let (name, _) = failure(&case, &form("127.0.0.1", refused)).await;
+    let refused = closed_port();
+    let (name, _) = failure(&case, &plain_smtp_form(refused)).await;
     assert_eq!(name, "ConnectionRefused");
 
     let implicit =
         SmtpPeer::start(case.dir.path(), Some(&case.certs), PeerOptions { mode: "implicit", ..Default::default() });
-    let (name, fields) = failure(&case, &form("localhost", implicit.port)).await;
+    let (name, fields) = failure(&case, &custom_form(implicit.port)).await;
     assert_eq!(name, "TlsModeMismatch");
     assert_eq!(fields["server_expects_tls"], true);
 
     let plain = SmtpPeer::start(case.dir.path(), None, PeerOptions::default());
-    let (name, fields) = failure(&case, &with_tls(form("localhost", plain.port), "Implicit")).await;
+    let (name, fields) = failure(&case, &tls(plain.port, TlsMode::Implicit)).await;
     assert_eq!(name, "TlsModeMismatch", "{fields}");
     assert_eq!(fields["server_expects_tls"], false);
 
-    let (name, _) = failure(&case, &with_tls(form("localhost", plain.port), "StartTls")).await;
+    let (name, _) = failure(&case, &tls(plain.port, TlsMode::StartTls)).await;
     assert_eq!(name, "StartTlsNotOffered");
     assert!(plain.received().is_empty());
 }
@@ -297,7 +269,7 @@ async fn an_untrusted_certificate_is_refused() {
     let case = case_with_ca(false).await;
     let peer =
         SmtpPeer::start(case.dir.path(), Some(&case.certs), PeerOptions { mode: "starttls", ..Default::default() });
-    let (name, fields) = failure(&case, &with_tls(form("localhost", peer.port), "StartTls")).await;
+    let (name, fields) = failure(&case, &tls(peer.port, TlsMode::StartTls)).await;
     assert_eq!(name, "InvalidCertificate", "{fields}");
     assert!(peer.received().is_empty());
 }
@@ -310,8 +282,7 @@ async fn no_common_auth_mechanism_is_reported_with_what_the_server_offers() {
         Some(&case.certs),
         PeerOptions { mode: "starttls", auth: "XOAUTH2", ..Default::default() },
     );
-    let (name, fields) =
-        failure(&case, &with_login(with_tls(form("localhost", peer.port), "StartTls"), SMTP_PASSWORD)).await;
+    let (name, fields) = failure(&case, &with_login(tls(peer.port, TlsMode::StartTls), SMTP_PASSWORD)).await;
     assert_eq!(name, "NoCommonAuthMechanism");
     assert_eq!(fields["offered"], "XOAUTH2");
 }
@@ -324,14 +295,14 @@ async fn rejected_sender_and_recipient_are_told_apart() {
         None,
         PeerOptions { reject_sender: Some("mail@example.com"), ..Default::default() },
     );
-    let (name, fields) = failure(&case, &form("127.0.0.1", peer.port)).await;
+    let (name, fields) = failure(&case, &plain_smtp_form(peer.port)).await;
     assert_eq!((name.as_str(), fields["code"].as_u64()), ("SenderRejected", Some(550)));
     let peer = SmtpPeer::start(
         case.dir.path(),
         None,
         PeerOptions { reject_recipient: Some(ADMIN_EMAIL), ..Default::default() },
     );
-    let (name, fields) = failure(&case, &form("127.0.0.1", peer.port)).await;
+    let (name, fields) = failure(&case, &plain_smtp_form(peer.port)).await;
     assert_eq!((name.as_str(), fields["code"].as_u64()), ("RecipientRejected", Some(550)));
 }
 
@@ -347,7 +318,7 @@ async fn faults_never_hang_and_are_classified_by_step() {
     for (fault, expected, step) in cases {
         let port = fault_server(fault).await;
         let started = std::time::Instant::now();
-        let (name, fields) = failure(&case, &form("127.0.0.1", port)).await;
+        let (name, fields) = failure(&case, &plain_smtp_form(port)).await;
         assert_eq!(name, expected, "{fault:?}: {fields}");
         if !step.is_null() {
             assert_eq!(fields["step"], step, "{fault:?}");
@@ -359,9 +330,8 @@ async fn faults_never_hang_and_are_classified_by_step() {
 #[tokio::test]
 async fn default_mode_without_a_relay_puts_the_test_mail_in_the_local_mailbox() {
     let case = case().await;
-    let mut default = form("", 25);
-    default["mode"] = json!("Default");
-    let (status, body) = send_test(&case, &default).await;
+    let default = SmtpForm { mode: Mode::Default, host: String::new(), ..custom_form(25) };
+    let (status, body) = case.send_test(&default).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let list: Value = case.app.call(&case.admin, "mailbox_list", &[]).await.json().await.unwrap();
     let entry = &list[0];
@@ -382,22 +352,15 @@ async fn the_test_obeys_the_re_entry_rule_for_saved_secrets() {
         Some(&case.certs),
         PeerOptions { mode: "starttls", auth: "PLAIN", ..Default::default() },
     );
-    let saved = with_login(with_tls(form("localhost", peer.port), "StartTls"), SMTP_PASSWORD);
-    let response = case
-        .admin
-        .post(case.app.url("/api/smtp_save"))
-        .json(&json!({ "form": saved, "version": 0 }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let saved = with_login(tls(peer.port, TlsMode::StartTls), SMTP_PASSWORD);
+    save(&case.app, &case.admin, &saved).await;
     // The saved password is reused for an unchanged server…
-    let blank = with_login(with_tls(form("localhost", peer.port), "StartTls"), "");
-    assert_eq!(send_test(&case, &blank).await.0, StatusCode::OK);
+    let blank = with_login(tls(peer.port, TlsMode::StartTls), "");
+    assert_eq!(case.send_test(&blank).await.0, StatusCode::OK);
     // …but never sent to a new one.
-    let other = closed_port().await;
-    let moved = with_login(with_tls(form("localhost", other), "StartTls"), "");
-    let (status, body) = send_test(&case, &moved).await;
+    let other = closed_port();
+    let moved = with_login(tls(other, TlsMode::StartTls), "");
+    let (status, body) = case.send_test(&moved).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["detail"]["password"], "Re-enter the password: the port changed");
 }
@@ -439,9 +402,4 @@ async fn the_pooled_mailer_sends_through_a_real_server() {
     let received = peer.received();
     assert_eq!(received.len(), 3);
     assert!(received.iter().all(|m| m.tls && m.data.contains("text/html")));
-}
-
-async fn closed_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
 }

@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use reqwest::StatusCode;
-use serde_json::json;
 use std::{net::SocketAddr, time::Duration};
 
 async fn two_nodes(adjust: impl Fn(&mut server::config::Config)) -> (Vec<SocketAddr>, tempfile::TempDir) {
@@ -36,8 +35,7 @@ async fn signed_in(addr: SocketAddr) -> reqwest::Client {
 }
 
 async fn test_email(addr: SocketAddr, client: &reqwest::Client) -> StatusCode {
-    let form = plain_smtp_form(1);
-    client.post(format!("http://{addr}/api/smtp_test")).json(&json!({ "form": form })).send().await.unwrap().status()
+    send_test(&format!("http://{addr}"), client, &plain_smtp_form(1)).await.0
 }
 
 #[tokio::test]

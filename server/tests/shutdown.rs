@@ -7,12 +7,11 @@ mod common;
 mod support;
 
 use common::*;
+use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
 use std::{
-    path::{Path, PathBuf},
-    process::Child,
+    path::PathBuf,
     time::{Duration, Instant},
 };
 use support::chaos_smtp::ChaosSmtp;
@@ -30,83 +29,6 @@ const ENV: &[(&str, &str)] = &[
     ("MAILROOM_OUTBOX_CONCURRENCY", "16"),
     ("MAILROOM_MAX_STREAMS_PER_SESSION", "25"),
 ];
-
-/// The server process, signed in; killed (SIGKILL) if the test ends with it running.
-struct Running {
-    child: Child,
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Running {
-    async fn start(dir: &Path, log: &Path, extra: &[(&'static str, &'static str)]) -> Self {
-        let (dir, log, extra) = (dir.to_owned(), log.to_owned(), extra.to_vec());
-        let (child, base) = tokio::task::spawn_blocking(move || spawn(&dir, &log, &extra)).await.unwrap();
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(reqwest::header::ORIGIN, base.parse().unwrap());
-        let client = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .default_headers(headers)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        let form = [("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)];
-        let signed_in = client.post(format!("{base}/api/login")).form(&form).send().await.unwrap();
-        assert!(signed_in.status().is_success(), "sign-in: {}", signed_in.status());
-        Self { child, base, client }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn outbox(&self, status: &str) -> Vec<Value> {
-        let response = self.client.post(self.url("/api/outbox_list")).form(&[("status", status)]).send();
-        let list: Value = response.await.unwrap().json().await.unwrap();
-        list.as_array().cloned().unwrap_or_else(|| panic!("{list}"))
-    }
-
-    /// SIGTERM, then waits (at most `secs`) for the process to exit: how long it took and how.
-    async fn terminate(&mut self, secs: u64) -> (Duration, Option<std::process::ExitStatus>) {
-        let signalled = Instant::now();
-        let pid = self.child.id().to_string();
-        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        while signalled.elapsed() < Duration::from_secs(secs) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (signalled.elapsed(), Some(status));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        (signalled.elapsed(), None)
-    }
-}
-
-fn spawn(dir: &Path, log: &Path, extra: &[(&str, &str)]) -> (Child, String) {
-    use std::io::{BufRead, BufReader};
-    let env: Vec<(&str, &str)> = ENV.iter().chain(extra).copied().collect();
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    let mut child = server_command(&server_binary(), dir, &env).stderr(log).spawn().expect("server binary starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
-    assert!(base.starts_with("http://127.0.0.1:"), "unexpected first line: {line:?}");
-    (child, base)
-}
-
-async fn save(server: &Running, form: Value) {
-    let view: Value = server.client.post(server.url("/api/smtp_load")).send().await.unwrap().json().await.unwrap();
-    let body = json!({ "form": form, "version": view["version"] });
-    let response = server.client.post(server.url("/api/smtp_save")).json(&body).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap_or_default());
-}
 
 /// Polls `done` every 50 ms until it holds; panics naming `what` after `secs`.
 async fn wait_until(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
@@ -152,11 +74,11 @@ async fn sigterm_ends_streams_and_releases_the_leases_of_held_sends_within_ten_s
     let _log = LogOnPanic(log.clone());
     let peer = ChaosSmtp::start(1, 0.0).await;
     peer.set_stall(true);
-    let mut first = Running::start(dir.path(), &log, &[]).await;
+    let mut first = ServerProcess::start(dir.path(), &log, ENV).await;
 
     // The admin's notice of the save is held first; it keeps the worker's batch busy while the
     // invitations are queued, so that the next batch claims all ten at once.
-    save(&first, plain_smtp_form(peer.port)).await;
+    save(&first, &first.client, &plain_smtp_form(peer.port)).await;
     wait_until(20, "the notice held at the end of DATA", || peer.stalled_recipients().contains(&ADMIN_EMAIL.into()))
         .await;
     for n in 0..MESSAGES {
@@ -174,20 +96,22 @@ async fn sigterm_ends_streams_and_releases_the_leases_of_held_sends_within_ten_s
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "stream {n}");
-        let mut body = response.bytes_stream();
-        let opening = tokio::time::timeout(Duration::from_secs(5), body.next()).await;
+        let mut events = response.bytes_stream().eventsource();
+        let opening = tokio::time::timeout(Duration::from_secs(5), events.next()).await;
         let opening = opening.unwrap_or_else(|_| panic!("stream {n}: no first event")).unwrap().unwrap();
-        assert!(String::from_utf8_lossy(&opening).contains("smtp_status"), "stream {n}");
+        assert_eq!(opening.event, "smtp_status", "stream {n}");
         streams.push(tokio::spawn(async move {
-            let end = loop {
-                match tokio::time::timeout(Duration::from_secs(60), body.next()).await {
-                    Ok(Some(Ok(_))) => continue,
-                    Ok(Some(Err(err))) => break End::Broken(err.to_string()),
-                    Ok(None) => break End::Closed,
-                    Err(_) => break End::Open,
+            // Keep-alive comments are not events: wait for the end as long as the request may last.
+            let end = tokio::time::timeout(Duration::from_secs(300), async {
+                loop {
+                    match events.next().await {
+                        Some(Ok(_)) => continue,
+                        Some(Err(err)) => break End::Broken(err.to_string()),
+                        None => break End::Closed,
+                    }
                 }
-            };
-            (end, Instant::now())
+            });
+            (end.await.unwrap_or(End::Open), Instant::now())
         }));
     }
     let invited: Vec<String> = (0..MESSAGES).map(address).collect();
@@ -228,7 +152,8 @@ async fn sigterm_ends_streams_and_releases_the_leases_of_held_sends_within_ten_s
     // shutdown released their leases.
     peer.set_stall(false);
     let restarted = Instant::now();
-    let mut second = Running::start(dir.path(), &log, &[("MAILROOM_NODE_ID", "successor")]).await;
+    let mut second =
+        ServerProcess::start(dir.path(), &log, &[ENV, &[("MAILROOM_NODE_ID", "successor")]].concat()).await;
     let mut wanted = invited.clone();
     wanted.push(ADMIN_EMAIL.to_owned());
     let arrived = |peer: &ChaosSmtp| {

@@ -2,7 +2,13 @@
 
 mod common;
 
-use app::auth::Role;
+use app::{
+    auth::Role,
+    smtp_settings::{
+        form::SmtpForm,
+        types::{AuthType, Mode},
+    },
+};
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -11,41 +17,26 @@ use surrealdb::types::SurrealValue;
 const PASSWORD: &str = "s3cret-Pa55word-for-tests";
 const CLIENT_SECRET: &str = "client-secret-Value-7f3a";
 
-fn basic_form() -> Value {
-    json!({
-        "mode": "Custom",
-        "host": "localhost",
-        "port": "587",
-        "from": "Mailroom <mail@example.com>",
-        "tls_enabled": true,
-        "tls_version": "Tls12",
-        "tls_mode": "StartTls",
-        "auth_type": "Basic",
-        "username": "mailer",
-        "password": PASSWORD,
-        "client_id": "",
-        "client_secret": "",
-        "token_url": "",
-        "scope": ""
-    })
+fn basic_form() -> SmtpForm {
+    SmtpForm { tls_enabled: true, username: "mailer".into(), password: PASSWORD.into(), ..custom_form(587) }
 }
 
-fn oauth_form() -> Value {
-    let mut form = basic_form();
-    form["auth_type"] = json!("OAuth2");
-    form["username"] = json!("mail@example.com");
-    form["password"] = json!("");
-    form["client_id"] = json!("client-id-1");
-    form["client_secret"] = json!(CLIENT_SECRET);
-    form["token_url"] = json!("https://login.example.com/oauth2/token");
-    form["scope"] = json!("https://outlook.office365.com/.default");
-    form
+/// [`basic_form`] with the password left blank.
+fn basic_form_blank() -> SmtpForm {
+    SmtpForm { password: "".into(), ..basic_form() }
 }
 
-async fn save(app: &TestApp, client: &reqwest::Client, form: &Value, version: u64) -> (StatusCode, String) {
-    let response =
-        client.post(app.url("/api/smtp_save")).json(&json!({ "form": form, "version": version })).send().await.unwrap();
-    (response.status(), response.text().await.unwrap())
+fn oauth_form() -> SmtpForm {
+    SmtpForm {
+        tls_enabled: true,
+        auth_type: AuthType::OAuth2,
+        username: "mail@example.com".into(),
+        client_id: "client-id-1".into(),
+        client_secret: CLIENT_SECRET.into(),
+        token_url: "https://login.example.com/oauth2/token".into(),
+        scope: "https://outlook.office365.com/.default".into(),
+        ..custom_form(587)
+    }
 }
 
 async fn load(app: &TestApp, client: &reqwest::Client) -> (Value, String) {
@@ -57,10 +48,9 @@ async fn load(app: &TestApp, client: &reqwest::Client) -> (Value, String) {
 async fn saved_settings_load_back_without_their_secret() {
     let app = spawn_app().await;
     let admin = app.admin_client().await;
-    let (status, body) = save(&app, &admin, &basic_form(), 0).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(!body.contains(PASSWORD));
-    let outcome: Value = serde_json::from_str(&body).unwrap();
+    let (status, outcome) = try_save_at(&app, &admin, &basic_form(), 0).await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    assert!(!outcome.to_string().contains(PASSWORD));
     assert_eq!(outcome["version"], 1);
     assert!(outcome["changed"].as_array().unwrap().contains(&json!("Password")));
 
@@ -84,10 +74,8 @@ async fn saved_settings_load_back_without_their_secret() {
     assert!(!page.contains(PASSWORD), "no secret in the SSR HTML");
 
     // A blank password with nothing guarded changed keeps the stored one.
-    let mut again = basic_form();
-    again["password"] = json!("");
-    again["from"] = json!("Other Name <other@example.com>");
-    let (status, body) = save(&app, &admin, &again, 1).await;
+    let again = SmtpForm { from: "Other Name <other@example.com>".into(), ..basic_form_blank() };
+    let (status, body) = try_save_at(&app, &admin, &again, 1).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (view, _) = load(&app, &admin).await;
     assert_eq!(view["password_set"], true);
@@ -98,13 +86,14 @@ async fn saved_settings_load_back_without_their_secret() {
 async fn bad_fields_come_back_as_field_errors_and_nothing_is_saved() {
     let app = spawn_app().await;
     let admin = app.admin_client().await;
-    let mut form = basic_form();
-    form["host"] = json!("smtp://smtp.example.com/");
-    form["from"] = json!("Mail, Room <mail@example.com>");
-    form["port"] = json!("65536");
-    let (status, body) = save(&app, &admin, &form, 0).await;
+    let form = SmtpForm {
+        host: "smtp://smtp.example.com/".into(),
+        from: "Mail, Room <mail@example.com>".into(),
+        port: "65536".into(),
+        ..basic_form()
+    };
+    let (status, error) = try_save_at(&app, &admin, &form, 0).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let error: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(error["kind"], "validation");
     assert_eq!(error["detail"]["host"], "Leave out the scheme and path: enter just smtp.example.com");
     assert!(error["detail"]["from"].as_str().unwrap().starts_with("',' at position 5"));
@@ -117,47 +106,47 @@ async fn bad_fields_come_back_as_field_errors_and_nothing_is_saved() {
 async fn each_guarded_change_needs_the_secret_typed_again() {
     let app = spawn_app().await;
     let admin = app.admin_client().await;
-    assert_eq!(save(&app, &admin, &basic_form(), 0).await.0, StatusCode::OK);
+    assert_eq!(try_save_at(&app, &admin, &basic_form(), 0).await.0, StatusCode::OK);
     let cases = [
-        ("host", json!("smtp.attacker.example"), "Re-enter the password: the email server changed"),
-        ("port", json!("2525"), "Re-enter the password: the port changed"),
-        ("username", json!("someone-else"), "Re-enter the password: the username changed"),
+        (
+            "host",
+            SmtpForm { host: "smtp.attacker.example".into(), ..basic_form_blank() },
+            "Re-enter the password: the email server changed",
+        ),
+        ("port", SmtpForm { port: "2525".into(), ..basic_form_blank() }, "Re-enter the password: the port changed"),
+        (
+            "username",
+            SmtpForm { username: "someone-else".into(), ..basic_form_blank() },
+            "Re-enter the password: the username changed",
+        ),
     ];
-    for (field, value, message) in cases {
-        let mut form = basic_form();
-        form["password"] = json!("");
-        form[field] = value;
-        let (status, body) = save(&app, &admin, &form, 1).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {body}");
-        let error: Value = serde_json::from_str(&body).unwrap();
+    for (field, form, message) in cases {
+        let (status, error) = try_save_at(&app, &admin, &form, 1).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {error}");
         assert_eq!(error["detail"]["password"], message, "{field}");
     }
 
     // Basic → OAuth 2.0 with no client secret typed.
-    let mut oauth = oauth_form();
-    oauth["client_secret"] = json!("");
-    let (status, body) = save(&app, &admin, &oauth, 1).await;
+    let oauth = SmtpForm { client_secret: "".into(), ..oauth_form() };
+    let (status, error) = try_save_at(&app, &admin, &oauth, 1).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["detail"]["client_secret"], "Enter the client secret.");
+    assert_eq!(error["detail"]["client_secret"], "Enter the client secret.");
 
     // With the secret typed the switch is saved; then a new token URL needs it again.
-    assert_eq!(save(&app, &admin, &oauth_form(), 1).await.0, StatusCode::OK);
-    let mut moved = oauth_form();
-    moved["client_secret"] = json!("");
-    moved["token_url"] = json!("https://collector.attacker.example/token");
-    let (status, body) = save(&app, &admin, &moved, 2).await;
+    assert_eq!(try_save_at(&app, &admin, &oauth_form(), 1).await.0, StatusCode::OK);
+    let moved = SmtpForm {
+        client_secret: "".into(),
+        token_url: "https://collector.attacker.example/token".into(),
+        ..oauth_form()
+    };
+    let (status, error) = try_save_at(&app, &admin, &moved, 2).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["detail"]["client_secret"],
-        "Re-enter the client secret: the token URL changed"
-    );
+    assert_eq!(error["detail"]["client_secret"], "Re-enter the client secret: the token URL changed");
 
     // And back to Basic: the old password is not reused either.
-    let mut back = basic_form();
-    back["password"] = json!("");
-    let (status, body) = save(&app, &admin, &back, 2).await;
+    let (status, error) = try_save_at(&app, &admin, &basic_form_blank(), 2).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["detail"]["password"], "Enter the password.");
+    assert_eq!(error["detail"]["password"], "Enter the password.");
 }
 
 #[tokio::test]
@@ -165,12 +154,10 @@ async fn a_save_from_a_stale_version_is_refused_naming_who_saved() {
     let app = spawn_app().await;
     let first = app.admin_client().await;
     let second = app.admin_client().await;
-    assert_eq!(save(&app, &first, &basic_form(), 0).await.0, StatusCode::OK);
-    let mut late = basic_form();
-    late["from"] = json!("Late <late@example.com>");
-    let (status, body) = save(&app, &second, &late, 0).await;
+    assert_eq!(try_save_at(&app, &first, &basic_form(), 0).await.0, StatusCode::OK);
+    let late = SmtpForm { from: "Late <late@example.com>".into(), ..basic_form() };
+    let (status, error) = try_save_at(&app, &second, &late, 0).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let error: Value = serde_json::from_str(&body).unwrap();
     let message = error["detail"].as_str().unwrap();
     assert!(message.contains(ADMIN_EMAIL) && message.contains("UTC"), "{message}");
     let (view, _) = load(&app, &first).await;
@@ -181,11 +168,9 @@ async fn a_save_from_a_stale_version_is_refused_naming_who_saved() {
 async fn switching_to_default_keeps_the_custom_settings_and_audits_every_save() {
     let app = spawn_app().await;
     let admin = app.admin_client().await;
-    assert_eq!(save(&app, &admin, &basic_form(), 0).await.0, StatusCode::OK);
-    let mut default = basic_form();
-    default["mode"] = json!("Default");
-    default["password"] = json!("");
-    assert_eq!(save(&app, &admin, &default, 1).await.0, StatusCode::OK);
+    assert_eq!(try_save_at(&app, &admin, &basic_form(), 0).await.0, StatusCode::OK);
+    let default = SmtpForm { mode: Mode::Default, ..basic_form_blank() };
+    assert_eq!(try_save_at(&app, &admin, &default, 1).await.0, StatusCode::OK);
     let (view, _) = load(&app, &admin).await;
     assert_eq!(view["form"]["mode"], "Default");
     assert_eq!(view["form"]["host"], "localhost");
@@ -208,19 +193,18 @@ async fn only_admins_may_load_or_save() {
     app.create_user(USER_EMAIL, USER_PASSWORD, Role::User).await;
     let user = app.client();
     app.sign_in(&user, USER_EMAIL, USER_PASSWORD).await;
-    assert_eq!(save(&app, &user, &basic_form(), 0).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(try_save_at(&app, &user, &basic_form(), 0).await.0, StatusCode::FORBIDDEN);
     assert_eq!(app.call(&user, "smtp_load", &[]).await.status(), StatusCode::FORBIDDEN);
-    assert_eq!(save(&app, &app.client(), &basic_form(), 0).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(try_save_at(&app, &app.client(), &basic_form(), 0).await.0, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn saves_past_the_quota_get_429_with_the_wait() {
     let app = spawn_app_with(|config| config.smtp_per_admin_per_minute = std::num::NonZeroU32::new(2).unwrap()).await;
     let admin = app.admin_client().await;
-    let mut form = basic_form();
-    form["host"] = json!("bad host");
+    let form = SmtpForm { host: "bad host".into(), ..basic_form() };
     for _ in 0..2 {
-        assert_eq!(save(&app, &admin, &form, 0).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(try_save_at(&app, &admin, &form, 0).await.0, StatusCode::UNPROCESSABLE_ENTITY);
     }
     let response = admin
         .post(app.url("/api/smtp_save"))
@@ -242,8 +226,8 @@ async fn the_password_is_not_in_clear_text_in_the_database_files() {
     let url = format!("surrealkv://{}", db_path.display());
     let app = spawn_app_with(|config| config.database.url = url).await;
     let admin = app.admin_client().await;
-    assert_eq!(save(&app, &admin, &basic_form(), 0).await.0, StatusCode::OK);
-    assert_eq!(save(&app, &admin, &oauth_form(), 1).await.0, StatusCode::OK);
+    assert_eq!(try_save_at(&app, &admin, &basic_form(), 0).await.0, StatusCode::OK);
+    assert_eq!(try_save_at(&app, &admin, &oauth_form(), 1).await.0, StatusCode::OK);
     let (view, _) = load(&app, &admin).await;
     assert_eq!(view["client_secret_set"], true);
 

@@ -4,6 +4,7 @@
 use crate::{
     auth::{CurrentUser, Logout},
     error::AppError,
+    shared::alert::ErrorAlert,
     smtp_health::{HealthSignal, SidebarWarning, SmtpHealth, subscribe_live},
 };
 use leptos::prelude::*;
@@ -20,15 +21,20 @@ pub struct AdminContext {
 /// Who is looking at the Admin area. Admins only.
 #[server(endpoint = "admin_context")]
 pub async fn get_admin_context() -> Result<AdminContext, AppError> {
-    crate::error::ssr::respond(
-        async {
-            let user = crate::auth::ssr::require_admin().await?;
-            let state = crate::state::app_state()?;
-            let health = crate::smtp_health::ssr::current(&state).await?;
-            Ok(AdminContext { user, instance_name: state.settings().instance_name.clone(), health })
-        }
-        .await,
-    )
+    crate::error::ssr::respond(ssr::context().await)
+}
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use super::AdminContext;
+    use crate::{auth::ssr::require_admin, error::AppError, smtp_health::ssr::current, state::app_state};
+
+    pub async fn context() -> Result<AdminContext, AppError> {
+        let user = require_admin().await?;
+        let state = app_state()?;
+        let health = current(&state).await?;
+        Ok(AdminContext { user, instance_name: state.settings().instance_name.clone(), health })
+    }
 }
 
 /// Wraps an admin page: checks the caller, then draws the sidebar beside `children`.
@@ -55,7 +61,7 @@ pub fn AdminFrame(children: ChildrenFn) -> impl IntoView {
                     }
                     Err(AppError::Unauthorized) => view! { <Redirect path="/login"/> }.into_any(),
                     Err(AppError::Forbidden) => view! { <Forbidden/> }.into_any(),
-                    Err(err) => view! { <p role="alert" class="alert error">{err.to_string()}</p> }.into_any(),
+                    Err(err) => view! { <ErrorAlert error=Some(err)/> }.into_any(),
                 }
             })}
         </Suspense>

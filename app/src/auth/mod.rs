@@ -7,13 +7,17 @@ pub mod ssr;
 #[cfg(feature = "ssr")]
 pub mod throttle;
 
-use crate::error::AppError;
+use crate::{error::AppError, shared::alert::ErrorAlert};
 use leptos::prelude::*;
 use leptos_router::components::{A, Redirect};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "ssr")]
+use surrealdb::types::SurrealValue;
 
+/// Stored and sent as "admin" / "user".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ssr", derive(SurrealValue), surreal(untagged, rename_all = "snake_case"))]
 pub enum Role {
     Admin,
     User,
@@ -23,9 +27,18 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CurrentUser {
     pub id: String,
-    pub email: String,
+    pub email: crate::shared::email::EmailAddress,
     pub name: String,
     pub role: Role,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::User => "user",
+        }
+    }
 }
 
 impl CurrentUser {
@@ -49,37 +62,17 @@ pub async fn get_current_user() -> Result<Option<CurrentUser>, AppError> {
 
 #[server(endpoint = "login")]
 pub async fn login(email: String, password: String) -> Result<(), AppError> {
-    crate::error::ssr::respond(
-        async {
-            let user = ssr::sign_in(&email, &password).await?;
-            leptos_axum::redirect(if user.is_admin() { "/admin/smtp" } else { "/" });
-            Ok(())
-        }
-        .await,
-    )
+    crate::error::ssr::respond(ssr::login(&email, &password).await)
 }
 
 #[server(endpoint = "logout")]
 pub async fn logout() -> Result<(), AppError> {
-    crate::error::ssr::respond(
-        async {
-            ssr::sign_out().await?;
-            leptos_axum::redirect("/login");
-            Ok(())
-        }
-        .await,
-    )
+    crate::error::ssr::respond(ssr::logout().await)
 }
 
 #[server(endpoint = "first_admin_needed")]
 pub async fn first_admin_needed() -> Result<bool, AppError> {
-    crate::error::ssr::respond(
-        async {
-            let state = crate::state::app_state()?;
-            Ok(!ssr::admin_seen(&state).await?)
-        }
-        .await,
-    )
+    crate::error::ssr::respond(ssr::first_admin_needed().await)
 }
 
 #[server(endpoint = "create_first_admin")]
@@ -89,14 +82,7 @@ pub async fn create_first_admin(
     password: String,
     setup_code: String,
 ) -> Result<(), AppError> {
-    crate::error::ssr::respond(
-        async {
-            ssr::first_admin(name, email, password, setup_code).await?;
-            leptos_axum::redirect("/admin/smtp");
-            Ok(())
-        }
-        .await,
-    )
+    crate::error::ssr::respond(ssr::create_first_admin(name, email, password, setup_code).await)
 }
 
 #[server(endpoint = "password_reset")]
@@ -106,24 +92,7 @@ pub async fn request_password_reset(email: String) -> Result<(), AppError> {
 
 #[server(endpoint = "password_set")]
 pub async fn set_password(token: String, password: String) -> Result<(), AppError> {
-    crate::error::ssr::respond(
-        async {
-            crate::users::ssr::set_password(token, password).await?;
-            leptos_axum::redirect("/login?password=set");
-            Ok(())
-        }
-        .await,
-    )
-}
-
-/// Shows the message of a failed action with role "alert".
-#[component]
-pub fn ErrorAlert(#[prop(into)] error: Signal<Option<AppError>>) -> impl IntoView {
-    move || {
-        error.get().map(|err| {
-            view! { <p role="alert" class="alert error">{err.to_string()}</p> }
-        })
-    }
+    crate::error::ssr::respond(crate::users::ssr::set_password_from_link(token, password).await)
 }
 
 fn field_error(error: Option<AppError>, field: &str) -> Option<String> {
@@ -203,9 +172,7 @@ pub fn SetupPage() -> impl IntoView {
                                 <p id="setup_code-error" class="field-error">{message("setup_code")}</p>
                                 <button type="submit" disabled=move || create.pending().get()>"Create admin"</button>
                             </ActionForm>
-                            {move || error.get().filter(|e| e.field_errors().is_none()).map(|e| view! {
-                                <p role="alert" class="alert error">{e.to_string()}</p>
-                            })}
+                            <ErrorAlert error beside_fields=true/>
                         </section>
                     }.into_any(),
                     _ => view! { <Redirect path="/login"/> }.into_any(),
@@ -218,6 +185,7 @@ pub fn SetupPage() -> impl IntoView {
 #[component]
 pub fn ForgotPasswordPage() -> impl IntoView {
     let request = ServerAction::<RequestPasswordReset>::new();
+    let error = Signal::derive(move || request.value().get().and_then(Result::err));
     view! {
         <section class="card narrow">
             <h1>"Forgot password?"</h1>
@@ -228,11 +196,11 @@ pub fn ForgotPasswordPage() -> impl IntoView {
                 <button type="submit" disabled=move || request.pending().get()>"Send reset link"</button>
             </ActionForm>
             <p class="result" role="status">
-                {move || request.value().get().map(|result| match result {
-                    Ok(()) => "If an account exists for that address, a link to set a new password is on its way.".to_owned(),
-                    Err(err) => err.to_string(),
-                })}
+                {move || matches!(request.value().get(), Some(Ok(()))).then_some(
+                    "If an account exists for that address, a link to set a new password is on its way."
+                )}
             </p>
+            <ErrorAlert error/>
             <p class="hint"><A href="/login">"Back to sign in"</A></p>
         </section>
     }
@@ -243,9 +211,8 @@ pub fn SetPasswordPage() -> impl IntoView {
     let query = leptos_router::hooks::use_query_map();
     let token = move || query.read().get("token").unwrap_or_default();
     let set = ServerAction::<SetPassword>::new();
-    let error = move || set.value().get().and_then(Result::err);
-    let password_error =
-        move || error().as_ref().and_then(AppError::field_errors).and_then(|f| f.get("password").map(str::to_owned));
+    let error = Signal::derive(move || set.value().get().and_then(Result::err));
+    let password_error = move || field_error(error.get(), "password");
     view! {
         <section class="card narrow">
             <h1>"Set your password"</h1>
@@ -257,9 +224,7 @@ pub fn SetPasswordPage() -> impl IntoView {
                 <p id="password-error" class="field-error">{password_error}</p>
                 <button type="submit" disabled=move || set.pending().get()>"Set password"</button>
             </ActionForm>
-            {move || error().filter(|e| e.field_errors().is_none()).map(|e| view! {
-                <p role="alert" class="alert error">{e.to_string()}</p>
-            })}
+            <ErrorAlert error beside_fields=true/>
         </section>
     }
 }
@@ -275,7 +240,7 @@ pub fn HomePage() -> impl IntoView {
                     Ok(Some(user)) => view! {
                         <section class="card narrow">
                             <h1>"Mailroom"</h1>
-                            <p>"Signed in as " {user.name.clone()} " (" {user.email.clone()} ")."</p>
+                            <p>"Signed in as " {user.name.clone()} " (" {user.email.to_string()} ")."</p>
                             {user.is_admin().then(|| view! { <p><A href="/admin/smtp">"Admin"</A></p> })}
                             <ActionForm action=logout><button type="submit">"Sign out"</button></ActionForm>
                         </section>

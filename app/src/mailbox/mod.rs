@@ -1,6 +1,13 @@
 //! Admin > Platform > Mailbox: the mail the default service kept on this instance.
 
-use crate::{admin_shell::AdminFrame, error::AppError, smtp_settings::format_utc};
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+use crate::{
+    admin_shell::AdminFrame,
+    error::AppError,
+    shared::{alert::ErrorAlert, table::AdminTable, time::format_utc},
+};
 use leptos::prelude::*;
 use leptos_router::{components::A, hooks::use_params_map};
 use serde::{Deserialize, Serialize};
@@ -31,56 +38,14 @@ pub struct MailboxMessage {
 
 #[server(endpoint = "mailbox_list")]
 pub async fn list_mailbox() -> Result<Vec<MailboxEntry>, AppError> {
-    crate::error::ssr::respond(
-        async {
-            crate::auth::ssr::require_admin().await?;
-            let state = crate::state::app_state()?;
-            let mut response = state
-                .db()
-                .query(
-                    "SELECT record::id(id) AS id, from_addr, to_addr, subject, received_at FROM mailbox
-                     ORDER BY received_at DESC LIMIT 200",
-                )
-                .await?;
-            Ok(response.take::<Vec<MailboxEntry>>(0)?)
-        }
-        .await,
-    )
+    crate::error::ssr::respond(ssr::list().await)
 }
 
 /// One message. Its body is opened with the instance key; one-time links in it are shown only
 /// to the admin it is addressed to (otherwise admin A could ask for B's reset and read B's link).
 #[server(endpoint = "mailbox_read")]
 pub async fn read_mailbox(id: String) -> Result<MailboxMessage, AppError> {
-    crate::error::ssr::respond(
-        async {
-            use secrecy::ExposeSecret;
-            crate::error::ssr::bounded("Message id", &id, 64)?;
-            let admin = crate::auth::ssr::require_admin().await?;
-            let state = crate::state::app_state()?;
-            let mut response = state
-                .db()
-                .query(
-                    "SELECT record::id(id) AS id, message_id, from_addr, to_addr, subject, text, received_at
-                     FROM ONLY $id",
-                )
-                .bind(("id", surrealdb::types::RecordId::new("mailbox", id.as_str())))
-                .await?;
-            let mut message = response
-                .take::<Option<MailboxMessage>>(0)?
-                .ok_or_else(|| AppError::NotFound("No such message.".into()))?;
-            let key = state.shared.secret_key.expose_secret();
-            let opened = crate::shared::seal::decrypt(key, crate::mail::ssr::mailbox::BODY_PURPOSE, &message.text);
-            message.text = match opened {
-                Ok(text) if addressed_to(&message.to_addr, &admin.email) => text.expose_secret().to_owned(),
-                Ok(text) => mask_links(text.expose_secret()),
-                // Kept before bodies were sealed: shown, with its links masked.
-                Err(_) => mask_links(&message.text),
-            };
-            Ok(message)
-        }
-        .await,
-    )
+    crate::error::ssr::respond(ssr::read(id).await)
 }
 
 /// Whether a `To` value (`Name <address>` or `address`) is this email address.
@@ -144,21 +109,18 @@ pub fn MailboxPage() -> impl IntoView {
                     match messages.await {
                         Ok(list) if list.is_empty() => view! { <p>"The mailbox is empty."</p> }.into_any(),
                         Ok(list) => view! {
-                            <table class="list">
-                                <thead><tr><th>"From"</th><th>"To"</th><th>"Subject"</th><th>"Date"</th></tr></thead>
-                                <tbody>
-                                    {list.into_iter().map(|m| view! {
-                                        <tr>
-                                            <td>{m.from_addr}</td>
-                                            <td>{m.to_addr}</td>
-                                            <td><A href=format!("/admin/mailbox/{}", m.id)>{m.subject}</A></td>
-                                            <td>{format_utc(m.received_at)}</td>
-                                        </tr>
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
+                            <AdminTable headers=&["From", "To", "Subject", "Date"]>
+                                {list.into_iter().map(|m| view! {
+                                    <tr>
+                                        <td>{m.from_addr}</td>
+                                        <td>{m.to_addr}</td>
+                                        <td><A href=format!("/admin/mailbox/{}", m.id)>{m.subject}</A></td>
+                                        <td>{format_utc(m.received_at)}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </AdminTable>
                         }.into_any(),
-                        Err(err) => view! { <p class="alert error">{err.to_string()}</p> }.into_any(),
+                        Err(err) => view! { <ErrorAlert error=Some(err)/> }.into_any(),
                     }
                 })}
             </Suspense>
@@ -188,7 +150,7 @@ pub fn MailboxMessagePage() -> impl IntoView {
                                 <pre class="body">{m.text}</pre>
                             </article>
                         }.into_any(),
-                        Err(err) => view! { <p class="alert error">{err.to_string()}</p> }.into_any(),
+                        Err(err) => view! { <ErrorAlert error=Some(err)/> }.into_any(),
                     }
                 })}
             </Suspense>

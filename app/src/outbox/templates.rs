@@ -2,16 +2,17 @@
 //! the HTML is escaped.
 
 use super::ssr::NewMail;
+use crate::shared::email::EmailAddress;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 
 fn html_page(body: &str) -> String {
     format!("<!DOCTYPE html><html><body style=\"font-family:sans-serif\">{body}</body></html>")
 }
 
-pub fn invitation(instance: &str, inviter: &str, name: &str, email: &str, link: &str, hours: i64) -> NewMail {
+pub fn invitation(instance: &str, inviter: &str, name: &str, email: &EmailAddress, link: &str, hours: i64) -> NewMail {
     NewMail {
         kind: "invitation",
-        to_addr: email.to_owned(),
+        to_addr: email.clone(),
         to_name: Some(name.to_owned()),
         subject: format!("You are invited to {instance}"),
         text: format!(
@@ -27,10 +28,10 @@ pub fn invitation(instance: &str, inviter: &str, name: &str, email: &str, link: 
     }
 }
 
-pub fn password_reset(instance: &str, name: &str, email: &str, link: &str) -> NewMail {
+pub fn password_reset(instance: &str, name: &str, email: &EmailAddress, link: &str) -> NewMail {
     NewMail {
         kind: "password_reset",
-        to_addr: email.to_owned(),
+        to_addr: email.clone(),
         to_name: Some(name.to_owned()),
         subject: format!("Reset your {instance} password"),
         text: format!(
@@ -50,13 +51,13 @@ pub fn smtp_changed(
     changed_by: &str,
     fields: &[String],
     admin_name: &str,
-    admin_email: &str,
+    admin_email: &EmailAddress,
 ) -> NewMail {
     let list = fields.join(", ");
     let items: String = fields.iter().map(|f| format!("<li>{}</li>", text(f))).collect();
     NewMail {
         kind: "admin_notice",
-        to_addr: admin_email.to_owned(),
+        to_addr: admin_email.clone(),
         to_name: Some(admin_name.to_owned()),
         subject: format!("SMTP settings were changed by {changed_by}"),
         text: format!("SMTP settings were changed by {changed_by} on {instance}.\n\nChanged: {list}\n"),
@@ -78,7 +79,7 @@ mod tests {
             "Mail<room>",
             "Eve \"admin\"",
             "<script>x</script>",
-            "a@example.com",
+            &"a@example.com".parse().unwrap(),
             "https://x/?a=1&b=\"2\"",
             72,
         );
@@ -87,7 +88,13 @@ mod tests {
         assert!(mail.html.contains("href=\"https://x/?a=1&amp;b=&quot;2&quot;\""), "{}", mail.html);
         assert!(!mail.html.contains("<script>"));
         assert!(mail.text.contains("<script>x</script>"), "plain text stays as typed");
-        let notice = smtp_changed("M", "Ann <ann@x.io>", &["Email Server".into(), "Password".into()], "Bo", "bo@x.io");
+        let notice = smtp_changed(
+            "M",
+            "Ann <ann@x.io>",
+            &["Email Server".into(), "Password".into()],
+            "Bo",
+            &"bo@x.io".parse().unwrap(),
+        );
         assert_eq!(notice.subject, "SMTP settings were changed by Ann <ann@x.io>");
         assert!(notice.html.contains("Ann &lt;ann@x.io&gt;") && notice.html.contains("<li>Password</li>"));
     }

@@ -1,5 +1,5 @@
-//! Form fields every page uses: a label, the input, its error and its hint, tied together for
-//! assistive technology.
+//! Form fields every page uses: a label, the input (or select), its error and its hint, tied
+//! together for assistive technology.
 
 use leptos::prelude::*;
 
@@ -71,6 +71,39 @@ pub fn TextArea(
             <p id=error_id class="field-error">{move || error.get()}</p>
             <p id=hint_id class="hint">{move || hint.get()}</p>
         </div>
+    }
+}
+
+/// A labelled `<select>` over the values of an enum. Each choice is `(value, form value, label)`:
+/// the form value is what a submitted form sends, the label what the person reads. Only the
+/// label and the select: the caller lays them out (inside a `div.field` on the SMTP page).
+#[component]
+pub fn EnumSelect<T>(
+    id: &'static str,
+    label: &'static str,
+    choices: &'static [(T, &'static str, &'static str)],
+    #[prop(into)] value: Signal<T>,
+    #[prop(into)] on_change: Callback<T>,
+    /// The name a submitted form sends the choice under.
+    #[prop(optional)]
+    name: Option<&'static str>,
+) -> impl IntoView
+where
+    T: Copy + PartialEq + Send + Sync + 'static,
+{
+    let chosen = move |ev| {
+        let form_value = event_target_value(&ev);
+        if let Some(&(choice, ..)) = choices.iter().find(|(_, sent, _)| *sent == form_value) {
+            on_change.run(choice);
+        }
+    };
+    view! {
+        <label for=id>{label}</label>
+        <select id=id name=name on:change=chosen>
+            {choices.iter().map(|&(choice, sent, text)| view! {
+                <option value=sent selected=move || value.get() == choice>{text}</option>
+            }).collect_view()}
+        </select>
     }
 }
 

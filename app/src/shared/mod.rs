@@ -1,5 +1,13 @@
-//! Pieces every domain uses: form fields, and sealing secrets at rest.
+//! Pieces every domain uses: form fields, the error alert, the Admin tables, polling, email
+//! addresses, dates, tokens, and sealing secrets at rest.
 
+pub mod alert;
+pub mod email;
 pub mod fields;
+pub mod poll;
 #[cfg(feature = "ssr")]
 pub mod seal;
+pub mod table;
+pub mod time;
+#[cfg(feature = "ssr")]
+pub mod token;

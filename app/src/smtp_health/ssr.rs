@@ -7,10 +7,7 @@ use crate::{
     auth::ssr::{admin_of, session_is_admin},
     db::now_ms,
     error::AppError,
-    mail::{
-        SmtpFailure,
-        ssr::{Mailer, deliver},
-    },
+    mail::{SmtpFailure, ssr::deliver},
     smtp_settings::{
         certs::CertSummary,
         ssr::{StoredSettings, target_from},
@@ -30,7 +27,7 @@ use futures::StreamExt;
 use secrecy::ExposeSecret;
 use std::{convert::Infallible, time::Duration};
 use surrealdb::types::{RecordId, SurrealValue};
-use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
 use tower_sessions::Session;
 
 pub const POST_SAVE_CHECK: &str = "post-save check";
@@ -167,8 +164,8 @@ pub fn spawn_check(state: AppState, source: &'static str, settings: StoredSettin
 
 async fn check(state: &AppState, settings: &StoredSettings) -> Result<(), SmtpFailure> {
     let mail = &state.settings().mail;
-    if settings.mode != "custom" {
-        return Mailer::default_service(state).check(mail).await;
+    if settings.mode != crate::smtp_settings::types::Mode::Custom {
+        return state.default_mailer().check(mail).await;
     }
     let target = target_from(settings, state.shared.secret_key.expose_secret())
         .map_err(|err| SmtpFailure::Unusable { detail: format!("The saved settings cannot be used: {err}") })?;
@@ -223,7 +220,7 @@ struct StreamSlot {
 
 impl StreamSlot {
     fn take(state: &AppState, session_id: &str) -> Option<Self> {
-        let key = crate::state::limiter_key(session_id);
+        let key = crate::limits::limiter_key(session_id);
         let mut open = state.shared.open_streams.lock().expect("stream count lock");
         let count = open.entry(key).or_insert(0);
         if *count >= state.settings().max_streams_per_session {
@@ -283,33 +280,38 @@ pub async fn status_stream(State(state): State<AppState>, session: Session) -> R
     };
     let mut recheck = tokio::time::interval(state.settings().stream_recheck);
     recheck.reset();
-    let stopping = state.shared.stopping.subscribe();
-    let watch = (receiver, recheck, state.clone(), slot, stopping);
-    let updates =
-        futures::stream::unfold(watch, move |(mut receiver, mut recheck, state, slot, mut stopping)| async move {
+    let mut stopping = state.shared.stopping.subscribe();
+    let revoked = {
+        let state = state.clone();
+        async move {
             loop {
-                tokio::select! {
-                    // The server is shutting down: end the stream so it does not hold the shutdown.
-                    () = async { let _ = stopping.wait_for(|stopping| *stopping).await; } => return None,
-                    received = receiver.recv() => match received {
-                        Ok(health) => return Some((health, (receiver, recheck, state, slot, stopping))),
-                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    },
-                    // Boxed: the database query's future is large and runs once a minute; inline,
-                    // every open stream would carry its size all the time.
-                    _ = recheck.tick() => match Box::pin(session_is_admin(&state, &id)).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::info!("status stream ended: its session ended or lost the admin role");
-                            return None;
-                        }
-                        // The database is away (restarting): keep the stream, ask again next time.
-                        Err(err) => tracing::warn!(error = %err, "cannot recheck a status stream's session"),
+                recheck.tick().await;
+                // Boxed: the database query's future is large and runs once a minute; inline,
+                // every open stream would carry its size all the time.
+                match Box::pin(session_is_admin(&state, &id)).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!("status stream ended: its session ended or lost the admin role");
+                        return;
                     }
+                    // The database is away (restarting): keep the stream, ask again next time.
+                    Err(err) => tracing::warn!(error = %err, "cannot recheck a status stream's session"),
                 }
             }
-        });
+        }
+    };
+    // The stream ends when its session may no longer see it, or when the server shuts down (so
+    // that it does not hold the shutdown); its slot is given back with it.
+    let ended = async move {
+        tokio::select! {
+            () = revoked => {}
+            _ = stopping.wait_for(|stopping| *stopping) => {}
+        }
+        drop(slot);
+    };
+    // A receiver that lagged behind skips to the latest changes: each event is the whole status.
+    let updates =
+        BroadcastStream::new(receiver).filter_map(|received| std::future::ready(received.ok())).take_until(ended);
     let events = futures::stream::once(async move { current }).chain(updates).map(|health| {
         Ok::<_, Infallible>(Event::default().event("smtp_status").json_data(&health).unwrap_or_default())
     });

@@ -2,8 +2,6 @@
 //! client certificate for relays that require mutual TLS. The page shows who each one is and
 //! when it expires; the health banner warns 14 days before.
 
-use crate::error::AppError;
-use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 #[cfg(feature = "ssr")]
 use surrealdb::types::SurrealValue;
@@ -11,10 +9,13 @@ use surrealdb::types::SurrealValue;
 /// Warn this long before a certificate expires.
 pub const WARN_BEFORE_MS: i64 = 14 * 24 * 3600 * 1000;
 
-/// Which job a certificate does.
+/// Which job a certificate does. Stored as its noun, which the page and the banner show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(SurrealValue), surreal(untagged))]
 pub enum CertRole {
+    #[cfg_attr(feature = "ssr", surreal(rename = "trusted CA certificate"))]
     TrustedCa,
+    #[cfg_attr(feature = "ssr", surreal(rename = "client certificate"))]
     Client,
 }
 
@@ -31,8 +32,7 @@ impl CertRole {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(SurrealValue))]
 pub struct CertSummary {
-    /// [`CertRole::noun`]: "trusted CA certificate" or "client certificate".
-    pub role: String,
+    pub role: CertRole,
     pub subject: String,
     pub issuer: String,
     /// Milliseconds since the epoch.
@@ -60,74 +60,12 @@ impl CertSummary {
 
     /// One line for the page: `CN=Relay CA, issued by CN=Relay CA, expires 2027-01-01 00:00 UTC`.
     pub fn describe(&self) -> String {
-        format!("{}, issued by {}, expires {}", self.subject, self.issuer, super::format_utc(self.not_after))
-    }
-}
-
-/// Reads pasted PEM certificates (live, while the admin types): who they are and when they expire.
-#[server(endpoint = "smtp_certificates")]
-pub async fn inspect_certificates(pem: String, role: CertRole) -> Result<Vec<CertSummary>, AppError> {
-    crate::error::ssr::respond(ssr::inspect(pem, role).await)
-}
-
-#[cfg(feature = "ssr")]
-pub mod ssr {
-    use super::*;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-    use x509_cert::der::Decode;
-
-    /// Pasted certificates: each one's DER and summary. Bad PEM is the field's error message.
-    pub fn parse(pem: &str, role: CertRole) -> Result<Vec<(CertificateDer<'static>, CertSummary)>, String> {
-        let ders = CertificateDer::pem_slice_iter(pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| "This is not PEM: paste certificates as -----BEGIN CERTIFICATE----- blocks.".to_owned())?;
-        if ders.is_empty() {
-            return Err("No certificate found: paste -----BEGIN CERTIFICATE----- blocks.".into());
-        }
-        ders.into_iter()
-            .enumerate()
-            .map(|(index, der)| {
-                let cert = x509_cert::Certificate::from_der(&der)
-                    .map_err(|_| format!("Certificate {} cannot be read (not an X.509 certificate).", index + 1))?;
-                let tbs = &cert.tbs_certificate;
-                let summary = CertSummary {
-                    role: role.noun().to_owned(),
-                    subject: tbs.subject.to_string(),
-                    issuer: tbs.issuer.to_string(),
-                    not_after: tbs.validity.not_after.to_unix_duration().as_millis() as i64,
-                };
-                Ok((der, summary))
-            })
-            .collect()
-    }
-
-    /// A client key in PEM (PKCS#8, PKCS#1 or SEC1) that belongs to `cert`.
-    pub fn check_client_key(cert: &CertificateDer<'static>, key_pem: &str) -> Result<(), String> {
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-            .map_err(|_| "This is not a private key in PEM form (-----BEGIN PRIVATE KEY-----).".to_owned())?;
-        let provider = rustls::crypto::ring::default_provider();
-        rustls::ClientConfig::builder_with_provider(provider.into())
-            .with_safe_default_protocol_versions()
-            .map_err(|_| "This key cannot be used.".to_owned())?
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_client_auth_cert(vec![cert.clone()], key)
-            .map(drop)
-            .map_err(|err| match err {
-                rustls::Error::InconsistentKeys(_) => "This key does not belong to the client certificate.".to_owned(),
-                _ => "This key cannot be used (Mailroom reads RSA, ECDSA and Ed25519 keys).".to_owned(),
-            })
-    }
-
-    pub async fn inspect(pem: String, role: CertRole) -> Result<Vec<CertSummary>, AppError> {
-        crate::error::ssr::bounded("Certificates", &pem, 32 * 1024)?;
-        crate::auth::ssr::require_admin().await?;
-        let field = match role {
-            CertRole::TrustedCa => super::super::form::field::TRUSTED_CA,
-            CertRole::Client => super::super::form::field::CLIENT_CERT,
-        };
-        parse(&pem, role)
-            .map(|certs| certs.into_iter().map(|(_, summary)| summary).collect())
-            .map_err(|message| AppError::field(field, message))
+        format!(
+            "{}, issued by {}, expires {}",
+            self.subject,
+            self.issuer,
+            crate::shared::time::format_utc(self.not_after)
+        )
     }
 }
 
@@ -139,7 +77,7 @@ mod tests {
     fn expiry_warns_two_weeks_ahead_and_errs_after() {
         let day = 24 * 3600 * 1000;
         let cert = |not_after| CertSummary {
-            role: "trusted CA certificate".into(),
+            role: CertRole::TrustedCa,
             subject: "CN=a".into(),
             issuer: "CN=a".into(),
             not_after,
@@ -158,26 +96,26 @@ mod tests {
         params.not_after = rcgen::date_time_ymd(2031, 5, 17);
         let ca = params.self_signed(&key).unwrap();
         let pem = format!("{}\n{}", ca.pem(), ca.pem());
-        let certs = ssr::parse(&pem, CertRole::TrustedCa).unwrap();
+        let certs = crate::smtp_settings::ssr::certs::parse(&pem, CertRole::TrustedCa).unwrap();
         assert_eq!(certs.len(), 2);
         let summary = &certs[0].1;
         assert_eq!((summary.subject.as_str(), summary.issuer.as_str()), ("CN=Relay CA", "CN=Relay CA"));
-        assert_eq!(super::super::format_utc(summary.not_after), "2031-05-17 00:00 UTC");
+        assert_eq!(crate::shared::time::format_utc(summary.not_after), "2031-05-17 00:00 UTC");
 
         let other = KeyPair::generate().unwrap();
-        assert_eq!(ssr::check_client_key(&certs[0].0, &key.serialize_pem()), Ok(()));
+        assert_eq!(crate::smtp_settings::ssr::certs::check_client_key(&certs[0].0, &key.serialize_pem()), Ok(()));
         assert_eq!(
-            ssr::check_client_key(&certs[0].0, &other.serialize_pem()).unwrap_err(),
+            crate::smtp_settings::ssr::certs::check_client_key(&certs[0].0, &other.serialize_pem()).unwrap_err(),
             "This key does not belong to the client certificate."
         );
     }
 
     #[test]
     fn garbage_is_a_field_error_not_a_crash() {
-        assert!(ssr::parse("hello", CertRole::TrustedCa).is_err());
+        assert!(crate::smtp_settings::ssr::certs::parse("hello", CertRole::TrustedCa).is_err());
         let bad_body = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         assert_eq!(
-            ssr::parse(bad_body, CertRole::TrustedCa).unwrap_err(),
+            crate::smtp_settings::ssr::certs::parse(bad_body, CertRole::TrustedCa).unwrap_err(),
             "Certificate 1 cannot be read (not an X.509 certificate)."
         );
     }

@@ -81,21 +81,10 @@ pub async fn send_test_email(form: SmtpForm) -> Result<String, AppError> {
     crate::error::ssr::respond(ssr::send_test(form).await)
 }
 
-/// `2026-11-28 14:05 UTC` from milliseconds since the epoch (same text on server and browser).
-pub fn format_utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+/// Reads pasted PEM certificates (live, while the admin types): who they are and when they expire.
+#[server(endpoint = "smtp_certificates")]
+pub async fn inspect_certificates(pem: String, role: certs::CertRole) -> Result<Vec<certs::CertSummary>, AppError> {
+    crate::error::ssr::respond(ssr::certs::inspect(pem, role).await)
 }
 
 #[cfg(test)]

@@ -3,13 +3,17 @@
 use super::{
     DefaultService, SaveOutcome, SaveSmtpSettings, SendTestEmail, SmtpSettingsView,
     form::{SmtpForm, field},
-    format_utc, load_smtp_settings,
+    load_smtp_settings,
     types::{AuthType, MinTlsVersion, Mode, SmtpPort, TlsMode},
 };
 use crate::{
     admin_shell::AdminFrame,
     error::{AppError, FieldErrors},
-    shared::fields::{TextArea, TextField},
+    shared::{
+        alert::ErrorAlert,
+        fields::{EnumSelect, TextArea, TextField},
+        time::format_utc,
+    },
 };
 use leptos::prelude::*;
 use std::collections::BTreeSet;
@@ -33,7 +37,7 @@ fn SmtpSettings() -> impl IntoView {
             {move || Suspend::new(async move {
                 match settings.await {
                     Ok(initial) => view! { <SettingsForm initial/> }.into_any(),
-                    Err(err) => view! { <p class="alert error">{err.to_string()}</p> }.into_any(),
+                    Err(err) => view! { <ErrorAlert error=Some(err)/> }.into_any(),
                 }
             })}
         </Suspense>
@@ -251,45 +255,31 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
                 </div>
                 <Show when=tls_on>
                     <div class="field">
-                        <label for="tls_version">"TLS/SSL version"</label>
-                        <select id="tls_version"
-                            on:change=move |ev| {
-                                let v = event_target_value(&ev);
-                                form.update(|f| f.tls_version = if v == "tls13" { MinTlsVersion::Tls13 } else { MinTlsVersion::Tls12 });
-                            }>
-                            <option value="tls12" selected=move || form.with(|f| f.tls_version == MinTlsVersion::Tls12)>"TLS 1.2 (recommended)"</option>
-                            <option value="tls13" selected=move || form.with(|f| f.tls_version == MinTlsVersion::Tls13)>"TLS 1.3"</option>
-                        </select>
+                        <EnumSelect id="tls_version" label="TLS/SSL version"
+                            choices=&[(MinTlsVersion::Tls12, "tls12", "TLS 1.2 (recommended)"), (MinTlsVersion::Tls13, "tls13", "TLS 1.3")]
+                            value=Signal::derive(move || form.with(|f| f.tls_version))
+                            on_change=Callback::new(move |v| form.update(|f| f.tls_version = v))/>
                     </div>
                     <div class="field">
-                        <label for="tls_mode">"TLS mode"</label>
-                        <select id="tls_mode"
-                            on:change=move |ev| {
-                                let v = event_target_value(&ev);
-                                form.update(|f| f.tls_mode = if v == "implicit" { TlsMode::Implicit } else { TlsMode::StartTls });
+                        <EnumSelect id="tls_mode" label="TLS mode"
+                            choices=&[(TlsMode::StartTls, "starttls", "STARTTLS"), (TlsMode::Implicit, "implicit", "Implicit TLS")]
+                            value=Signal::derive(move || form.with(|f| f.tls_mode))
+                            on_change=Callback::new(move |v| {
+                                form.update(|f| f.tls_mode = v);
                                 follow_tls();
-                            }>
-                            <option value="starttls" selected=move || form.with(|f| f.tls_mode == TlsMode::StartTls)>"STARTTLS"</option>
-                            <option value="implicit" selected=move || form.with(|f| f.tls_mode == TlsMode::Implicit)>"Implicit TLS"</option>
-                        </select>
+                            })/>
                     </div>
                 </Show>
 
                 <div class="field">
-                    <label for="auth_type">"Authentication type"</label>
-                    <select id="auth_type"
-                        on:change=move |ev| {
-                            let v = event_target_value(&ev);
-                            form.update(|f| f.auth_type = match v.as_str() {
-                                "oauth2" => AuthType::OAuth2,
-                                "google" => AuthType::GoogleServiceAccount,
-                                _ => AuthType::Basic,
-                            });
-                        }>
-                        <option value="basic" selected=basic>"Basic Authentication"</option>
-                        <option value="oauth2" selected=oauth>"OAuth 2.0"</option>
-                        <option value="google" selected=google>"Google service account"</option>
-                    </select>
+                    <EnumSelect id="auth_type" label="Authentication type"
+                        choices=&[
+                            (AuthType::Basic, "basic", "Basic Authentication"),
+                            (AuthType::OAuth2, "oauth2", "OAuth 2.0"),
+                            (AuthType::GoogleServiceAccount, "google", "Google service account"),
+                        ]
+                        value=Signal::derive(move || form.with(|f| f.auth_type))
+                        on_change=Callback::new(move |v| form.update(|f| f.auth_type = v))/>
                 </div>
                 <Show when=move || !google()>
                     <TextField id=field::USERNAME label="Username"

@@ -4,8 +4,9 @@
 
 use super::{
     SavedSecrets,
-    certs::{CertRole, CertSummary, inspect_certificates},
+    certs::{CertRole, CertSummary},
     form::SmtpForm,
+    inspect_certificates,
 };
 use crate::{error::AppError, shared::fields::TextArea};
 use leptos::prelude::*;
@@ -24,7 +25,7 @@ pub fn TrustFields(
     let ca = Inspection::new(CertRole::TrustedCa);
     let client = Inspection::new(CertRole::Client);
     let saved = move |role: CertRole| {
-        secrets.with(|s| s.certificates.iter().filter(|c| c.role == role.noun()).cloned().collect::<Vec<_>>())
+        secrets.with(|s| s.certificates.iter().filter(|c| c.role == role).cloned().collect::<Vec<_>>())
     };
     let value = move |get: fn(&SmtpForm) -> String| Signal::derive(move || form.with(get));
     let saved_hint = move |role: CertRole| {

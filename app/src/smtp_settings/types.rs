@@ -8,6 +8,8 @@ use std::{
     net::{Ipv4Addr, Ipv6Addr},
     str::FromStr,
 };
+#[cfg(feature = "ssr")]
+use surrealdb::types::SurrealValue;
 
 /// One character the From policy refuses, shown the way an admin can find it.
 pub(crate) fn describe(ch: char) -> String {
@@ -200,6 +202,10 @@ pub enum HostError {
 }
 
 /// The email server: a DNS name, an IPv4 or an IPv6 address.
+///
+/// Names follow the DNS letter-digit-hyphen rule (IDNs in their `xn--` form), stricter than a
+/// URL host (`url::Host::parse` accepts `0x7f` and `127.1` as IPv4, underscores, and maps
+/// non-ASCII names): an admin sees exactly the host Mailroom will connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SmtpHost {
     Domain(String),
@@ -226,12 +232,12 @@ impl FromStr for SmtpHost {
             return Err(HostError::Empty);
         }
         if host.contains("://") || host.contains('/') {
-            let without_scheme = host.split_once("://").map_or(host, |(_, rest)| rest);
-            let authority = without_scheme.split('/').next().unwrap_or_default();
-            let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            let bare = strip_port(authority).unwrap_or(authority).trim_matches(['[', ']']);
+            // The host as a URL parser reads it (scheme, user, port and path left out).
+            let url =
+                if host.contains("://") { url::Url::parse(host) } else { url::Url::parse(&format!("smtp://{host}")) };
+            let bare = url.ok().and_then(|url| url.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()));
             let bare =
-                if bare.is_empty() { "the host name, e.g. smtp.example.com".to_owned() } else { bare.to_owned() };
+                bare.filter(|b| !b.is_empty()).unwrap_or_else(|| "the host name, e.g. smtp.example.com".to_owned());
             return Err(HostError::SchemeOrPath { bare });
         }
         if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
@@ -322,19 +328,28 @@ impl FromStr for SmtpPort {
     }
 }
 
+// The enums below are stored as the strings the schema asserts (`#[surreal(rename)]`), and read
+// back as the same enums: the settings stay typed from the database row to the page.
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "ssr", derive(SurrealValue), surreal(untagged))]
 pub enum MinTlsVersion {
     /// TLS 1.2 or newer.
     #[default]
+    #[cfg_attr(feature = "ssr", surreal(rename = "tls12"))]
     Tls12,
     /// TLS 1.3 only.
+    #[cfg_attr(feature = "ssr", surreal(rename = "tls13"))]
     Tls13,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "ssr", derive(SurrealValue), surreal(untagged))]
 pub enum TlsMode {
     #[default]
+    #[cfg_attr(feature = "ssr", surreal(rename = "starttls"))]
     StartTls,
+    #[cfg_attr(feature = "ssr", surreal(rename = "implicit"))]
     Implicit,
 }
 
@@ -353,18 +368,25 @@ pub struct Tls {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "ssr", derive(SurrealValue), surreal(untagged))]
 pub enum AuthType {
     #[default]
+    #[cfg_attr(feature = "ssr", surreal(rename = "basic"))]
     Basic,
+    #[cfg_attr(feature = "ssr", surreal(rename = "oauth2"))]
     OAuth2,
     /// A Google Workspace service account with domain-wide delegation: a JWT signed with its
     /// key is exchanged for an access token (RFC 7523), then `AUTH XOAUTH2`.
+    #[cfg_attr(feature = "ssr", surreal(rename = "google"))]
     GoogleServiceAccount,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "ssr", derive(SurrealValue), surreal(untagged))]
 pub enum Mode {
     #[default]
+    #[cfg_attr(feature = "ssr", surreal(rename = "default"))]
     Default,
+    #[cfg_attr(feature = "ssr", surreal(rename = "custom"))]
     Custom,
 }

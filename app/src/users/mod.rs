@@ -4,7 +4,12 @@
 #[cfg(feature = "ssr")]
 pub mod ssr;
 
-use crate::{admin_shell::AdminFrame, error::AppError};
+use crate::{
+    admin_shell::AdminFrame,
+    auth::Role,
+    error::AppError,
+    shared::{alert::ErrorAlert, fields::EnumSelect, table::AdminTable},
+};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 #[cfg(feature = "ssr")]
@@ -15,8 +20,8 @@ use surrealdb::types::SurrealValue;
 pub struct UserEntry {
     pub id: String,
     pub name: String,
-    pub email: String,
-    pub role: String,
+    pub email: crate::shared::email::EmailAddress,
+    pub role: crate::auth::Role,
     /// False until the user has set a password.
     pub active: bool,
 }
@@ -27,7 +32,7 @@ pub async fn list_users() -> Result<Vec<UserEntry>, AppError> {
 }
 
 #[server(endpoint = "users_create")]
-pub async fn create_user(name: String, email: String, role: String) -> Result<String, AppError> {
+pub async fn create_user(name: String, email: String, role: crate::auth::Role) -> Result<String, AppError> {
     crate::error::ssr::respond(ssr::create(name, email, role).await)
 }
 
@@ -35,10 +40,11 @@ pub async fn create_user(name: String, email: String, role: String) -> Result<St
 pub fn UsersPage() -> impl IntoView {
     let create = ServerAction::<CreateUser>::new();
     let users = Resource::new(move || create.version().get(), |_| list_users());
-    let error = move || create.value().get().and_then(Result::err);
+    let error = Signal::derive(move || create.value().get().and_then(Result::err));
     let field = move |name: &'static str| {
-        move || error().as_ref().and_then(AppError::field_errors).and_then(|f| f.get(name).map(str::to_owned))
+        move || error.get().as_ref().and_then(AppError::field_errors).and_then(|f| f.get(name).map(str::to_owned))
     };
+    let role = RwSignal::new(Role::User);
     view! {
         <AdminFrame>
             <h1>"Users"</h1>
@@ -46,19 +52,16 @@ pub fn UsersPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match users.await {
                         Ok(list) => view! {
-                            <table class="list">
-                                <thead><tr><th>"Name"</th><th>"Email"</th><th>"Role"</th><th>"Status"</th></tr></thead>
-                                <tbody>
-                                    {list.into_iter().map(|u| view! {
-                                        <tr>
-                                            <td>{u.name}</td><td>{u.email}</td><td>{u.role}</td>
-                                            <td>{if u.active { "active" } else { "invited" }}</td>
-                                        </tr>
-                                    }).collect_view()}
-                                </tbody>
-                            </table>
+                            <AdminTable headers=&["Name", "Email", "Role", "Status"]>
+                                {list.into_iter().map(|u| view! {
+                                    <tr>
+                                        <td>{u.name}</td><td>{u.email.to_string()}</td><td>{u.role.as_str()}</td>
+                                        <td>{if u.active { "active" } else { "invited" }}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </AdminTable>
                         }.into_any(),
-                        Err(err) => view! { <p class="alert error">{err.to_string()}</p> }.into_any(),
+                        Err(err) => view! { <ErrorAlert error=Some(err)/> }.into_any(),
                     }
                 })}
             </Transition>
@@ -72,19 +75,15 @@ pub fn UsersPage() -> impl IntoView {
                 <input id="new-email" name="email" type="email" required
                     aria-invalid=move || field("email")().map(|_| "true") aria-describedby="new-email-error"/>
                 <p id="new-email-error" class="field-error">{field("email")}</p>
-                <label for="new-role">"Role"</label>
-                <select id="new-role" name="role">
-                    <option value="user">"User"</option>
-                    <option value="admin">"Admin"</option>
-                </select>
+                <EnumSelect id="new-role" name="role" label="Role"
+                    choices=&[(Role::User, "user", "User"), (Role::Admin, "admin", "Admin")]
+                    value=role on_change=Callback::new(move |chosen| role.set(chosen))/>
                 <button type="submit" disabled=move || create.pending().get()>"Create user"</button>
             </ActionForm>
             <p class="result" role="status">
-                {move || create.value().get().map(|result| match result {
-                    Ok(email) => format!("Invitation sent to {email}"),
-                    Err(err) => err.to_string(),
-                })}
+                {move || create.value().get().and_then(Result::ok).map(|email| format!("Invitation sent to {email}"))}
             </p>
+            <ErrorAlert error/>
         </AdminFrame>
     }
 }

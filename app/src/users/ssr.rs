@@ -3,22 +3,24 @@
 use super::UserEntry;
 use crate::{
     auth::{
-        MAX_EMAIL_LEN, MAX_NAME_LEN, MAX_PASSWORD_LEN, MAX_TOKEN_LEN, MIN_PASSWORD_LEN,
-        ssr::{client_key, end_sessions_of, fingerprint, hash_password, normalize_email, random_token, require_admin},
+        MAX_EMAIL_LEN, MAX_NAME_LEN, MAX_PASSWORD_LEN, MAX_TOKEN_LEN, MIN_PASSWORD_LEN, Role,
+        ssr::{client_key, end_sessions_of, hash_password, require_admin},
     },
-    db::now_ms,
+    db::{Refusal, now_ms},
     error::{AppError, FieldErrors, ssr::bounded},
     outbox::{
         ssr::{public_base, wake},
         templates,
+    },
+    shared::{
+        email::EmailAddress,
+        token::{fingerprint, random_token},
     },
     state::app_state,
 };
 use secrecy::ExposeSecret;
 use surrealdb::types::{RecordId, SurrealValue};
 
-/// What the set-password transaction throws for a used, expired or unknown link.
-const LINK_NOT_USABLE: &str = "link not usable";
 pub async fn list() -> Result<Vec<UserEntry>, AppError> {
     require_admin().await?;
     let state = app_state()?;
@@ -29,10 +31,9 @@ pub async fn list() -> Result<Vec<UserEntry>, AppError> {
     Ok(response.take(0)?)
 }
 
-pub async fn create(name: String, email: String, role: String) -> Result<String, AppError> {
+pub async fn create(name: String, email: String, role: Role) -> Result<String, AppError> {
     bounded("Name", &name, MAX_NAME_LEN)?;
     bounded("Email", &email, MAX_EMAIL_LEN)?;
-    bounded("Role", &role, 16)?;
     let admin = require_admin().await?;
     let state = app_state()?;
     let mut errors = FieldErrors::new();
@@ -40,14 +41,12 @@ pub async fn create(name: String, email: String, role: String) -> Result<String,
     if name.is_empty() || name.chars().any(char::is_control) || name.chars().count() > 100 {
         errors.add("name", "Enter a name (at most 100 characters).");
     }
-    let email = normalize_email(&email);
-    if email.parse::<lettre::Address>().is_err() {
+    let email = email.parse::<EmailAddress>();
+    if email.is_err() {
         errors.add("email", "Enter an email address like name@example.com.");
     }
-    if role != "user" && role != "admin" {
-        errors.add("role", "Choose User or Admin.");
-    }
     errors.into_result()?;
+    let email = email.map_err(|err| AppError::field("email", err.to_string()))?;
 
     let token = random_token(32);
     let hours = state.settings().invite_hours;
@@ -82,7 +81,7 @@ pub async fn create(name: String, email: String, role: String) -> Result<String,
         Ok(_) => {
             tracing::info!(admin = %admin.id, user = %uid, "user created and invited");
             wake(&state);
-            Ok(email)
+            Ok(email.to_string())
         }
         Err(err) if crate::db::violates_index(&err, "user_email") => {
             Err(AppError::field("email", "A user with this email already exists."))
@@ -104,8 +103,9 @@ struct LinkRow {
 
 /// Sets the password through a one-time link. The link is looked up before any hashing (a
 /// random token costs a lookup, never an Argon2 run), then spent in the same transaction that
-/// sets the password, ends every session of the user and spends their other open links.
-pub async fn set_password(token: String, password: String) -> Result<(), AppError> {
+/// sets the password, ends every session of the user and spends their other open links. Then
+/// the browser goes to the sign-in page.
+pub async fn set_password_from_link(token: String, password: String) -> Result<(), AppError> {
     bounded("Token", &token, MAX_TOKEN_LEN)?;
     bounded("Password", &password, MAX_PASSWORD_LEN)?;
     if password.chars().count() < MIN_PASSWORD_LEN {
@@ -137,7 +137,7 @@ pub async fn set_password(token: String, password: String) -> Result<(), AppErro
              COMMIT TRANSACTION;",
         )
         .bind(("link_id", link_id))
-        .bind(("unusable", LINK_NOT_USABLE))
+        .bind(("unusable", Refusal::LinkNotUsable.thrown()))
         .bind(("now", now_ms()))
         .bind(("hash", hash))
         .await
@@ -147,9 +147,10 @@ pub async fn set_password(token: String, password: String) -> Result<(), AppErro
             tracing::info!(user = %link.user, "password set through a link; other sessions and links ended");
             // Sessions saved by requests that were in flight during the transaction.
             end_sessions_of(state.db(), &link.user).await?;
+            leptos_axum::redirect("/login?password=set");
             Ok(())
         }
-        Err(err) if crate::db::thrown(&err) == Some(LINK_NOT_USABLE) => Err(link_not_usable()),
+        Err(err) if Refusal::of(&err) == Some(Refusal::LinkNotUsable) => Err(link_not_usable()),
         Err(err) => Err(err.into()),
     }
 }
@@ -158,17 +159,15 @@ pub async fn set_password(token: String, password: String) -> Result<(), AppErro
 pub async fn request_reset(email: String) -> Result<(), AppError> {
     bounded("Email", &email, MAX_EMAIL_LEN)?;
     let state = app_state()?;
-    let email = normalize_email(&email);
     state.shared.reset_by_ip.check(&client_key())?;
-    state.shared.reset_by_email.check(&email)?;
+    state.shared.reset_by_email.check(&EmailAddress::normalize(&email))?;
     let mut response = state
         .db()
-        .query("SELECT record::id(id) AS id, name FROM user WHERE email = $email LIMIT 1")
-        .bind(("email", email.clone()))
+        .query("SELECT record::id(id) AS id, name, email FROM user WHERE email = $email LIMIT 1")
+        .bind(("email", EmailAddress::normalize(&email)))
         .await?;
-    let found: Option<(String, String)> =
-        response.take::<Vec<ResetUser>>(0)?.into_iter().next().map(|u| (u.id, u.name));
-    let Some((uid, name)) = found else {
+    let found = response.take::<Vec<ResetUser>>(0)?.into_iter().next();
+    let Some(ResetUser { id: uid, name, email }) = found else {
         tracing::info!("password reset asked for an unknown address");
         return Ok(());
     };
@@ -199,4 +198,5 @@ pub async fn request_reset(email: String) -> Result<(), AppError> {
 struct ResetUser {
     id: String,
     name: String,
+    email: EmailAddress,
 }

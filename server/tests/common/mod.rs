@@ -2,10 +2,19 @@
 //! with its own cookie jar.
 #![allow(dead_code)]
 
+mod process;
+
+#[allow(unused_imports)]
+pub use process::ServerProcess;
+
+use app::smtp_settings::form::SmtpForm;
 use app::{
     auth::{Role, ssr::NewUser},
     state::AppState,
 };
+use eventsource_stream::{Event, EventStreamError, Eventsource};
+use futures::{StreamExt, stream::BoxStream};
+use serde_json::Value;
 use server::{Server, config::Config};
 use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf};
 use tokio::sync::oneshot;
@@ -34,7 +43,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
             credentials: None,
         },
         instance_name: "Mailroom Test".into(),
-        first_admin: Some((ADMIN_EMAIL.into(), ADMIN_PASSWORD.into())),
+        first_admin: Some((ADMIN_EMAIL.parse().unwrap(), ADMIN_PASSWORD.into())),
         seed_user: None,
         secret_key_file: dir.join("secret.key"),
         public_url: None,
@@ -98,7 +107,12 @@ impl TestApp {
     pub async fn create_user(&self, email: &str, password: &str, role: Role) {
         app::auth::ssr::create_user(
             self.state.db(),
-            NewUser { email, name: "Test User", role, password: Some(password) },
+            NewUser {
+                email: &email.parse().expect("an email address"),
+                name: "Test User",
+                role,
+                password: Some(password),
+            },
         )
         .await
         .expect("user created");
@@ -178,12 +192,13 @@ pub fn start_process(data: &std::path::Path, extra: &[(&str, &str)]) -> (std::pr
 }
 
 /// Custom settings for a plaintext SMTP server on 127.0.0.1 without AUTH, as the form sends them.
-pub fn plain_smtp_form(port: u16) -> serde_json::Value {
-    serde_json::json!({
-        "mode": "Custom", "host": "127.0.0.1", "port": port.to_string(), "from": "Mailroom <mail@example.com>",
-        "tls_enabled": false, "tls_version": "Tls12", "tls_mode": "StartTls", "auth_type": "Basic",
-        "username": "", "password": "", "client_id": "", "client_secret": "", "token_url": "", "scope": ""
-    })
+pub fn plain_smtp_form(port: u16) -> SmtpForm {
+    SmtpForm { host: "127.0.0.1".into(), ..custom_form(port) }
+}
+
+/// A port on 127.0.0.1 where nothing listens (it was free a moment ago).
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Server functions anyone can call without signing in, and the admin ones.
@@ -233,12 +248,6 @@ impl TestApp {
         app::outbox::ssr::wake(&self.state);
     }
 
-    /// Saves SMTP settings as the form sends them; panics unless saved.
-    pub async fn save_settings(&self, client: &reqwest::Client, form: serde_json::Value) {
-        let (status, body) = self.save_form(client, &form).await;
-        assert_eq!(status, reqwest::StatusCode::OK, "{body}");
-    }
-
     /// The outbox rows of `kind` as stored (every row, not the page's latest 500).
     pub async fn outbox_rows(&self, kind: &str) -> Vec<serde_json::Value> {
         let mut response = self
@@ -281,7 +290,7 @@ pub fn count_status(rows: &[serde_json::Value], status: &str) -> usize {
 pub fn test_mail(tag: &str, n: usize, key: &[u8; 32]) -> app::outbox::ssr::OutboxRow {
     app::outbox::ssr::NewMail {
         kind: "test",
-        to_addr: format!("{tag}-{n}@example.com"),
+        to_addr: format!("{tag}-{n}@example.com").parse().expect("an email address"),
         to_name: None,
         subject: format!("{tag} {n}"),
         text: format!("message {n}"),
@@ -292,8 +301,7 @@ pub fn test_mail(tag: &str, n: usize, key: &[u8; 32]) -> app::outbox::ssr::Outbo
 
 /// The server-sent events of one status stream.
 pub struct Events {
-    stream: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buffer: String,
+    stream: BoxStream<'static, Result<Event, EventStreamError<reqwest::Error>>>,
 }
 
 impl Events {
@@ -301,26 +309,15 @@ impl Events {
     pub fn from_response(response: reqwest::Response) -> Self {
         assert_eq!(response.status(), reqwest::StatusCode::OK);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
-        Self { stream: Box::pin(response.bytes_stream()), buffer: String::new() }
+        Self { stream: response.bytes_stream().eventsource().boxed() }
     }
 
-    /// The next event's data; panics if the stream ends or nothing comes within `secs`.
-    pub async fn next(&mut self, secs: u64) -> serde_json::Value {
-        use futures::StreamExt;
-        let read = async {
-            loop {
-                if let Some(end) = self.buffer.find("\n\n") {
-                    let frame: String = self.buffer.drain(..end + 2).collect();
-                    if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
-                        return serde_json::from_str(data).unwrap();
-                    }
-                    continue;
-                }
-                let chunk = self.stream.next().await.expect("the status stream stays open").unwrap();
-                self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-            }
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(secs), read).await.expect("a status event in time")
+    /// The next status event's data; panics if the stream ends or nothing comes within `secs`.
+    pub async fn next(&mut self, secs: u64) -> Value {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(secs), self.stream.next()).await;
+        let event = next.expect("a status event in time").expect("the status stream stays open").unwrap();
+        assert_eq!(event.event, "smtp_status", "{event:?}");
+        serde_json::from_str(&event.data).unwrap()
     }
 
     /// Reads events until one satisfies `want`; panics after `secs`.
@@ -339,8 +336,8 @@ impl Events {
 
 /// Custom settings for a server on `localhost:port` without TLS or AUTH, as a typed form: tests
 /// say what differs with `SmtpForm { tls_enabled: true, ..custom_form(port) }`.
-pub fn custom_form(port: u16) -> app::smtp_settings::form::SmtpForm {
-    app::smtp_settings::form::SmtpForm {
+pub fn custom_form(port: u16) -> SmtpForm {
+    SmtpForm {
         mode: app::smtp_settings::types::Mode::Custom,
         host: "localhost".into(),
         port: port.to_string(),
@@ -349,34 +346,75 @@ pub fn custom_form(port: u16) -> app::smtp_settings::form::SmtpForm {
     }
 }
 
-impl TestApp {
-    /// Send Test Email with `form`: the status and the JSON answer.
-    pub async fn send_test_form(
-        &self,
-        client: &reqwest::Client,
-        form: &app::smtp_settings::form::SmtpForm,
-    ) -> (reqwest::StatusCode, serde_json::Value) {
-        let response =
-            client.post(self.url("/api/smtp_test")).json(&serde_json::json!({ "form": form })).send().await.unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap())
-    }
+/// A server the tests reach over HTTP: the app in this process or a server process.
+pub trait Reachable {
+    /// Its base URL, `http://127.0.0.1:port`.
+    fn base_url(&self) -> String;
+}
 
-    /// Save with `form` at the current version: the status and the JSON answer.
-    pub async fn save_form(
-        &self,
-        client: &reqwest::Client,
-        form: &impl serde::Serialize,
-    ) -> (reqwest::StatusCode, serde_json::Value) {
-        let view: serde_json::Value =
-            client.post(self.url("/api/smtp_load")).send().await.unwrap().json().await.unwrap();
-        let response = client
-            .post(self.url("/api/smtp_save"))
-            .json(&serde_json::json!({ "form": form, "version": view["version"] }))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap())
+impl Reachable for TestApp {
+    fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
     }
+}
+
+impl Reachable for str {
+    fn base_url(&self) -> String {
+        self.to_owned()
+    }
+}
+
+impl Reachable for String {
+    fn base_url(&self) -> String {
+        self.clone()
+    }
+}
+
+/// Saves `form` as the SMTP page does, claiming to edit settings `version`: the status and the
+/// JSON answer.
+pub async fn try_save_at(
+    server: &(impl Reachable + ?Sized),
+    client: &reqwest::Client,
+    form: &SmtpForm,
+    version: u64,
+) -> (reqwest::StatusCode, Value) {
+    let body = serde_json::json!({ "form": form, "version": version });
+    answer(client.post(format!("{}/api/smtp_save", server.base_url())).json(&body).send().await.unwrap()).await
+}
+
+/// Saves `form` over the settings saved now, as a page that has just loaded them would.
+pub async fn try_save(
+    server: &(impl Reachable + ?Sized),
+    client: &reqwest::Client,
+    form: &SmtpForm,
+) -> (reqwest::StatusCode, Value) {
+    let loaded = client.post(format!("{}/api/smtp_load", server.base_url())).send().await.unwrap();
+    let view: Value = loaded.json().await.unwrap();
+    let version = view["version"].as_u64().unwrap_or_else(|| panic!("smtp_load: {view}"));
+    try_save_at(server, client, form, version).await
+}
+
+/// Saves `form` (see [`try_save`]); panics unless saved. Answers the outcome: the new version,
+/// the changed fields, what the secrets are now.
+pub async fn save(server: &(impl Reachable + ?Sized), client: &reqwest::Client, form: &SmtpForm) -> Value {
+    let (status, body) = try_save(server, client, form).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "smtp_save: {body}");
+    body
+}
+
+/// Send Test Email with `form`: the status and the JSON answer.
+pub async fn send_test(
+    server: &(impl Reachable + ?Sized),
+    client: &reqwest::Client,
+    form: &SmtpForm,
+) -> (reqwest::StatusCode, Value) {
+    let body = serde_json::json!({ "form": form });
+    answer(client.post(format!("{}/api/smtp_test", server.base_url())).json(&body).send().await.unwrap()).await
+}
+
+/// A server function's status and JSON answer.
+async fn answer(response: reqwest::Response) -> (reqwest::StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")))
 }

@@ -3,7 +3,7 @@
 //! binary, all on 127.0.0.1. Every process is killed when its handle drops.
 #![allow(dead_code)]
 
-use crate::common::{ADMIN_EMAIL, Events, server_binary, server_command};
+use crate::common::{ADMIN_EMAIL, Events, Reachable, closed_port, server_binary, server_command};
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
@@ -29,11 +29,6 @@ pub fn surreal_binary() -> PathBuf {
     path
 }
 
-/// A free port on 127.0.0.1 (nothing listens there once this returns).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// `surreal start` on surrealkv under `dir`, on a fixed port so a restart is found at the same
 /// address.
 pub struct Surreal {
@@ -44,7 +39,7 @@ pub struct Surreal {
 
 impl Surreal {
     pub async fn start(dir: &Path) -> Self {
-        let mut surreal = Self { child: None, port: free_port(), dir: dir.to_owned() };
+        let mut surreal = Self { child: None, port: closed_port(), dir: dir.to_owned() };
         surreal.spawn().await;
         surreal
     }
@@ -172,6 +167,12 @@ impl Node {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Reachable for Node {
+    fn base_url(&self) -> String {
+        self.base.clone()
     }
 }
 

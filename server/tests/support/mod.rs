@@ -76,8 +76,10 @@ pub struct PeerOptions {
     pub port: u16,
     /// Advertise PIPELINING (RFC 2920).
     pub pipelining: bool,
-    /// The login AUTH accepts (default [`SMTP_USER`]) and the XOAUTH2 token (default [`TOKEN`]).
+    /// The login AUTH accepts (default [`SMTP_USER`] and [`SMTP_PASSWORD`]) and the XOAUTH2 token
+    /// (default [`TOKEN`]).
     pub user: Option<&'static str>,
+    pub password: Option<&'static str>,
     pub token: Option<&'static str>,
     /// Require a client certificate signed by this CA (mutual TLS).
     pub client_ca: Option<PathBuf>,
@@ -107,16 +109,13 @@ pub struct Received {
 impl SmtpPeer {
     pub fn start(dir: &Path, certs: Option<&Certs>, options: PeerOptions) -> Self {
         let mbox = dir.join(format!("mbox-{}.jsonl", rand_suffix()));
-        let mut command = Command::new(python());
+        let mut command = python_script("smtp_peer.py");
         command
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_peer.py"))
             .args(["--mode", if options.mode.is_empty() { "plain" } else { options.mode }])
-            .args(["--auth", options.auth, "--password", SMTP_PASSWORD])
+            .args(["--auth", options.auth, "--password", options.password.unwrap_or(SMTP_PASSWORD)])
             .args(["--user", options.user.unwrap_or(SMTP_USER), "--token", options.token.unwrap_or(TOKEN)])
             .arg("--mbox")
-            .arg(&mbox)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .arg(&mbox);
         if let Some(certs) = certs {
             command.arg("--cert").arg(&certs.cert).arg("--key").arg(&certs.key);
         }
@@ -147,10 +146,7 @@ impl SmtpPeer {
         if options.port != 0 {
             command.args(["--port", &options.port.to_string()]);
         }
-        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", python().display()));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().strip_prefix("READY ").and_then(|p| p.parse().ok()).expect("aiosmtpd printed READY");
+        let (child, port) = spawn_ready(command);
         Self { port, mbox, child }
     }
 
@@ -168,6 +164,22 @@ impl SmtpPeer {
         let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
         complete.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
     }
+
+    /// Waits (at most `secs`) until a message matching `found` has arrived; answers it.
+    pub async fn wait_for(&self, secs: u64, what: &str, found: impl Fn(&Received) -> bool) -> Received {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            if let Some(mail) = self.received().into_iter().find(&found) {
+                return mail;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} never arrived; the peer has: {:#?}",
+                self.received().iter().map(|m| (&m.subject, &m.to)).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }
 
 impl Drop for SmtpPeer {
@@ -177,6 +189,25 @@ impl Drop for SmtpPeer {
     }
 }
 
+/// `tests/support/{script}` run by [`python()`].
+fn python_script(script: &str) -> Command {
+    let mut command = Command::new(python());
+    command.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support").join(script));
+    command
+}
+
+/// Starts `command`, a script that prints `READY <port>` once it listens, and waits for that
+/// line: the child (its stdout read no further, its stderr dropped) and the port.
+fn spawn_ready(mut command: Command) -> (Child, u16) {
+    command.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", python().display()));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let port = line.trim().strip_prefix("READY ").and_then(|port| port.parse().ok());
+    let port = port.unwrap_or_else(|| panic!("{command:?} printed {line:?}, not READY <port>"));
+    (child, port)
+}
+
 fn rand_suffix() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -184,8 +215,25 @@ fn rand_suffix() -> u64 {
         + COUNTER.fetch_add(1, Ordering::Relaxed) as u64
 }
 
-/// An OAuth 2.0 token endpoint on 127.0.0.1: `/token` issues [`TOKEN`] for the right client and
-/// scope; `/token-500` answers 500 with HTML; `/token-html` answers 200 with HTML;
+/// An OAuth 2.0 client of a token endpoint, and the token the endpoint issues it: the one the
+/// SMTP peer accepts over XOAUTH2 for `user`.
+#[derive(Clone, Copy, Debug)]
+pub struct OAuthClient {
+    pub id: &'static str,
+    pub secret: &'static str,
+    pub scope: &'static str,
+    pub token: &'static str,
+    pub user: &'static str,
+}
+
+impl Default for OAuthClient {
+    fn default() -> Self {
+        Self { id: CLIENT_ID, secret: CLIENT_SECRET, scope: SCOPE, token: TOKEN, user: SMTP_USER }
+    }
+}
+
+/// An OAuth 2.0 token endpoint on 127.0.0.1: `/token` issues the client's token for its secret
+/// and scope; `/token-500` answers 500 with HTML; `/token-html` answers 200 with HTML;
 /// `/token-huge` answers 200 KiB; `/token-redirect` redirects to `/token`; `/token-slow` answers
 /// after 30 s; `/token-other` issues a token the SMTP peer refuses.
 pub struct TokenEndpoint {
@@ -194,7 +242,12 @@ pub struct TokenEndpoint {
 }
 
 impl TokenEndpoint {
+    /// The endpoint for the default [`OAuthClient`].
     pub async fn start() -> Self {
+        Self::issuing(OAuthClient::default()).await
+    }
+
+    pub async fn issuing(client: OAuthClient) -> Self {
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = calls.clone();
         let app = Router::new()
@@ -206,17 +259,17 @@ impl TokenEndpoint {
                         counter.fetch_add(1, Ordering::SeqCst);
                         let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
                         if field("grant_type") != "client_credentials"
-                            || field("client_id") != CLIENT_ID
-                            || field("client_secret") != CLIENT_SECRET
+                            || field("client_id") != client.id
+                            || field("client_secret") != client.secret
                         {
                             let body = serde_json::json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."});
                             return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
                         }
-                        if field("scope") != SCOPE {
+                        if field("scope") != client.scope {
                             let body = serde_json::json!({"error": "invalid_scope", "error_description": "AADSTS70011: The provided scope is not valid."});
                             return (StatusCode::BAD_REQUEST, Json(body)).into_response();
                         }
-                        Json(serde_json::json!({"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600}))
+                        Json(serde_json::json!({"access_token": client.token, "token_type": "Bearer", "expires_in": 3600}))
                             .into_response()
                     }
                 }),
@@ -224,9 +277,9 @@ impl TokenEndpoint {
             .route("/token-500", post(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "<html>oops</html>") }))
             .route(
                 "/token-slow",
-                post(|| async {
+                post(move || async move {
                     tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-                    Json(serde_json::json!({"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600}))
+                    Json(serde_json::json!({"access_token": client.token, "token_type": "Bearer", "expires_in": 3600}))
                 }),
             )
             .route(
@@ -277,22 +330,16 @@ impl GoogleTokenEndpoint {
             dir.join(format!("sa-rogue-{suffix}.json")),
             dir.join(format!("sa-log-{suffix}.jsonl")),
         );
-        let mut child = Command::new(python())
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/google_token.py"))
-            .arg("--key-out")
-            .arg(&key)
-            .arg("--rogue-key-out")
-            .arg(&rogue)
-            .arg("--log")
-            .arg(&log)
-            .args(["--delegate", delegate, "--token", GOOGLE_TOKEN, "--skew", &skew_secs.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", python().display()));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.starts_with("READY "), "google_token.py printed {line:?}");
+        let mut command = python_script("google_token.py");
+        command.arg("--key-out").arg(&key).arg("--rogue-key-out").arg(&rogue).arg("--log").arg(&log).args([
+            "--delegate",
+            delegate,
+            "--token",
+            GOOGLE_TOKEN,
+            "--skew",
+            &skew_secs.to_string(),
+        ]);
+        let (child, _) = spawn_ready(command);
         let key = std::fs::read_to_string(&key).unwrap();
         let client_email =
             serde_json::from_str::<serde_json::Value>(&key).unwrap()["client_email"].as_str().unwrap().to_owned();
@@ -311,6 +358,45 @@ impl Drop for GoogleTokenEndpoint {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// aiosmtpd accepting one OAuth 2.0 token over XOAUTH2 (over STARTTLS with `certs`, plain
+/// without), and the token endpoint that issues it.
+pub struct OAuthPeer<Endpoint = TokenEndpoint> {
+    pub smtp: SmtpPeer,
+    pub endpoint: Endpoint,
+}
+
+impl OAuthPeer {
+    /// For the default [`OAuthClient`].
+    pub async fn start(dir: &Path, certs: Option<&Certs>) -> Self {
+        Self::issuing(dir, certs, OAuthClient::default()).await
+    }
+
+    pub async fn issuing(dir: &Path, certs: Option<&Certs>, client: OAuthClient) -> Self {
+        let smtp = xoauth2_peer(dir, certs, client.user, client.token);
+        Self { smtp, endpoint: TokenEndpoint::issuing(client).await }
+    }
+
+    /// Where the endpoint issues the client's token.
+    pub fn token_url(&self) -> String {
+        self.endpoint.url("/token")
+    }
+}
+
+impl OAuthPeer<GoogleTokenEndpoint> {
+    /// A Google-like endpoint that lets the service account send as `send_as`, its clock
+    /// `skew_secs` ahead; the peer accepts its [`GOOGLE_TOKEN`] for `send_as`.
+    pub fn google(dir: &Path, certs: Option<&Certs>, send_as: &'static str, skew_secs: i64) -> Self {
+        let endpoint = GoogleTokenEndpoint::start(dir, send_as, skew_secs);
+        Self { smtp: xoauth2_peer(dir, certs, send_as, GOOGLE_TOKEN), endpoint }
+    }
+}
+
+fn xoauth2_peer(dir: &Path, certs: Option<&Certs>, user: &'static str, token: &'static str) -> SmtpPeer {
+    let mode = if certs.is_some() { "starttls" } else { "plain" };
+    let options = PeerOptions { mode, auth: "XOAUTH2", user: Some(user), token: Some(token), ..Default::default() };
+    SmtpPeer::start(dir, certs, options)
 }
 
 /// A misbehaving SMTP server for faults.

@@ -1,25 +1,27 @@
 //! The first admin: from the environment, or from the "Create the first admin" page guarded by
 //! a one-time setup code; created exactly once however many requests race.
 
-use super::{
-    admin_exists, admin_seen, client_key, fingerprint, hash_password, normalize_email, random_token, start_session,
-};
+use super::{admin_exists, admin_seen, client_key, hash_password, start_session};
 use crate::{
     auth::{CurrentUser, MAX_EMAIL_LEN, MAX_NAME_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Role},
     db::now_ms,
     error::{AppError, FieldErrors, ssr::bounded},
+    shared::{
+        email::EmailAddress,
+        token::{fingerprint, random_token},
+    },
     state::{AppState, Db, app_state},
 };
 use surrealdb::types::RecordId;
 
 /// Creates the first admin from the environment when the database has no user at all.
-pub async fn ensure_first_admin(state: &AppState, email: &str, password: &str) -> Result<bool, AppError> {
+pub async fn ensure_first_admin(state: &AppState, email: &EmailAddress, password: &str) -> Result<bool, AppError> {
     let mut response = state.db().query("SELECT count() AS n FROM user GROUP ALL").await?;
     let users: Option<i64> = response.take((0, "n"))?;
     if users.unwrap_or(0) > 0 {
         return Ok(false);
     }
-    let name = email.split('@').next().unwrap_or("Admin");
+    let name = email.as_str().split('@').next().unwrap_or("Admin");
     let hash = hash_password(password.to_owned()).await?;
     match create_first_admin_record(state.db(), name, email, hash).await {
         Ok(_) => Ok(true),
@@ -32,9 +34,14 @@ pub async fn ensure_first_admin(state: &AppState, email: &str, password: &str) -
 /// Creates the first admin, once: the fixed record `setup:first_admin` is created in the same
 /// transaction, so of any number of concurrent attempts exactly one commits. Spends every
 /// setup code. A second attempt is [`AppError::Forbidden`].
-async fn create_first_admin_record(db: &Db, name: &str, email: &str, hash: String) -> Result<CurrentUser, AppError> {
+async fn create_first_admin_record(
+    db: &Db,
+    name: &str,
+    email: &EmailAddress,
+    hash: String,
+) -> Result<CurrentUser, AppError> {
     let uid = random_token(16);
-    let email = normalize_email(email);
+    let email = email.clone();
     let result = db
         .query(
             "BEGIN TRANSACTION;
@@ -95,7 +102,13 @@ async fn setup_code_valid(db: &Db, code: &str) -> Result<bool, AppError> {
 
 /// "Create the first admin": every field bounded and checked, the setup code and the absence of
 /// an admin checked before any hashing, then one atomic creation, then a signed-in session.
-pub async fn first_admin(name: String, email: String, password: String, setup_code: String) -> Result<(), AppError> {
+/// Then the browser goes to the SMTP page.
+pub async fn create_first_admin(
+    name: String,
+    email: String,
+    password: String,
+    setup_code: String,
+) -> Result<(), AppError> {
     bounded("Name", &name, MAX_NAME_LEN)?;
     bounded("Email", &email, MAX_EMAIL_LEN)?;
     bounded("Password", &password, MAX_PASSWORD_LEN)?;
@@ -109,8 +122,9 @@ pub async fn first_admin(name: String, email: String, password: String, setup_co
     if name.trim().is_empty() || name.chars().any(char::is_control) {
         errors.add("name", "Enter a name.");
     }
-    if let Err(err) = email.trim().parse::<lettre::Address>() {
-        errors.add("email", format!("Enter an email address like name@example.com ({err})."));
+    let email = email.parse::<EmailAddress>();
+    if let Err(err) = &email {
+        errors.add("email", err.to_string());
     }
     if password.chars().count() < MIN_PASSWORD_LEN {
         errors.add("password", format!("Use at least {MIN_PASSWORD_LEN} characters."));
@@ -119,8 +133,11 @@ pub async fn first_admin(name: String, email: String, password: String, setup_co
         errors.add("setup_code", "Enter the setup code the server printed when it started.");
     }
     errors.into_result()?;
+    let email = email.map_err(|err| AppError::field("email", err.to_string()))?;
     let hash = hash_password(password).await?;
     let admin = create_first_admin_record(state.db(), &name, &email, hash).await?;
     tracing::info!("created the first admin from the setup page");
-    start_session(&admin).await
+    start_session(&admin).await?;
+    leptos_axum::redirect("/admin/smtp");
+    Ok(())
 }

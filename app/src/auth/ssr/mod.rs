@@ -2,28 +2,30 @@
 //! every server function starts with. The first admin and the session store have their own files.
 
 mod first_admin;
+mod request_user;
 mod session_store;
 
-pub use first_admin::{ensure_first_admin, first_admin, issue_setup_code};
+pub use first_admin::{create_first_admin, ensure_first_admin, issue_setup_code};
+pub use request_user::{RequestUser, provide_request_context};
 pub use session_store::SurrealSessionStore;
 
 use super::throttle::SignInThrottle;
 use super::{CurrentUser, MAX_EMAIL_LEN, MAX_PASSWORD_LEN, Role};
 use crate::{
-    db::now_ms,
+    db::{Refusal, now_ms},
     error::{
         AppError,
         ssr::{bounded, internal},
     },
+    shared::{email::EmailAddress, token::random_token},
     state::{AppState, Db, app_state},
 };
 use argon2::{
     Argon2,
     password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng},
 };
-use sha2::{Digest, Sha256};
 use std::sync::{
-    Arc, LazyLock,
+    LazyLock,
     atomic::{AtomicU64, Ordering},
 };
 use surrealdb::types::{RecordId, SurrealValue};
@@ -37,33 +39,24 @@ const SIGNED_IN_AT: &str = "signed_in_at";
 #[derive(Debug, Clone, SurrealValue)]
 struct UserRow {
     uid: String,
-    email: String,
+    email: EmailAddress,
     name: String,
-    role: String,
+    role: Role,
     password_hash: Option<String>,
 }
 
 impl UserRow {
     fn into_current(self) -> CurrentUser {
-        CurrentUser {
-            id: self.uid,
-            email: self.email,
-            name: self.name,
-            role: if self.role == "admin" { Role::Admin } else { Role::User },
-        }
+        CurrentUser { id: self.uid, email: self.email, name: self.name, role: self.role }
     }
 }
 
 const USER_FIELDS: &str = "record::id(id) AS uid, email, name, role, password_hash";
 
-pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
-}
-
 async fn find_by_email(db: &Db, email: &str) -> Result<Option<UserRow>, AppError> {
     let mut response = db
         .query(format!("SELECT {USER_FIELDS} FROM user WHERE email = $email LIMIT 1"))
-        .bind(("email", normalize_email(email)))
+        .bind(("email", EmailAddress::normalize(email)))
         .await?;
     Ok(response.take::<Option<UserRow>>(0)?)
 }
@@ -74,8 +67,6 @@ async fn find_by_id(db: &Db, uid: &str) -> Result<Option<UserRow>, AppError> {
     Ok(response.take::<Option<UserRow>>(0)?)
 }
 
-/// What creating a user throws when the email belongs to someone already.
-const EMAIL_TAKEN: &str = "email taken";
 pub async fn admin_exists(db: &Db) -> Result<bool, AppError> {
     let mut response = db.query("SELECT VALUE id FROM user WHERE role = 'admin' LIMIT 1").await?;
     Ok(!response.take::<Vec<RecordId>>(0)?.is_empty())
@@ -95,7 +86,7 @@ pub async fn admin_seen(state: &AppState) -> Result<bool, AppError> {
 }
 
 pub struct NewUser<'a> {
-    pub email: &'a str,
+    pub email: &'a EmailAddress,
     pub name: &'a str,
     pub role: Role,
     pub password: Option<&'a str>,
@@ -108,11 +99,7 @@ pub async fn create_user(db: &Db, user: NewUser<'_>) -> Result<CurrentUser, AppE
         None => None,
     };
     let uid = random_token(16);
-    let email = normalize_email(user.email);
-    let role = match user.role {
-        Role::Admin => "admin",
-        Role::User => "user",
-    };
+    let email = user.email.clone();
     let result = db
         .query(
             "IF (SELECT id FROM user WHERE email = $email LIMIT 1)[0] != NONE { THROW $taken };
@@ -120,16 +107,16 @@ pub async fn create_user(db: &Db, user: NewUser<'_>) -> Result<CurrentUser, AppE
         )
         .bind(("id", RecordId::new("user", uid.as_str())))
         .bind(("email", email.clone()))
-        .bind(("taken", EMAIL_TAKEN))
+        .bind(("taken", Refusal::EmailTaken.thrown()))
         .bind(("name", user.name.trim().to_owned()))
-        .bind(("role", role))
+        .bind(("role", user.role))
         .bind(("hash", hash))
         .bind(("now", now_ms()))
         .await?
         .check();
     match result {
         Ok(_) => Ok(CurrentUser { id: uid, email, name: user.name.trim().to_owned(), role: user.role }),
-        Err(err) if crate::db::thrown(&err) == Some(EMAIL_TAKEN) || crate::db::violates_index(&err, "user_email") => {
+        Err(err) if Refusal::of(&err) == Some(Refusal::EmailTaken) || crate::db::violates_index(&err, "user_email") => {
             Err(AppError::field("email", "A user with this email already exists."))
         }
         Err(err) => Err(err.into()),
@@ -189,23 +176,11 @@ async fn verify_password(password: String, hash: Option<String>) -> Result<bool,
     .map_err(|err| internal("password verification task failed", &err))
 }
 
-pub fn random_token(bytes: usize) -> String {
-    use rand::RngCore;
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut buf);
-    hex::encode(buf)
-}
-
 async fn session() -> Result<Session, AppError> {
     leptos_axum::extract::<Session>().await.map_err(|err| {
         tracing::error!(error = %err, "session layer missing");
         AppError::Internal
     })
-}
-
-/// SHA-256 of a secret, in hex: how tokens are keyed in the database.
-pub fn fingerprint(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// The rate-limit key of the current request's client (see [`super::client`]).
@@ -229,7 +204,7 @@ pub async fn sign_in(email: &str, password: &str) -> Result<CurrentUser, AppErro
     bounded("Password", password, MAX_PASSWORD_LEN)?;
     let state = app_state()?;
     state.shared.login_by_ip.check(&client_key())?;
-    let email = normalize_email(email);
+    let email = EmailAddress::normalize(email);
     let wait = SignInThrottle::delay(state.db(), &email).await?;
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
@@ -257,9 +232,24 @@ async fn start_session(user: &CurrentUser) -> Result<(), AppError> {
     Ok(())
 }
 
-pub async fn sign_out() -> Result<(), AppError> {
+/// Signs in and sends an admin to the SMTP page, anyone else home.
+pub async fn login(email: &str, password: &str) -> Result<(), AppError> {
+    let user = sign_in(email, password).await?;
+    leptos_axum::redirect(if user.is_admin() { "/admin/smtp" } else { "/" });
+    Ok(())
+}
+
+/// Ends the session and sends the browser to the sign-in page.
+pub async fn logout() -> Result<(), AppError> {
     let session = session().await?;
-    session.flush().await.map_err(|err| internal("cannot end the session", &err))
+    session.flush().await.map_err(|err| internal("cannot end the session", &err))?;
+    leptos_axum::redirect("/login");
+    Ok(())
+}
+
+/// Whether "Create the first admin" is still open.
+pub async fn first_admin_needed() -> Result<bool, AppError> {
+    Ok(!admin_seen(&app_state()?).await?)
 }
 
 pub async fn current_user() -> Result<Option<CurrentUser>, AppError> {
@@ -288,24 +278,6 @@ pub async fn user_from_session(state: &AppState, session: &Session) -> Result<Op
         memo.keep(user.clone());
     }
     Ok(user)
-}
-
-/// The signed-in user as read once in a request, for the rest of it: an admin page asks for
-/// its frame and for its content. Kept by user id, so a session that changes hands mid-request
-/// reads again. Provided per request by [`crate::state::provide_request_context`].
-#[derive(Clone, Default)]
-pub struct RequestUser(Arc<std::sync::Mutex<Option<CurrentUser>>>);
-
-impl RequestUser {
-    fn get(&self, uid: &str) -> Option<CurrentUser> {
-        self.0.lock().ok()?.as_ref().filter(|user| user.id == uid).cloned()
-    }
-
-    fn keep(&self, user: CurrentUser) {
-        if let Ok(mut kept) = self.0.lock() {
-            *kept = Some(user);
-        }
-    }
 }
 
 fn within_lifetime(state: &AppState, signed_in_at: Option<i64>) -> bool {
@@ -348,26 +320,11 @@ pub async fn end_sessions_of(db: &Db, uid: &str) -> Result<(), AppError> {
 }
 
 /// Creates a non-admin user from the environment unless that email already exists.
-pub async fn ensure_user(state: &AppState, email: &str, password: &str) -> Result<(), AppError> {
-    if find_by_email(state.db(), email).await?.is_some() {
+pub async fn ensure_user(state: &AppState, email: &EmailAddress, password: &str) -> Result<(), AppError> {
+    if find_by_email(state.db(), email.as_str()).await?.is_some() {
         return Ok(());
     }
-    let name = email.split('@').next().unwrap_or("User");
+    let name = email.as_str().split('@').next().unwrap_or("User");
     create_user(state.db(), NewUser { email, name, role: Role::User, password: Some(password) }).await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_request_keeps_the_user_it_read_only_for_that_user() {
-        let memo = RequestUser::default();
-        assert_eq!(memo.get("u1"), None);
-        let user = CurrentUser { id: "u1".into(), email: "a@example.com".into(), name: "A".into(), role: Role::Admin };
-        memo.keep(user.clone());
-        assert_eq!(memo.get("u1"), Some(user));
-        assert_eq!(memo.get("u2"), None, "a session that changed hands reads again");
-    }
 }

@@ -1,7 +1,8 @@
 //! Sessions kept in SurrealDB behind tower-sessions: they survive restarts and are shared by
 //! every node.
 
-use super::{USER_KEY, fingerprint};
+use super::USER_KEY;
+use crate::shared::token::fingerprint;
 use crate::{db::now_ms, state::Db};
 use async_trait::async_trait;
 use surrealdb::types::{RecordId, SurrealValue};

@@ -15,7 +15,7 @@ pub async fn store(db: &Db, key: &[u8; 32], message: &OutgoingMessage, built: &M
         .headers()
         .get_raw("Message-ID")
         .map(str::to_owned)
-        .unwrap_or_else(|| format!("<{}@mailroom>", crate::auth::ssr::random_token(16)));
+        .unwrap_or_else(|| format!("<{}@mailroom>", crate::shared::token::random_token(16)));
     db.query(
         "CREATE mailbox CONTENT { message_id: $message_id, from_addr: $from, to_addr: $to, subject: $subject,
              text: $text, html: $html, received_at: $now }",

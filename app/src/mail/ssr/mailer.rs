@@ -5,10 +5,7 @@ use super::{
     Connection, Extensions, MailConfig, OutgoingMessage, Progress, QUIT_WAIT, SmtpTarget, hang_up, mailbox,
     oauth::TokenCache, open, transmit,
 };
-use crate::{
-    mail::SmtpFailure,
-    state::{AppState, Db},
-};
+use crate::{db::Db, mail::SmtpFailure};
 use lettre::transport::smtp::commands::Rset;
 use secrecy::{ExposeSecret, SecretBox};
 use std::{
@@ -27,19 +24,6 @@ pub enum Mailer {
 }
 
 impl Mailer {
-    /// What "Use default email settings" means on this deployment.
-    pub fn default_service(state: &AppState) -> Self {
-        match &state.settings().mail.default_relay {
-            Some(relay) => {
-                Self::smtp(relay.clone(), state.shared.tokens.clone(), state.settings().outbox.concurrency as u32)
-            }
-            None => Self::LocalMailbox {
-                db: state.db().clone(),
-                key: SecretBox::new(Box::new(*state.shared.secret_key.expose_secret())),
-            },
-        }
-    }
-
     /// A pool of up to `pool_size` connections to `target`, opened (and logged in, with tokens
     /// from `tokens`) the step-wise way, so failures keep their step and DATA is one write.
     pub fn smtp(target: SmtpTarget, tokens: Arc<TokenCache>, pool_size: u32) -> Self {
@@ -168,9 +152,34 @@ pub(super) fn is_reply(failure: &SmtpFailure) -> bool {
 #[derive(Default)]
 pub struct MailerCache {
     current: AsyncMutex<Option<(String, Arc<Mailer>)>>,
+    prepared: AsyncMutex<Option<(i64, Arc<Prepared>)>>,
+}
+
+/// What the saved settings of one version send with: built once per version (their secrets
+/// opened, their values parsed), not on every pass of the worker.
+pub struct Prepared {
+    pub target: SmtpTarget,
+    pub from: lettre::message::Mailbox,
 }
 
 impl MailerCache {
+    /// The target and From of settings `version`, built by `build` the first time it is asked.
+    pub async fn prepared<E>(
+        &self,
+        version: i64,
+        build: impl FnOnce() -> Result<Prepared, E>,
+    ) -> Result<Arc<Prepared>, E> {
+        let mut prepared = self.prepared.lock().await;
+        if let Some((built_for, ready)) = prepared.as_ref()
+            && *built_for == version
+        {
+            return Ok(ready.clone());
+        }
+        let ready = Arc::new(build()?);
+        *prepared = Some((version, ready.clone()));
+        Ok(ready)
+    }
+
     pub async fn get_or_build(
         &self,
         key: String,
@@ -189,5 +198,6 @@ impl MailerCache {
 
     pub async fn invalidate(&self) {
         *self.current.lock().await = None;
+        *self.prepared.lock().await = None;
     }
 }

@@ -32,5 +32,5 @@ impl OutgoingMessage {
 
 /// A globally unique Message-ID: 128 random bits at a name of our own.
 pub fn new_message_id() -> String {
-    format!("<{}@mailroom.localhost>", crate::auth::ssr::random_token(16))
+    format!("<{}@mailroom.localhost>", crate::shared::token::random_token(16))
 }

@@ -8,12 +8,13 @@
 pub mod address_policy;
 mod classify;
 mod client_cert_probe;
+mod default_service;
 mod google;
 pub mod mailbox;
-mod mailer;
+pub mod mailer;
 mod message;
 pub mod oauth;
-mod target;
+pub mod target;
 mod transmit;
 
 pub use mailer::{Mailer, MailerCache};
@@ -24,6 +25,7 @@ pub use transmit::transmit;
 use super::{SmtpFailure, Step};
 use crate::smtp_settings::types::{MinTlsVersion, SmtpHost, TlsMode};
 pub use classify::excerpt;
+
 use classify::{classify, classify_response};
 use lettre::transport::smtp::{
     authentication::{Credentials, Mechanism},

@@ -1,57 +1,30 @@
 //! The outbox as stored: queuing a message, the admin's list and "Retry now", and the record
 //! of a test email. The delivery worker is in [`worker`].
 
+pub mod policy;
 mod worker;
 
+pub use policy::OutboxPolicy;
 pub use worker::{active_mailer, release_own_leases, run_worker, work_once};
 
-use super::OutboxEntry;
+use super::{Delivery, OutboxEntry, OutboxStatus};
 use crate::{
     auth::ssr::require_admin,
     db::now_ms,
     error::AppError,
     mail::{SmtpFailure, ssr::new_message_id},
-    shared::seal::encrypt,
+    shared::{email::EmailAddress, seal::encrypt},
     state::{AppState, app_state},
 };
 use secrecy::ExposeSecret;
 use std::time::Duration;
 use surrealdb::types::{RecordId, SurrealValue};
 
-/// How the worker retries; from configuration.
-#[derive(Clone, Debug)]
-pub struct OutboxPolicy {
-    /// Attempts a message may spend on transient failures before it fails.
-    pub max_attempts: i64,
-    pub retry_base: Duration,
-    /// How long a claim lasts (on the database's clock); at least twice the SMTP timeout.
-    pub lease: Duration,
-    /// Messages sent at once (and the size of the SMTP connection pool).
-    pub concurrency: usize,
-    /// A message not delivered this long after it was queued fails for good.
-    pub max_age: Duration,
-    /// How often a queue held by a configuration failure tries again on its own.
-    pub hold_retry: Duration,
-}
-
-impl Default for OutboxPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 8,
-            retry_base: Duration::from_secs(30),
-            lease: Duration::from_secs(120),
-            concurrency: 4,
-            max_age: Duration::from_secs(3 * 86_400),
-            hold_retry: Duration::from_secs(120),
-        }
-    }
-}
-
 /// An email to queue.
 #[derive(Debug, Clone)]
 pub struct NewMail {
     pub kind: &'static str,
-    pub to_addr: String,
+    pub to_addr: EmailAddress,
     pub to_name: Option<String>,
     pub subject: String,
     pub text: String,
@@ -63,12 +36,12 @@ pub struct NewMail {
 pub struct OutboxRow {
     pub kind: String,
     pub message_id: String,
-    pub to_addr: String,
+    pub to_addr: EmailAddress,
     pub to_name: Option<String>,
     pub subject: String,
     pub text: String,
     pub html: String,
-    pub status: String,
+    pub status: OutboxStatus,
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub lease_owner: Option<String>,
@@ -95,7 +68,7 @@ impl NewMail {
             subject: self.subject,
             text: encrypt(key, BODY_PURPOSE, &self.text),
             html: encrypt(key, BODY_PURPOSE, &self.html),
-            status: "queued".into(),
+            status: OutboxStatus::Queued,
             attempts: 0,
             next_attempt_at: now,
             lease_owner: None,
@@ -124,14 +97,50 @@ pub fn backoff(policy: &OutboxPolicy, attempts: i64) -> Duration {
     base.mul_f64(rand::rng().random_range(0.8..1.2))
 }
 
-pub async fn list(status: Option<String>) -> Result<Vec<OutboxEntry>, AppError> {
-    if let Some(status) = &status {
-        crate::error::ssr::bounded("Status", status, 16)?;
+/// An outbox record as the Outbox page reads it: flat, as stored.
+#[derive(Debug, Clone, SurrealValue)]
+struct ListedRow {
+    id: String,
+    kind: String,
+    to_addr: EmailAddress,
+    subject: String,
+    status: OutboxStatus,
+    attempts: i64,
+    next_attempt_at: i64,
+    last_error: Option<String>,
+    last_hint: Option<String>,
+    created_at: i64,
+    sent_at: Option<i64>,
+}
+
+impl From<ListedRow> for OutboxEntry {
+    fn from(row: ListedRow) -> Self {
+        let (last_error, last_hint, next_attempt_at) = (row.last_error, row.last_hint, row.next_attempt_at);
+        let delivery = match row.status {
+            OutboxStatus::Queued => Delivery::Queued { next_attempt_at },
+            OutboxStatus::Sending => Delivery::Sending,
+            OutboxStatus::Sent => Delivery::Sent { sent_at: row.sent_at.unwrap_or(next_attempt_at) },
+            OutboxStatus::Retrying => Delivery::Retrying { next_attempt_at, last_error, last_hint },
+            OutboxStatus::Held => Delivery::Held { last_error: last_error.unwrap_or_default(), last_hint },
+            OutboxStatus::Failed => Delivery::Failed { last_error: last_error.unwrap_or_default(), last_hint },
+        };
+        Self {
+            id: row.id,
+            kind: row.kind,
+            to_addr: row.to_addr,
+            subject: row.subject,
+            attempts: row.attempts,
+            created_at: row.created_at,
+            delivery,
+        }
     }
+}
+
+pub async fn list(status: Option<OutboxStatus>) -> Result<Vec<OutboxEntry>, AppError> {
     require_admin().await?;
     let state = app_state()?;
     let fields = "record::id(id) AS id, kind, to_addr, subject, status, attempts, next_attempt_at, last_error, last_hint, created_at, sent_at";
-    let mut response = match status.filter(|s| super::STATUSES.contains(&s.as_str())) {
+    let mut response = match status {
         Some(status) => {
             state
                 .db()
@@ -141,7 +150,8 @@ pub async fn list(status: Option<String>) -> Result<Vec<OutboxEntry>, AppError> 
         }
         None => state.db().query(format!("SELECT {fields} FROM outbox ORDER BY created_at DESC LIMIT 500")).await?,
     };
-    Ok(response.take(0)?)
+    let rows: Vec<ListedRow> = response.take(0)?;
+    Ok(rows.into_iter().map(OutboxEntry::from).collect())
 }
 
 pub async fn retry_now(id: String) -> Result<(), AppError> {
@@ -169,11 +179,11 @@ pub async fn record_sent_now(state: &AppState, mail: NewMail, result: &Result<()
     row.attempts = 1;
     match result {
         Ok(()) => {
-            row.status = "sent".into();
+            row.status = OutboxStatus::Sent;
             row.sent_at = Some(now_ms());
         }
         Err(failure) => {
-            row.status = "failed".into();
+            row.status = OutboxStatus::Failed;
             row.last_error = Some(failure.to_string());
             row.last_hint = Some(failure.hint());
         }

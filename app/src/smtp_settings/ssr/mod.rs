@@ -1,6 +1,7 @@
 //! The server half of the SMTP settings: storage in SurrealDB (one record, versioned),
 //! secrets sealed at rest with the instance key, the re-entry rule and the audit trail.
 
+pub mod certs;
 mod reentry;
 mod stored;
 mod test_send;
@@ -18,7 +19,7 @@ use super::{
 };
 use crate::{
     auth::{CurrentUser, ssr::require_admin},
-    db::now_ms,
+    db::{Refusal, now_ms},
     error::{AppError, FieldErrors},
     mail::ssr::{SmtpTarget, TargetAuth},
     shared::seal::{decrypt, encrypt},
@@ -32,8 +33,6 @@ const PASSWORD_PURPOSE: &str = "smtp.password";
 const CLIENT_SECRET_PURPOSE: &str = "smtp.client_secret";
 const SERVICE_KEY_PURPOSE: &str = "smtp.service_account_key";
 
-/// What a save throws when another admin saved first.
-const STALE_VERSION: &str = "stale settings version";
 pub async fn load_stored(db: &Db) -> Result<Option<StoredSettings>, AppError> {
     let mut response = db.query("SELECT * OMIT id FROM ONLY $id").bind(("id", current_id())).await?;
     Ok(response.take::<Option<StoredSettings>>(0)?)
@@ -66,7 +65,7 @@ pub async fn load() -> Result<SmtpSettingsView, AppError> {
 /// Every SMTP action (save, test) counts against the admin's and the instance's quota, on
 /// every node together.
 pub async fn check_rate(state: &AppState, admin: &CurrentUser) -> Result<(), AppError> {
-    crate::state::check_quotas(
+    crate::limits::check_quotas(
         state.db(),
         &[(&state.shared.smtp_by_admin, &admin.id), (&state.shared.smtp_instance, "instance")],
     )
@@ -83,7 +82,7 @@ pub fn next_settings(
     let mut next = stored.cloned().unwrap_or_default();
     if form.mode == Mode::Default {
         // Default mode keeps the custom settings for later.
-        next.mode = "default".into();
+        next.mode = Mode::Default;
         return Ok(next);
     }
     let settings = form.parse_custom().map_err(AppError::Validation)?;
@@ -117,7 +116,7 @@ pub fn next_settings(
     }
     trust::apply(&mut next, form, key, &mut errors);
     errors.into_result()?;
-    next.mode = "custom".into();
+    next.mode = Mode::Custom;
     next.apply(&settings);
     // Only the secret of the active authentication type is kept.
     let kind = settings.auth.kind();
@@ -188,7 +187,7 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
         )
         .bind(("id", current_id()))
         .bind(("expected", current_version as i64))
-        .bind(("stale", STALE_VERSION))
+        .bind(("stale", Refusal::StaleSettingsVersion.thrown()))
         .bind(("settings", next.clone()))
         .bind(("now", now_ms()))
         .bind(("actor_id", admin.id.clone()))
@@ -200,7 +199,7 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
         .and_then(crate::db::check_transaction);
     if let Err(err) = written {
         tracing::debug!(error = %err, "SMTP settings transaction failed");
-        if crate::db::thrown(&err) == Some(STALE_VERSION) || crate::db::is_conflict(&err) {
+        if Refusal::of(&err) == Some(Refusal::StaleSettingsVersion) || crate::db::is_conflict(&err) {
             return Err(conflict(load_stored(state.db()).await?.as_ref()));
         }
         return Err(err.into());
@@ -215,7 +214,7 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
 #[derive(Debug, SurrealValue)]
 struct AdminRow {
     name: String,
-    email: String,
+    email: crate::shared::email::EmailAddress,
 }
 
 fn outcome(settings: &StoredSettings, changed: Vec<&'static str>) -> SaveOutcome {
@@ -241,7 +240,7 @@ fn secrets_of(stored: &StoredSettings) -> super::SavedSecrets {
 
 fn conflict(stored: Option<&StoredSettings>) -> AppError {
     let who = stored.and_then(|s| s.saved_by.clone()).unwrap_or_else(|| "another admin".into());
-    let when = stored.and_then(|s| s.saved_at).map(super::format_utc).unwrap_or_default();
+    let when = stored.and_then(|s| s.saved_at).map(crate::shared::time::format_utc).unwrap_or_default();
     AppError::Conflict(format!(
         "Not saved: {who} changed these settings at {when} while you were editing. Reload the page to see their version, then make your changes again."
     ))
@@ -286,44 +285,4 @@ pub fn target_from(stored: &StoredSettings, key: &[u8; 32]) -> Result<SmtpTarget
     };
     let trust = trust::of(stored, key)?;
     Ok(SmtpTarget { host: settings.host, port: settings.port.get(), tls: settings.tls, auth, trust })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Settings saved by the release before Google service accounts and private relays (none of
-    /// their fields) still load, with nothing of them set.
-    #[tokio::test]
-    async fn settings_saved_before_the_new_fields_existed_still_load() {
-        let options = crate::db::DbOptions { url: "mem://", namespace: "test", database: "test", credentials: None };
-        let db = crate::db::connect(options).await.unwrap();
-        // The schema and the record as the release before them left them ...
-        let new_fields = ["service_key_enc", "service_account", "trusted_ca_enc", "client_cert_enc", "client_key_enc"];
-        let mut older = String::new();
-        for part in ["role", "subject", "issuer", "not_after"] {
-            older.push_str(&format!("REMOVE FIELD certificates.*.{part} ON smtp_settings;"));
-        }
-        older.push_str("REMOVE FIELD certificates ON smtp_settings;");
-        for field in new_fields {
-            older.push_str(&format!("REMOVE FIELD {field} ON smtp_settings;"));
-        }
-        db.query(older).await.unwrap().check().unwrap();
-        db.query(
-            "UPSERT smtp_settings:current CONTENT {
-                 mode: 'custom', host: 'smtp.example.com', port: 587, from_mailbox: 'Mailroom <mail@example.com>',
-                 tls_enabled: true, tls_version: 'tls12', tls_mode: 'starttls', auth_type: 'basic',
-                 username: 'mailer', client_id: '', token_url: '', scope: '', password_enc: 'sealed', version: 3
-             }",
-        )
-        .await
-        .unwrap()
-        .check()
-        .unwrap();
-        // ... then this release starts on it: its schema is applied, and the settings are read.
-        crate::db::apply_schema(&db).await.unwrap();
-        let stored = load_stored(&db).await.unwrap().expect("the saved settings");
-        assert_eq!((stored.version, stored.host.as_str()), (3, "smtp.example.com"));
-        assert!(stored.certificates.is_empty() && stored.service_key_enc.is_none());
-    }
 }

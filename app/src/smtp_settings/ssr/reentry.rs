@@ -47,11 +47,11 @@ pub fn secret_source(
         Some("the port changed")
     } else if stored.username != settings.auth.username() {
         Some("the username changed")
-    } else if stored.auth_type() != settings.auth.kind() {
+    } else if stored.auth_type != settings.auth.kind() {
         Some("the authentication type changed")
     } else if stored.tls_enabled && !settings.tls.enabled {
         Some("TLS/SSL was turned off")
-    } else if stored.tls_enabled && stored.to_form().tls_mode != settings.tls.mode {
+    } else if stored.tls_enabled && stored.tls_mode != settings.tls.mode {
         Some("the TLS mode changed")
     } else if let AuthSettings::OAuth2 { token_url, .. } = &settings.auth {
         (stored.token_url != token_url.to_string()).then_some("the token URL changed")
@@ -139,7 +139,7 @@ mod tests {
     #[test]
     fn changing_the_auth_type_back_to_basic_demands_the_password() {
         let mut stored = stored_from(&form());
-        stored.auth_type = "oauth2".into();
+        stored.auth_type = AuthType::OAuth2;
         let result = secret_source(Some(&stored), &form().parse_custom().unwrap(), "");
         assert_eq!(result, Err((field::PASSWORD, "Re-enter the password: the authentication type changed".to_owned())));
     }

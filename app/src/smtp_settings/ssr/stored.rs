@@ -9,14 +9,14 @@ use surrealdb::types::{RecordId, SurrealValue};
 
 #[derive(Debug, Clone, Default, PartialEq, SurrealValue)]
 pub struct StoredSettings {
-    pub mode: String,
+    pub mode: Mode,
     pub host: String,
     pub port: i64,
     pub from_mailbox: String,
     pub tls_enabled: bool,
-    pub tls_version: String,
-    pub tls_mode: String,
-    pub auth_type: String,
+    pub tls_version: MinTlsVersion,
+    pub tls_mode: TlsMode,
+    pub auth_type: AuthType,
     pub username: String,
     pub client_id: String,
     pub token_url: String,
@@ -50,29 +50,17 @@ pub(super) fn current_id() -> RecordId {
 }
 
 impl StoredSettings {
-    pub(super) fn mode(&self) -> Mode {
-        if self.mode == "custom" { Mode::Custom } else { Mode::Default }
-    }
-
-    pub(super) fn auth_type(&self) -> AuthType {
-        match self.auth_type.as_str() {
-            "oauth2" => AuthType::OAuth2,
-            "google" => AuthType::GoogleServiceAccount,
-            _ => AuthType::Basic,
-        }
-    }
-
     /// The form as it should appear in the browser: no secret, ever.
     pub fn to_form(&self) -> SmtpForm {
         SmtpForm {
-            mode: self.mode(),
+            mode: self.mode,
             host: self.host.clone(),
             port: if self.port > 0 { self.port.to_string() } else { String::new() },
             from: self.from_mailbox.clone(),
             tls_enabled: self.tls_enabled,
-            tls_version: if self.tls_version == "tls13" { MinTlsVersion::Tls13 } else { MinTlsVersion::Tls12 },
-            tls_mode: if self.tls_mode == "implicit" { TlsMode::Implicit } else { TlsMode::StartTls },
-            auth_type: self.auth_type(),
+            tls_version: self.tls_version,
+            tls_mode: self.tls_mode,
+            auth_type: self.auth_type,
             username: self.username.clone(),
             password: String::new(),
             client_id: self.client_id.clone(),
@@ -88,30 +76,14 @@ impl StoredSettings {
         self.port = i64::from(settings.port.get());
         self.from_mailbox = settings.from.to_string();
         self.tls_enabled = settings.tls.enabled;
-        self.tls_version = match settings.tls.min_version {
-            MinTlsVersion::Tls12 => "tls12",
-            MinTlsVersion::Tls13 => "tls13",
-        }
-        .into();
-        self.tls_mode = match settings.tls.mode {
-            TlsMode::StartTls => "starttls",
-            TlsMode::Implicit => "implicit",
-        }
-        .into();
+        self.tls_version = settings.tls.min_version;
+        self.tls_mode = settings.tls.mode;
         self.username = settings.auth.username().to_owned();
-        match &settings.auth {
-            AuthSettings::Basic { .. } => {
-                self.auth_type = "basic".into();
-            }
-            AuthSettings::OAuth2 { client_id, token_url, scopes, .. } => {
-                self.auth_type = "oauth2".into();
-                self.client_id = client_id.clone();
-                self.token_url = token_url.to_string();
-                self.scope = scopes.join(" ");
-            }
-            AuthSettings::Google { .. } => {
-                self.auth_type = "google".into();
-            }
+        self.auth_type = settings.auth.kind();
+        if let AuthSettings::OAuth2 { client_id, token_url, scopes, .. } = &settings.auth {
+            self.client_id = client_id.clone();
+            self.token_url = token_url.to_string();
+            self.scope = scopes.join(" ");
         }
     }
 

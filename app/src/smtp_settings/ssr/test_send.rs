@@ -5,33 +5,23 @@ use super::{check_rate, load_stored, next_settings, target_from};
 use crate::{
     auth::{CurrentUser, ssr::require_admin},
     error::AppError,
-    mail::ssr::{Mailer, OutgoingMessage},
+    mail::ssr::OutgoingMessage,
     smtp_settings::{form::SmtpForm, types::Mode},
     state::{AppState, app_state},
 };
 use secrecy::ExposeSecret;
 
-fn test_message(
-    state: &AppState,
-    from: lettre::message::Mailbox,
-    admin: &CurrentUser,
-) -> Result<OutgoingMessage, AppError> {
+fn test_message(state: &AppState, from: lettre::message::Mailbox, admin: &CurrentUser) -> OutgoingMessage {
     let instance = &state.settings().instance_name;
-    let to = lettre::message::Mailbox::new(
-        Some(admin.name.clone()),
-        admin
-            .email
-            .parse()
-            .map_err(|_| AppError::Conflict(format!("Your account's email {} cannot receive mail.", admin.email)))?,
-    );
-    Ok(OutgoingMessage {
+    let to = lettre::message::Mailbox::new(Some(admin.name.clone()), admin.email.clone().into());
+    OutgoingMessage {
         from,
         to,
         subject: format!("{instance} Mail Test"),
         text: format!("{instance} mail is working!"),
         html: None,
         message_id: None,
-    })
+    }
 }
 
 pub async fn send_test(form: SmtpForm) -> Result<String, AppError> {
@@ -51,13 +41,13 @@ pub async fn send_test(form: SmtpForm) -> Result<String, AppError> {
             Ok(from) => from.mailbox(),
             Err(_) => state.settings().default_from.parse().map_err(|_| AppError::Internal)?,
         };
-        let message = test_message(&state, from, &admin)?;
-        Mailer::default_service(&state).send(&message, mail).await
+        let message = test_message(&state, from, &admin);
+        state.default_mailer().send(&message, mail).await
     } else {
         let next = next_settings(&state, stored.as_ref(), &form)?;
         let target = target_from(&next, state.shared.secret_key.expose_secret())?;
         let from = form.parse_custom().map_err(AppError::Validation)?.from.mailbox();
-        let message = test_message(&state, from, &admin)?;
+        let message = test_message(&state, from, &admin);
         crate::mail::ssr::deliver(&target, mail, &state.shared.tokens, Some(&message)).await
     };
     let sent = started.elapsed();
@@ -75,7 +65,7 @@ pub async fn send_test(form: SmtpForm) -> Result<String, AppError> {
     match result {
         Ok(()) => {
             tracing::info!(admin = %admin.id, checks_ms, smtp_ms, record_ms, "test email sent");
-            Ok(admin.email)
+            Ok(admin.email.to_string())
         }
         Err(failure) => {
             tracing::warn!(admin = %admin.id, failure = %failure, "test email failed");

@@ -1,16 +1,16 @@
 //! The certificates on the SMTP page at rest: extra trusted CAs and a client identity for
 //! mutual TLS, each sealed like a password; only their summaries are stored in clear.
 
-use super::stored::StoredSettings;
+use super::{
+    certs::{check_client_key, parse},
+    stored::StoredSettings,
+};
 use crate::{
     error::{AppError, FieldErrors},
     mail::ssr::{ClientIdentity, Trust},
     shared::seal::{decrypt, encrypt},
     smtp_settings::{
-        certs::{
-            CertRole,
-            ssr::{check_client_key, parse},
-        },
+        certs::CertRole,
         form::{SmtpForm, field},
     },
 };
@@ -87,7 +87,7 @@ pub fn apply(next: &mut StoredSettings, form: &SmtpForm, key: &[u8; 32], errors:
 }
 
 fn forget(next: &mut StoredSettings, role: CertRole) {
-    next.certificates.retain(|c| c.role != role.noun());
+    next.certificates.retain(|c| c.role != role);
 }
 
 fn opened(blob: Option<&str>, key: &[u8; 32], purpose: &str) -> Option<SecretString> {

@@ -44,7 +44,7 @@ pub(super) async fn claim(state: &AppState, ids: Vec<String>, policy: &OutboxPol
         ))
         .bind(("ids", ids))
         .bind(("node", state.settings().node_id.clone()))
-        .bind(("claim_token", crate::auth::ssr::random_token(16)))
+        .bind(("claim_token", crate::shared::token::random_token(16)))
         .bind(("lease_ms", policy.lease.as_millis() as i64))
         .bind(("waiting", WAITING))
         .bind(("now", now_ms()))

@@ -17,11 +17,12 @@
 //! the batch and back off; they never change a message.
 
 use super::{BODY_PURPOSE, OutboxPolicy, OutboxRow, backoff};
+use crate::outbox::OutboxStatus;
 use crate::{
     db::{is_conflict, now_ms},
     mail::{
         FailureClass, SmtpFailure,
-        ssr::{Mailer, OutgoingMessage, TargetAuth},
+        ssr::{Mailer, OutgoingMessage, TargetAuth, mailer::Prepared},
     },
     shared::seal::decrypt,
     smtp_health::ssr::{DELIVERY, record_if_changed},
@@ -71,7 +72,7 @@ pub async fn active_mailer(state: &AppState) -> Result<Active, NotReady> {
     let mail = &state.settings().mail;
     let stored = load_stored(state.db()).await.map_err(|err| NotReady::Database(err.to_string()))?.unwrap_or_default();
     let unusable = |detail: String| NotReady::Failure(SmtpFailure::Unusable { detail });
-    if stored.mode != "custom" {
+    if stored.mode != crate::smtp_settings::types::Mode::Custom {
         let from = state
             .settings()
             .default_from
@@ -81,30 +82,40 @@ pub async fn active_mailer(state: &AppState) -> Result<Active, NotReady> {
         let mailer = state
             .shared
             .mailers
-            .get_or_build(key, async || Ok(Mailer::default_service(state)))
+            .get_or_build(key, async || Ok(state.default_mailer()))
             .await
             .map_err(NotReady::Failure)?;
         return Ok(Active { mailer, version: stored.version, from });
     }
-    let target = target_from(&stored, state.shared.secret_key.expose_secret())
-        .map_err(|err| unusable(format!("The saved settings cannot be used: {err}")))?;
-    let from =
-        stored.from_mailbox.parse::<Mailbox>().map_err(|e| unusable(format!("The saved From cannot be used: {e}")))?;
+    let prepared = state
+        .shared
+        .mailers
+        .prepared(stored.version, || {
+            let target = target_from(&stored, state.shared.secret_key.expose_secret())
+                .map_err(|err| unusable(format!("The saved settings cannot be used: {err}")))?;
+            let from = stored
+                .from_mailbox
+                .parse::<Mailbox>()
+                .map_err(|e| unusable(format!("The saved From cannot be used: {e}")))?;
+            Ok(Prepared { target, from })
+        })
+        .await?;
+    let (target, from) = (&prepared.target, prepared.from.clone());
     // A new token (or new settings) means a new pool: the connections log in with it.
     let token = match &target.auth {
         TargetAuth::OAuth2 { .. } | TargetAuth::Google { .. } => {
-            Some(state.shared.tokens.token(&target, mail, false).await.map_err(NotReady::Failure)?)
+            Some(state.shared.tokens.token(target, mail, false).await.map_err(NotReady::Failure)?)
         }
         _ => None,
     };
-    let token_mark = token.as_ref().map(|t| crate::auth::ssr::fingerprint(t.expose_secret())).unwrap_or_default();
+    let token_mark = token.as_ref().map(|t| crate::shared::token::fingerprint(t.expose_secret())).unwrap_or_default();
     let key = format!("custom:{}:{token_mark}", stored.version);
     let concurrency = state.settings().outbox.concurrency as u32;
     let tokens = state.shared.tokens.clone();
     let mailer = state
         .shared
         .mailers
-        .get_or_build(key, async || Ok(Mailer::smtp(target, tokens, concurrency)))
+        .get_or_build(key, async || Ok(Mailer::smtp(target.clone(), tokens, concurrency)))
         .await
         .map_err(NotReady::Failure)?;
     Ok(Active { mailer, version: stored.version, from })
@@ -204,7 +215,7 @@ pub enum Pass {
 
 /// What a claim may take once due. With no hold in force "held" messages are due too (another
 /// node may have parked them while this one lifted the hold).
-const WAITING: [&str; 3] = ["queued", "retrying", "held"];
+const WAITING: [OutboxStatus; 3] = [OutboxStatus::Queued, OutboxStatus::Retrying, OutboxStatus::Held];
 
 /// The longest pause for an unreachable server: mail flows within this long of its return.
 const MAX_SERVER_PAUSE: Duration = Duration::from_secs(30);

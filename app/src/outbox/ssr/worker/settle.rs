@@ -37,7 +37,7 @@ pub(super) async fn settle_as_they_come(
 pub(super) struct Settlement {
     /// The lease the claim took: the settle changes the message only while it is still this.
     pub(super) token: Option<String>,
-    pub(super) status: String,
+    pub(super) status: OutboxStatus,
     pub(super) attempts: i64,
     pub(super) next_at: i64,
     pub(super) error: Option<String>,
@@ -54,7 +54,7 @@ pub(super) fn settlement(policy: &OutboxPolicy, row: &OutboxRow, attempt: &Attem
         Attempt::Released(failure) => {
             return Settlement {
                 token,
-                status: if failure.is_some() { "held" } else { "retrying" }.into(),
+                status: if failure.is_some() { OutboxStatus::Held } else { OutboxStatus::Retrying },
                 attempts: row.attempts,
                 next_at: now,
                 error: failure.as_ref().map(ToString::to_string).or_else(|| row.last_error.clone()),
@@ -69,7 +69,7 @@ pub(super) fn settlement(policy: &OutboxPolicy, row: &OutboxRow, attempt: &Attem
     let (status, attempts, next_at, expired) = next_state(policy, row, result, now);
     Settlement {
         token,
-        status: status.into(),
+        status,
         attempts,
         next_at,
         error: result.as_ref().err().map(|f| match &expired {
@@ -164,10 +164,7 @@ pub(super) async fn settle(state: &AppState, group: &[(Claimed, Attempt)]) -> Re
 }
 
 pub(super) async fn send(mailer: &Mailer, state: &AppState, row: &OutboxRow, from: Mailbox) -> Result<(), SmtpFailure> {
-    let to = match row.to_addr.parse() {
-        Ok(address) => Mailbox::new(row.to_name.clone(), address),
-        Err(err) => return Err(SmtpFailure::BadMessage { detail: format!("Bad recipient {}: {err}", row.to_addr) }),
-    };
+    let to = Mailbox::new(row.to_name.clone(), row.to_addr.clone().into());
     let key = state.shared.secret_key.expose_secret();
     let open = |sealed: &str| {
         decrypt(key, BODY_PURPOSE, sealed)
@@ -197,20 +194,25 @@ pub(super) fn next_state(
     row: &OutboxRow,
     result: &Result<(), SmtpFailure>,
     now: i64,
-) -> (&'static str, i64, i64, Option<String>) {
+) -> (OutboxStatus, i64, i64, Option<String>) {
     let attempts = row.attempts + 1;
     let too_old = now - row.created_at >= policy.max_age.as_millis() as i64;
-    let Err(failure) = result else { return ("sent", attempts, now, None) };
+    let Err(failure) = result else { return (OutboxStatus::Sent, attempts, now, None) };
     if too_old && failure.class() != FailureClass::Recipient {
-        return ("failed", row.attempts, now, Some(format!("Not delivered within {}", age_text(policy.max_age))));
+        return (
+            OutboxStatus::Failed,
+            row.attempts,
+            now,
+            Some(format!("Not delivered within {}", age_text(policy.max_age))),
+        );
     }
     match failure.class() {
         // Held: the attempt does not count against the message.
-        _ if failure.holds_queue() => ("held", row.attempts, now, None),
+        _ if failure.holds_queue() => (OutboxStatus::Held, row.attempts, now, None),
         FailureClass::Transient if attempts < policy.max_attempts => {
-            ("retrying", attempts, now + backoff(policy, attempts).as_millis() as i64, None)
+            (OutboxStatus::Retrying, attempts, now + backoff(policy, attempts).as_millis() as i64, None)
         }
-        _ => ("failed", attempts, now, None),
+        _ => (OutboxStatus::Failed, attempts, now, None),
     }
 }
 

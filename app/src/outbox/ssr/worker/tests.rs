@@ -3,7 +3,7 @@ use super::*;
 fn row(attempts: i64, created_at: i64) -> OutboxRow {
     let mut row = super::super::NewMail {
         kind: "test",
-        to_addr: "a@example.com".into(),
+        to_addr: "a@example.com".parse().unwrap(),
         to_name: None,
         subject: "s".into(),
         text: "t".into(),
@@ -28,25 +28,25 @@ fn each_class_moves_the_message_its_own_way() {
     let auth = Err(SmtpFailure::AuthRejected { code: 535, text: "no".into() });
     let greylisted = Err(SmtpFailure::RecipientRejected { code: 451, text: "later".into() });
     let unknown = Err(SmtpFailure::RecipientRejected { code: 550, text: "unknown".into() });
-    assert_eq!(next_state(&policy, &fresh, &Ok(()), now).0, "sent");
+    assert_eq!(next_state(&policy, &fresh, &Ok(()), now).0, OutboxStatus::Sent);
     let (status, attempts, _, _) = next_state(&policy, &fresh, &auth, now);
-    assert_eq!((status, attempts), ("held", 2), "held keeps its attempts");
+    assert_eq!((status, attempts), (OutboxStatus::Held, 2), "held keeps its attempts");
     let (status, attempts, next_at, _) = next_state(&policy, &fresh, &greylisted, now);
-    assert_eq!((status, attempts), ("retrying", 3));
+    assert_eq!((status, attempts), (OutboxStatus::Retrying, 3));
     assert!(next_at > now);
-    assert_eq!(next_state(&policy, &fresh, &unknown, now).0, "failed");
+    assert_eq!(next_state(&policy, &fresh, &unknown, now).0, OutboxStatus::Failed);
     let spent = row(policy.max_attempts - 1, now);
-    assert_eq!(next_state(&policy, &spent, &greylisted, now).0, "failed");
+    assert_eq!(next_state(&policy, &spent, &greylisted, now).0, OutboxStatus::Failed);
     let old = row(0, now - policy.max_age.as_millis() as i64);
     let (status, _, _, expired) = next_state(&policy, &old, &auth, now);
-    assert_eq!((status, expired.as_deref()), ("failed", Some("Not delivered within 3 days")));
+    assert_eq!((status, expired.as_deref()), (OutboxStatus::Failed, Some("Not delivered within 3 days")));
 }
 
 #[tokio::test]
 async fn a_settle_changes_the_message_only_with_the_lease_it_claimed() {
     let db = memory_db().await;
     let mut queued = row(0, now_ms());
-    queued.status = "sending".into();
+    queued.status = OutboxStatus::Sending;
     queued.lease_owner = Some("node-a".into());
     queued.lease_token = Some("ours".into());
     db.query("CREATE outbox:m CONTENT $row").bind(("row", queued)).await.unwrap().check().unwrap();
@@ -55,7 +55,7 @@ async fn a_settle_changes_the_message_only_with_the_lease_it_claimed() {
         async move {
             let sent = Settlement {
                 token: Some(token.into()),
-                status: "sent".into(),
+                status: OutboxStatus::Sent,
                 attempts: 1,
                 next_at: 0,
                 error: None,
@@ -98,7 +98,7 @@ async fn one_group_settle_changes_each_message_by_its_own_lease() {
     let mut rows = BTreeMap::new();
     for (key, token) in [("sent", "t1"), ("stolen", "t2"), ("released", "t3"), ("refused", "t4")] {
         let mut leased = row(1, now);
-        leased.status = "sending".into();
+        leased.status = OutboxStatus::Sending;
         leased.lease_owner = Some("node-a".into());
         leased.lease_token = Some(token.into());
         db.query("CREATE type::record('outbox', $key) CONTENT $row")

@@ -1,10 +1,12 @@
 //! The SurrealDB connection (the `any` engine: `surrealkv://`, `mem://` or `ws://`) and the
-//! schema, applied at every start-up. Every query binds its values as `$params`.
+//! schema, migrated at every start-up ([`migrate`]). Every query binds its values as `$params`.
 
-use crate::state::Db;
-use surrealdb::opt::auth::Root;
+pub mod migrate;
 
-pub const SCHEMA: &str = include_str!("schema.surql");
+use surrealdb::{Surreal, engine::any::Any, opt::auth::Root};
+
+/// The database handle every part of the server shares (cheap to clone).
+pub type Db = Surreal<Any>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -14,8 +16,15 @@ pub enum DbError {
     SignIn { user: String, source: surrealdb::Error },
     #[error("cannot select namespace {ns} / database {db}: {source}")]
     Select { ns: String, db: String, source: surrealdb::Error },
-    #[error("cannot apply the database schema: {0}")]
+    #[error("cannot read or define the database's migration records: {0}")]
     Schema(surrealdb::Error),
+    #[error("cannot apply the database migration {migration}: {source}")]
+    Migration { migration: String, source: surrealdb::Error },
+    #[error(
+        "the database migration {migration} was changed after this database applied it; \
+         restore the file and put the change in a new migration"
+    )]
+    MigrationChanged { migration: String },
 }
 
 pub struct DbOptions<'a> {
@@ -25,7 +34,15 @@ pub struct DbOptions<'a> {
     pub credentials: Option<(&'a str, &'a str)>,
 }
 
+/// Connects, then brings the schema up to date.
 pub async fn connect(options: DbOptions<'_>) -> Result<Db, DbError> {
+    let db = connect_without_migrating(options).await?;
+    migrate::migrate(&db, migrate::MIGRATIONS).await?;
+    Ok(db)
+}
+
+/// Connects and selects the namespace and database, leaving the schema as it is.
+pub async fn connect_without_migrating(options: DbOptions<'_>) -> Result<Db, DbError> {
     let db = surrealdb::engine::any::connect(options.url)
         .await
         .map_err(|source| DbError::Connect { url: options.url.to_owned(), source })?;
@@ -42,14 +59,7 @@ pub async fn connect(options: DbOptions<'_>) -> Result<Db, DbError> {
             db: options.database.to_owned(),
             source,
         })?;
-    apply_schema(&db).await?;
     Ok(db)
-}
-
-/// Applies the schema; idempotent.
-pub async fn apply_schema(db: &Db) -> Result<(), DbError> {
-    retry_conflicts("apply the schema", || async { db.query(SCHEMA).await?.check() }).await.map_err(DbError::Schema)?;
-    Ok(())
 }
 
 /// Runs `step` again (up to ten times, after a short random pause) while it fails with a
@@ -89,10 +99,37 @@ pub fn check_transaction(
     Err(errors.swap_remove(cause).1)
 }
 
-/// The text of a `THROW` in our own SurrealQL, by the error's kind (not by matching text):
-/// compare it with the constant the query throws.
-pub fn thrown(err: &surrealdb::Error) -> Option<&str> {
-    err.is_thrown().then(|| err.message().strip_prefix("An error occurred: ").unwrap_or(err.message()))
+/// Why one of our own transactions refused a change: what its SurrealQL `THROW`s (bind
+/// [`Refusal::thrown`] as the value to throw) and what [`Refusal::of`] reads back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Another user has this email.
+    EmailTaken,
+    /// A one-time link is unknown, used or expired.
+    LinkNotUsable,
+    /// The settings changed since the admin loaded them.
+    StaleSettingsVersion,
+}
+
+impl Refusal {
+    const ALL: [Self; 3] = [Self::EmailTaken, Self::LinkNotUsable, Self::StaleSettingsVersion];
+
+    /// The value the query throws.
+    pub const fn thrown(self) -> &'static str {
+        match self {
+            Self::EmailTaken => "email taken",
+            Self::LinkNotUsable => "link not usable",
+            Self::StaleSettingsVersion => "stale settings version",
+        }
+    }
+
+    /// The refusal a failed query threw, if it was one of ours. Only a `THROW` (by the error's
+    /// kind) is read, never an error that happens to hold the same words.
+    pub fn of(err: &surrealdb::Error) -> Option<Self> {
+        let thrown =
+            err.is_thrown().then(|| err.message().strip_prefix("An error occurred: ").unwrap_or(err.message()))?;
+        Self::ALL.into_iter().find(|refusal| refusal.thrown() == thrown)
+    }
 }
 
 /// A record created with an id that is taken.
@@ -129,12 +166,15 @@ mod tests {
             async move { db.query(query).await.and_then(check_transaction).expect_err("the query fails") }
         };
         let thrown_error = failure("BEGIN; IF true { THROW 'stale settings version' }; COMMIT;").await;
-        assert_eq!(thrown(&thrown_error), Some("stale settings version"), "the statement that failed, not the rest");
+        assert_eq!(Refusal::of(&thrown_error), Some(Refusal::StaleSettingsVersion), "the statement that failed");
+        assert_eq!(Refusal::of(&failure("THROW 'something else'").await), None);
         let user = "CREATE user:a SET email = 'a@x', name = 'a', role = 'user', created_at = 1;";
         db.query(user).await.unwrap().check().unwrap();
         assert!(record_exists(&failure(user).await));
         let same_email = failure("CREATE user:b SET email = 'a@x', name = 'b', role = 'user', created_at = 1").await;
         assert!(violates_index(&same_email, "user_email") && !violates_index(&same_email, "other"));
-        assert_eq!(thrown(&same_email), None);
+        assert_eq!(Refusal::of(&same_email), None);
+        let lookalike = failure("CREATE user:c SET email = 'email taken', name = 1").await;
+        assert_eq!(Refusal::of(&lookalike), None, "an error that is no THROW is never read as one");
     }
 }

@@ -1,0 +1,264 @@
+//! Versioned schema migrations: the files in `app/migrations/`, applied in order at start-up,
+//! each once. A migration and the record that says it ran (`migration:<version>`, with the
+//! SHA-256 of its text) commit in one transaction, so a crash leaves either both or neither.
+//!
+//! A migration is never edited once it has shipped: a changed definition is a new file with
+//! `DEFINE … OVERWRITE`. A database whose recorded checksum differs from the file refuses to
+//! start, naming the migration.
+
+use super::{Db, DbError, check_transaction, record_exists, retry_conflicts};
+use sha2::{Digest, Sha256};
+use surrealdb::types::{RecordId, SurrealValue};
+
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// `migration!(2, "0002", "name")`: the version, as a number and as the file name spells it
+/// (`migrations/0002_name.surql`).
+macro_rules! migration {
+    ($version:literal, $file_version:literal, $name:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../../migrations/", $file_version, "_", $name, ".surql")),
+        }
+    };
+}
+
+/// Every migration, oldest first. A unit test checks this list against the folder.
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001", "baseline"),
+    migration!(2, "0002", "google_and_private_relays"),
+    migration!(3, "0003", "stored_enums_asserted"),
+];
+
+/// The bookkeeping table itself, defined before anything is read from it.
+const BOOKKEEPING: &str = "
+    DEFINE TABLE IF NOT EXISTS migration SCHEMAFULL;
+    DEFINE FIELD IF NOT EXISTS version ON migration TYPE int;
+    DEFINE FIELD IF NOT EXISTS name ON migration TYPE string;
+    DEFINE FIELD IF NOT EXISTS checksum ON migration TYPE string;
+    DEFINE FIELD IF NOT EXISTS applied_at ON migration TYPE int;
+";
+
+#[derive(Debug, Clone, SurrealValue)]
+pub struct Applied {
+    pub version: i64,
+    pub name: String,
+    pub checksum: String,
+    pub applied_at: i64,
+}
+
+impl Migration {
+    pub fn checksum(&self) -> String {
+        hex::encode(Sha256::digest(self.sql.as_bytes()))
+    }
+
+    fn label(&self) -> String {
+        format!("{:04}_{}", self.version, self.name)
+    }
+}
+
+/// The migrations recorded in this database, oldest first.
+pub async fn applied(db: &Db) -> Result<Vec<Applied>, surrealdb::Error> {
+    db.query("SELECT version, name, checksum, applied_at FROM migration ORDER BY version").await?.take(0)
+}
+
+/// Applies `migrations` that this database has not recorded yet, in order, and answers the
+/// versions this call applied. Nodes that start together race for each migration: the
+/// transaction of the loser fails (a conflict, or `migration:<version>` already exists) and
+/// changes nothing, and it goes on with the next one.
+pub async fn migrate(db: &Db, migrations: &[Migration]) -> Result<Vec<i64>, DbError> {
+    retry_conflicts("define the migration table", || async { db.query(BOOKKEEPING).await?.check() })
+        .await
+        .map_err(DbError::Schema)?;
+    let done = retry_conflicts("read the applied migrations", || applied(db)).await.map_err(DbError::Schema)?;
+    let mut now_applied = Vec::new();
+    for migration in migrations {
+        if let Some(recorded) = done.iter().find(|a| a.version == migration.version) {
+            if recorded.checksum != migration.checksum() {
+                return Err(DbError::MigrationChanged { migration: migration.label() });
+            }
+            continue;
+        }
+        let applied_now = retry_conflicts("apply a migration", || apply(db, migration)).await;
+        match applied_now {
+            Ok(()) => {
+                tracing::info!(migration = %migration.label(), "database migration applied");
+                now_applied.push(migration.version);
+            }
+            Err(err) if record_exists(&err) => {
+                tracing::info!(migration = %migration.label(), "another node applied this migration");
+            }
+            Err(source) => return Err(DbError::Migration { migration: migration.label(), source }),
+        }
+    }
+    Ok(now_applied)
+}
+
+async fn apply(db: &Db, migration: &Migration) -> Result<(), surrealdb::Error> {
+    let query = format!(
+        "BEGIN TRANSACTION;
+         {sql}
+         ;
+         CREATE $id CONTENT {{ version: $version, name: $name, checksum: $checksum, applied_at: $now }};
+         COMMIT TRANSACTION;",
+        sql = migration.sql
+    );
+    db.query(query)
+        .bind(("id", RecordId::new("migration", migration.version)))
+        .bind(("version", migration.version))
+        .bind(("name", migration.name))
+        .bind(("checksum", migration.checksum()))
+        .bind(("now", super::now_ms()))
+        .await
+        .and_then(check_transaction)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{DbOptions, connect_without_migrating};
+
+    async fn fresh() -> Db {
+        connect_without_migrating(DbOptions { url: "mem://", namespace: "t", database: "t", credentials: None })
+            .await
+            .unwrap()
+    }
+
+    #[test]
+    fn the_list_names_every_file_in_the_folder_in_order_and_none_holds_its_own_transaction() {
+        let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let mut files: Vec<String> = std::fs::read_dir(folder)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(".surql"))
+            .collect();
+        files.sort();
+        let listed: Vec<String> = MIGRATIONS.iter().map(|m| format!("{}.surql", m.label())).collect();
+        assert_eq!(listed, files);
+        for (i, migration) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(migration.version, i as i64 + 1, "versions count up from 1 without gaps");
+            let upper = migration.sql.to_uppercase();
+            assert!(
+                !upper.contains("BEGIN") && !upper.contains("COMMIT"),
+                "{} must not hold BEGIN/COMMIT",
+                migration.label()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fresh_database_gets_every_migration_once() {
+        let db = fresh().await;
+        assert_eq!(migrate(&db, MIGRATIONS).await.unwrap(), vec![1, 2, 3]);
+        let first = applied(&db).await.unwrap();
+        assert_eq!(first.iter().map(|a| a.version).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(first[2].checksum, MIGRATIONS[2].checksum());
+
+        // A second start applies nothing and leaves the records as they were.
+        assert_eq!(migrate(&db, MIGRATIONS).await.unwrap(), Vec::<i64>::new());
+        let again = applied(&db).await.unwrap();
+        assert_eq!(
+            again.iter().map(|a| a.applied_at).collect::<Vec<_>>(),
+            first.iter().map(|a| a.applied_at).collect::<Vec<_>>()
+        );
+    }
+
+    #[tokio::test]
+    async fn nodes_starting_together_apply_each_migration_once() {
+        let db = fresh().await;
+        let (a, b) = tokio::join!(migrate(&db, MIGRATIONS), migrate(&db, MIGRATIONS));
+        let mut both = [a.unwrap(), b.unwrap()].concat();
+        both.sort();
+        assert_eq!(both, vec![1, 2, 3], "every migration applied by exactly one of them");
+        assert_eq!(applied(&db).await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_migration_edited_after_it_ran_stops_the_start() {
+        let db = fresh().await;
+        migrate(&db, &MIGRATIONS[..1]).await.unwrap();
+        let edited = [Migration { version: 1, name: "baseline", sql: "DEFINE TABLE IF NOT EXISTS other SCHEMAFULL;" }];
+        let err = migrate(&db, &edited).await.unwrap_err();
+        assert!(matches!(&err, DbError::MigrationChanged { migration } if migration == "0001_baseline"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_failing_migration_changes_nothing_and_is_not_recorded() {
+        let db = fresh().await;
+        let broken = [Migration {
+            version: 1,
+            name: "broken",
+            sql: "DEFINE TABLE IF NOT EXISTS half SCHEMAFULL; THROW 'refused';",
+        }];
+        let err = migrate(&db, &broken).await.unwrap_err();
+        assert!(matches!(&err, DbError::Migration { migration, .. } if migration == "0001_broken"), "{err}");
+        assert!(applied(&db).await.unwrap().is_empty());
+        let tables: surrealdb::types::Value = db.query("INFO FOR DB").await.unwrap().take(0).unwrap();
+        assert!(!format!("{tables:?}").contains("half"), "the table of the failed migration was rolled back");
+    }
+
+    /// A database as the releases before versioned migrations left it — their start-up schema
+    /// (migrations 1 and 2, unrecorded) and settings first saved in default mode, whose TLS and
+    /// authentication fields were '' — migrates: 1 and 2 change nothing, 3 fills the enums, and
+    /// the schema refuses values outside them from then on.
+    #[tokio::test]
+    async fn a_database_made_before_migrations_migrates_and_its_settings_load() {
+        let db = fresh().await;
+        for migration in &MIGRATIONS[..2] {
+            db.query(migration.sql).await.unwrap().check().unwrap();
+        }
+        db.query(
+            "UPSERT smtp_settings:current CONTENT {
+                 mode: 'default', host: '', port: 0, from_mailbox: '', tls_enabled: false, tls_version: '',
+                 tls_mode: '', auth_type: '', username: '', client_id: '', token_url: '', scope: '', version: 2
+             };
+             CREATE user:old CONTENT { email: 'old@example.com', name: 'Old', role: 'admin', created_at: 1 };",
+        )
+        .await
+        .unwrap()
+        .check()
+        .unwrap();
+
+        assert_eq!(migrate(&db, MIGRATIONS).await.unwrap(), vec![1, 2, 3]);
+
+        let stored = crate::smtp_settings::ssr::load_stored(&db).await.unwrap().expect("the saved settings");
+        use crate::smtp_settings::types::{AuthType, MinTlsVersion, Mode, TlsMode};
+        assert_eq!(
+            (stored.mode, stored.tls_version, stored.tls_mode, stored.auth_type, stored.version),
+            (Mode::Default, MinTlsVersion::Tls12, TlsMode::StartTls, AuthType::Basic, 2)
+        );
+        let users: Vec<String> = db.query("SELECT VALUE email FROM user").await.unwrap().take(0).unwrap();
+        assert_eq!(users, vec!["old@example.com".to_owned()]);
+        let refused = db.query("UPDATE smtp_settings:current SET tls_mode = 'ssl'").await.unwrap().check();
+        assert!(refused.is_err(), "migration 3 asserts the stored enums");
+    }
+
+    /// Settings saved by the release before Google service accounts and private relays (made by
+    /// migration 1 alone) load after migrating, with none of the new fields set.
+    #[tokio::test]
+    async fn settings_saved_before_the_new_fields_existed_still_load() {
+        let db = fresh().await;
+        migrate(&db, &MIGRATIONS[..1]).await.unwrap();
+        db.query(
+            "UPSERT smtp_settings:current CONTENT {
+                 mode: 'custom', host: 'smtp.example.com', port: 587, from_mailbox: 'Mailroom <mail@example.com>',
+                 tls_enabled: true, tls_version: 'tls12', tls_mode: 'starttls', auth_type: 'basic',
+                 username: 'mailer', client_id: '', token_url: '', scope: '', password_enc: 'sealed', version: 3
+             }",
+        )
+        .await
+        .unwrap()
+        .check()
+        .unwrap();
+        assert_eq!(migrate(&db, MIGRATIONS).await.unwrap(), vec![2, 3]);
+        let stored = crate::smtp_settings::ssr::load_stored(&db).await.unwrap().expect("the saved settings");
+        assert_eq!((stored.version, stored.host.as_str()), (3, "smtp.example.com"));
+        assert!(stored.certificates.is_empty() && stored.service_key_enc.is_none());
+    }
+}

@@ -1,0 +1,62 @@
+//! Pasted certificates read on the server: who they are, when they expire, whether a key fits.
+
+use crate::{
+    error::AppError,
+    smtp_settings::certs::{CertRole, CertSummary},
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use x509_cert::der::Decode;
+
+/// Pasted certificates: each one's DER and summary. Bad PEM is the field's error message.
+pub fn parse(pem: &str, role: CertRole) -> Result<Vec<(CertificateDer<'static>, CertSummary)>, String> {
+    let ders = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| "This is not PEM: paste certificates as -----BEGIN CERTIFICATE----- blocks.".to_owned())?;
+    if ders.is_empty() {
+        return Err("No certificate found: paste -----BEGIN CERTIFICATE----- blocks.".into());
+    }
+    ders.into_iter()
+        .enumerate()
+        .map(|(index, der)| {
+            let cert = x509_cert::Certificate::from_der(&der)
+                .map_err(|_| format!("Certificate {} cannot be read (not an X.509 certificate).", index + 1))?;
+            let tbs = &cert.tbs_certificate;
+            let summary = CertSummary {
+                role,
+                subject: tbs.subject.to_string(),
+                issuer: tbs.issuer.to_string(),
+                not_after: tbs.validity.not_after.to_unix_duration().as_millis() as i64,
+            };
+            Ok((der, summary))
+        })
+        .collect()
+}
+
+/// A client key in PEM (PKCS#8, PKCS#1 or SEC1) that belongs to `cert`.
+pub fn check_client_key(cert: &CertificateDer<'static>, key_pem: &str) -> Result<(), String> {
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|_| "This is not a private key in PEM form (-----BEGIN PRIVATE KEY-----).".to_owned())?;
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::ClientConfig::builder_with_provider(provider.into())
+        .with_safe_default_protocol_versions()
+        .map_err(|_| "This key cannot be used.".to_owned())?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_client_auth_cert(vec![cert.clone()], key)
+        .map(drop)
+        .map_err(|err| match err {
+            rustls::Error::InconsistentKeys(_) => "This key does not belong to the client certificate.".to_owned(),
+            _ => "This key cannot be used (Mailroom reads RSA, ECDSA and Ed25519 keys).".to_owned(),
+        })
+}
+
+pub async fn inspect(pem: String, role: CertRole) -> Result<Vec<CertSummary>, AppError> {
+    crate::error::ssr::bounded("Certificates", &pem, 32 * 1024)?;
+    crate::auth::ssr::require_admin().await?;
+    let field = match role {
+        CertRole::TrustedCa => crate::smtp_settings::form::field::TRUSTED_CA,
+        CertRole::Client => crate::smtp_settings::form::field::CLIENT_CERT,
+    };
+    parse(&pem, role)
+        .map(|certs| certs.into_iter().map(|(_, summary)| summary).collect())
+        .map_err(|message| AppError::field(field, message))
+}
