@@ -143,12 +143,21 @@ mod tests {
         assert_eq!(listed, files);
         for (i, migration) in MIGRATIONS.iter().enumerate() {
             assert_eq!(migration.version, i as i64 + 1, "versions count up from 1 without gaps");
-            let upper = migration.sql.to_uppercase();
-            assert!(
-                !upper.contains("BEGIN") && !upper.contains("COMMIT"),
-                "{} must not hold BEGIN/COMMIT",
-                migration.label()
-            );
+            // Statements, comments left out: none may open, end or cancel a transaction.
+            let code: String = migration
+                .sql
+                .lines()
+                .map(|line| line.split("--").next().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n");
+            for statement in code.split(';') {
+                let first = statement.split_whitespace().next().unwrap_or_default().to_uppercase();
+                assert!(
+                    !["BEGIN", "COMMIT", "CANCEL"].contains(&first.as_str()),
+                    "{} must not hold its own transaction: {statement:?}",
+                    migration.label()
+                );
+            }
         }
     }
 
