@@ -373,8 +373,8 @@ mod tests {
     async fn smtp_settings_without_secrets_do_not_count_as_sealed() {
         let (dir, db) = (tempfile::tempdir().unwrap(), fresh_db().await);
         let settings = "CREATE smtp_settings:current SET mode = 'custom', host = 'localhost', port = 587,
-             from_mailbox = 'mail@example.com', tls_enabled = true, tls_version = 'Tls12', tls_mode = 'StartTls',
-             auth_type = 'Basic', username = '', client_id = '', token_url = '', scope = '', version = 1";
+             from_mailbox = 'mail@example.com', tls_enabled = true, tls_version = 'tls12', tls_mode = 'starttls',
+             auth_type = 'basic', username = '', client_id = '', token_url = '', scope = '', version = 1";
         db.query(settings).await.unwrap().check().unwrap();
         assert_eq!(sealed_data(&db).await.unwrap(), None);
         db.query("UPDATE smtp_settings:current SET password_enc = 'sealed'").await.unwrap().check().unwrap();
