@@ -66,12 +66,13 @@ async fn a_private_ca_pasted_and_saved_is_trusted_without_an_env_var_or_a_restar
 
     // While the admin pastes, the page reads the certificate on the server.
     let ca_pem = std::fs::read_to_string(&certs.ca).unwrap();
-    let response = app.call(&admin, "smtp_certificates", &[("pem", &ca_pem), ("role", "TrustedCa")]).await;
+    let response = app.call(&admin, "smtp_certificates", &[("pem", &ca_pem), ("role", "trusted CA certificate")]).await;
     assert_eq!(response.status(), StatusCode::OK);
     let read: Vec<CertSummary> = response.json().await.unwrap();
     assert_eq!((read.len(), read[0].subject.as_str()), (1, "CN=Mailroom Test CA"));
     let anonymous = app.client();
-    let response = app.call(&anonymous, "smtp_certificates", &[("pem", &ca_pem), ("role", "TrustedCa")]).await;
+    let response =
+        app.call(&anonymous, "smtp_certificates", &[("pem", &ca_pem), ("role", "trusted CA certificate")]).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
     // Bad PEM is the field's error and saves nothing.

@@ -69,8 +69,10 @@ pub async fn applied(db: &Db) -> Result<Vec<Applied>, surrealdb::Error> {
 
 /// Applies `migrations` that this database has not recorded yet, in order, and answers the
 /// versions this call applied. Nodes that start together race for each migration: the
-/// transaction of the loser fails (a conflict, or `migration:<version>` already exists) and
-/// changes nothing, and it goes on with the next one.
+/// transaction of the loser fails and changes nothing. A conflict is retried (a few times,
+/// then the start fails); `migration:<version>` found existing means the winner committed, and
+/// the loser goes on with the next migration once the winner's record names this very one
+/// (same checksum).
 pub async fn migrate(db: &Db, migrations: &[Migration]) -> Result<Vec<i64>, DbError> {
     retry_conflicts("define the migration table", || async { db.query(BOOKKEEPING).await?.check() })
         .await
@@ -91,7 +93,18 @@ pub async fn migrate(db: &Db, migrations: &[Migration]) -> Result<Vec<i64>, DbEr
                 now_applied.push(migration.version);
             }
             Err(err) if record_exists(&err) => {
-                tracing::info!(migration = %migration.label(), "another node applied this migration");
+                // The record may exist because another node applied this migration, or because
+                // the migration's own statements created a record that exists: only the first
+                // is a success.
+                let recorded =
+                    retry_conflicts("read the applied migrations", || applied(db)).await.map_err(DbError::Schema)?;
+                match recorded.iter().find(|a| a.version == migration.version) {
+                    Some(a) if a.checksum == migration.checksum() => {
+                        tracing::info!(migration = %migration.label(), "another node applied this migration");
+                    }
+                    Some(_) => return Err(DbError::MigrationChanged { migration: migration.label() }),
+                    None => return Err(DbError::Migration { migration: migration.label(), source: err }),
+                }
             }
             Err(source) => return Err(DbError::Migration { migration: migration.label(), source }),
         }

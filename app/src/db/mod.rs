@@ -157,6 +157,71 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use surrealdb::types::SurrealValue;
+
+    /// The stored names a source file spells out in its queries for `field`: every quoted word
+    /// after `field = `, `field: ` or inside `field IN [...]`.
+    fn spelled<'a>(source: &'a str, field: &str) -> Vec<&'a str> {
+        let mut found = Vec::new();
+        for prefix in [format!("{field} = '"), format!("{field}: '"), format!("{field} IN [")] {
+            for (at, _) in source.match_indices(&prefix) {
+                let rest = &source[at + prefix.len()..];
+                if prefix.ends_with('[') {
+                    let list = &rest[..rest.find(']').expect("the list ends")];
+                    found.extend(list.split(',').map(|word| word.trim().trim_matches('\'')));
+                } else {
+                    found.push(&rest[..rest.find('\'').expect("the word ends")]);
+                }
+            }
+        }
+        found
+    }
+
+    fn stored_names<T: SurrealValue>(variants: impl IntoIterator<Item = T>) -> Vec<String> {
+        variants.into_iter().map(|v| String::from_value(v.into_value()).expect("stored as a string")).collect()
+    }
+
+    /// A query that filters on a misspelt state matches nothing, silently: every name the
+    /// queries spell must be one the enum stores.
+    #[test]
+    fn every_stored_name_a_query_spells_is_a_variant_of_its_enum() {
+        use crate::{auth::Role, outbox::OutboxStatus, smtp_settings::types::Mode};
+        let statuses = stored_names(OutboxStatus::ALL);
+        let roles = stored_names([Role::Admin, Role::User]);
+        let modes = stored_names([Mode::Default, Mode::Custom]);
+        let checks: [(&str, &[String], &[&str], usize); 3] = [
+            (
+                "status",
+                &statuses,
+                &[
+                    include_str!("../outbox/ssr/mod.rs"),
+                    include_str!("../outbox/ssr/worker/mod.rs"),
+                    include_str!("../outbox/ssr/worker/claim.rs"),
+                    include_str!("../outbox/ssr/worker/hold.rs"),
+                    include_str!("../outbox/ssr/worker/settle.rs"),
+                ],
+                12,
+            ),
+            (
+                "role",
+                &roles,
+                &[
+                    include_str!("../auth/ssr/mod.rs"),
+                    include_str!("../auth/ssr/first_admin.rs"),
+                    include_str!("../smtp_settings/ssr/mod.rs"),
+                ],
+                3,
+            ),
+            ("mode", &modes, &[include_str!("../smtp_health/ssr.rs")], 1),
+        ];
+        for (field, names, sources, at_least) in checks {
+            let words: Vec<&str> = sources.iter().flat_map(|source| spelled(source, field)).collect();
+            assert!(words.len() >= at_least, "{field}: found only {words:?}");
+            for word in words {
+                assert!(names.iter().any(|name| name == word), "{field} = '{word}' is not one of {names:?}");
+            }
+        }
+    }
 
     #[tokio::test]
     async fn database_refusals_are_told_apart_by_kind() {

@@ -71,9 +71,10 @@ impl surrealdb::types::SurrealValue for EmailAddress {
     }
 
     fn from_value(value: surrealdb::types::Value) -> Result<Self, surrealdb::types::Error> {
-        let text = String::from_value(value)?;
-        text.parse()
-            .map_err(|err: EmailError| surrealdb::types::Error::internal(format!("stored email {text:?}: {err}")))
+        // The error does not repeat the address: it may reach the logs.
+        String::from_value(value)?
+            .parse()
+            .map_err(|err: EmailError| surrealdb::types::Error::internal(format!("a stored email address: {err}")))
     }
 }
 

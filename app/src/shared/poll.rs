@@ -5,9 +5,9 @@ use std::time::Duration;
 /// Runs `tick` every `period` while the calling component is mounted; stopped when it goes.
 /// Browser only: the server renders a page once.
 ///
-/// Call it in the component's body, not in an `Effect`. The Outbox page's reload is
-/// `use_polling(Duration::from_secs(2), move || tick.update(|t| *t += 1));`, which replaces its
-/// `Effect` around `set_interval_with_handle` and the `on_cleanup` that clears the handle.
+/// Call it in the component's body, not in an `Effect`: leptos-use ties the interval to the
+/// component's owner and clears it on cleanup. The Outbox page reloads its list with
+/// `use_polling(Duration::from_secs(2), move || tick.update(|t| *t += 1))`.
 pub fn use_polling(period: Duration, tick: impl Fn() + Clone + 'static) {
     #[cfg(feature = "hydrate")]
     {

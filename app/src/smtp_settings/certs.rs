@@ -9,12 +9,15 @@ use surrealdb::types::SurrealValue;
 /// Warn this long before a certificate expires.
 pub const WARN_BEFORE_MS: i64 = 14 * 24 * 3600 * 1000;
 
-/// Which job a certificate does. Stored as its noun, which the page and the banner show.
+/// Which job a certificate does. Stored and sent (the status API, the page) as its noun, which
+/// the page and the banner show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(SurrealValue), surreal(untagged))]
 pub enum CertRole {
+    #[serde(rename = "trusted CA certificate")]
     #[cfg_attr(feature = "ssr", surreal(rename = "trusted CA certificate"))]
     TrustedCa,
+    #[serde(rename = "client certificate")]
     #[cfg_attr(feature = "ssr", surreal(rename = "client certificate"))]
     Client,
 }

@@ -149,7 +149,7 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
     }
     let mut next = next_settings(&state, stored.as_ref(), &form)?;
     let before = stored.clone().unwrap_or_default();
-    let changed = before.changed_fields(&next);
+    let changed = StoredSettings::changed_by_save(stored.as_ref(), &next);
     if changed.is_empty() && stored.is_some() {
         return Ok(outcome(&before, changed));
     }

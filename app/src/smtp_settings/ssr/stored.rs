@@ -87,6 +87,16 @@ impl StoredSettings {
         }
     }
 
+    /// What a save of `after` over `before` (nothing stored yet: `None`) changes, as the admins'
+    /// notice names it. The first save chooses the mode, even when it keeps the default one.
+    pub(super) fn changed_by_save(before: Option<&Self>, after: &Self) -> Vec<&'static str> {
+        let mut changed = before.cloned().unwrap_or_default().changed_fields(after);
+        if before.is_none() && !changed.contains(&"Mode") {
+            changed.insert(0, "Mode");
+        }
+        changed
+    }
+
     /// Human names of the fields that differ; secrets by name only.
     pub(super) fn changed_fields(&self, after: &Self) -> Vec<&'static str> {
         let mut changed = Vec::new();
@@ -114,5 +124,23 @@ impl StoredSettings {
         diff("Client certificate", self.client_cert_enc != after.client_cert_enc);
         diff("Client key", self.client_key_enc != after.client_key_enc);
         changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoredSettings;
+    use crate::smtp_settings::types::Mode;
+
+    #[test]
+    fn a_save_names_what_it_changes_and_the_first_one_names_the_mode() {
+        let default_mode = StoredSettings::default();
+        assert_eq!(StoredSettings::changed_by_save(None, &default_mode), ["Mode"]);
+        assert!(StoredSettings::changed_by_save(Some(&default_mode), &default_mode).is_empty());
+        let custom = StoredSettings { mode: Mode::Custom, host: "smtp.example.com".into(), ..Default::default() };
+        assert_eq!(StoredSettings::changed_by_save(None, &custom), ["Mode", "Email Server"]);
+        assert_eq!(StoredSettings::changed_by_save(Some(&custom), &custom), Vec::<&str>::new());
+        let moved = StoredSettings { port: 2525, ..custom.clone() };
+        assert_eq!(StoredSettings::changed_by_save(Some(&custom), &moved), ["Port"]);
     }
 }
