@@ -36,7 +36,10 @@ pub struct NewMail {
 pub struct OutboxRow {
     pub kind: String,
     pub message_id: String,
-    pub to_addr: EmailAddress,
+    /// Written from an [`EmailAddress`]; read back as the text stored and parsed per message
+    /// when it is sent, so a row that no longer parses fails alone (a bad message) instead of
+    /// making its whole claimed batch unreadable.
+    pub to_addr: String,
     pub to_name: Option<String>,
     pub subject: String,
     pub text: String,
@@ -63,7 +66,7 @@ impl NewMail {
         OutboxRow {
             kind: self.kind.to_owned(),
             message_id: new_message_id(),
-            to_addr: self.to_addr,
+            to_addr: self.to_addr.into(),
             to_name: self.to_name,
             subject: self.subject,
             text: encrypt(key, BODY_PURPOSE, &self.text),

@@ -24,7 +24,7 @@ use crate::{
         FailureClass, SmtpFailure,
         ssr::{Mailer, OutgoingMessage, TargetAuth, mailer::Prepared},
     },
-    shared::seal::decrypt,
+    shared::{email::EmailAddress, seal::decrypt},
     smtp_health::ssr::{DELIVERY, record_if_changed},
     smtp_settings::ssr::{load_stored, target_from},
     state::AppState,

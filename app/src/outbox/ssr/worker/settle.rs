@@ -163,8 +163,17 @@ pub(super) async fn settle(state: &AppState, group: &[(Claimed, Attempt)]) -> Re
     Ok(())
 }
 
+/// Who a stored message goes to; an address that no longer parses makes it a bad message.
+pub(super) fn recipient(row: &OutboxRow) -> Result<Mailbox, SmtpFailure> {
+    let address: EmailAddress = row
+        .to_addr
+        .parse()
+        .map_err(|err| SmtpFailure::BadMessage { detail: format!("The recipient address cannot be used: {err}") })?;
+    Ok(Mailbox::new(row.to_name.clone(), address.into()))
+}
+
 pub(super) async fn send(mailer: &Mailer, state: &AppState, row: &OutboxRow, from: Mailbox) -> Result<(), SmtpFailure> {
-    let to = Mailbox::new(row.to_name.clone(), row.to_addr.clone().into());
+    let to = recipient(row)?;
     let key = state.shared.secret_key.expose_secret();
     let open = |sealed: &str| {
         decrypt(key, BODY_PURPOSE, sealed)

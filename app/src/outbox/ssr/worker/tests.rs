@@ -143,3 +143,29 @@ async fn one_group_settle_changes_each_message_by_its_own_lease() {
     let sent_at: Option<i64> = db.query("SELECT VALUE sent_at FROM ONLY outbox:sent").await.unwrap().take(0).unwrap();
     assert_eq!(sent_at, Some(now));
 }
+
+#[tokio::test]
+async fn a_stored_address_that_no_longer_parses_fails_its_message_alone() {
+    let db = memory_db().await;
+    let good = row(0, now_ms());
+    let bad = OutboxRow { to_addr: "not an address".into(), ..row(0, now_ms()) };
+    for (id, row) in [("good", good), ("bad", bad)] {
+        db.query("CREATE type::record('outbox', $id) CONTENT $row")
+            .bind(("id", id))
+            .bind(("row", row))
+            .await
+            .unwrap()
+            .check()
+            .unwrap();
+    }
+    // Read as a claim reads its batch: both rows come back.
+    let claimed: Vec<claim::Claimed> =
+        db.query("SELECT record::id(id) AS key, $this AS row FROM outbox ORDER BY key").await.unwrap().take(0).unwrap();
+    let keys: Vec<&str> = claimed.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(keys, ["bad", "good"]);
+    match settle::recipient(&claimed[0].row) {
+        Err(SmtpFailure::BadMessage { detail }) => assert!(detail.contains("recipient address"), "{detail}"),
+        other => panic!("the bad row: {other:?}"),
+    }
+    assert_eq!(settle::recipient(&claimed[1].row).unwrap().email.to_string(), "a@example.com");
+}
