@@ -3,6 +3,7 @@
 //! message rather than misbehaving later.
 
 use app::shared::email::EmailAddress;
+use secrecy::SecretString;
 use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf, str::FromStr};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -12,35 +13,25 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-/// The database to open and how to sign in to it.
-#[derive(Clone, PartialEq, Eq)]
+/// The database to open and how to sign in to it (user and password; `Debug` redacts the
+/// password).
+#[derive(Debug, Clone)]
 pub struct DatabaseConfig {
     pub url: String,
     pub namespace: String,
     pub database: String,
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<(String, SecretString)>,
 }
 
-impl std::fmt::Debug for DatabaseConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatabaseConfig")
-            .field("url", &self.url)
-            .field("namespace", &self.namespace)
-            .field("database", &self.database)
-            .field("user", &self.credentials.as_ref().map(|(user, _)| user))
-            .finish()
-    }
-}
-
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Config {
     pub bind: SocketAddr,
     pub database: DatabaseConfig,
     pub instance_name: String,
     /// The first admin, created when the database has no user yet.
-    pub first_admin: Option<(EmailAddress, String)>,
+    pub first_admin: Option<(EmailAddress, SecretString)>,
     /// A non-admin user created at start-up when absent (demos and end-to-end tests).
-    pub seed_user: Option<(EmailAddress, String)>,
+    pub seed_user: Option<(EmailAddress, SecretString)>,
     pub secret_key_file: PathBuf,
     pub public_url: Option<String>,
     pub login_per_minute: NonZeroU32,
@@ -198,7 +189,7 @@ impl Config {
             });
         }
         let credentials = match (get("MAILROOM_DATABASE_USER"), get("MAILROOM_DATABASE_PASSWORD")) {
-            (Some(user), Some(password)) => Some((user, password)),
+            (Some(user), Some(password)) => Some((user, SecretString::from(password))),
             (None, None) => None,
             (Some(_), None) => {
                 return Err(ConfigError {
@@ -400,7 +391,7 @@ fn account(
     lookup: &impl Fn(&str) -> Option<String>,
     email_var: &'static str,
     password_var: &'static str,
-) -> Result<Option<(EmailAddress, String)>, ConfigError> {
+) -> Result<Option<(EmailAddress, SecretString)>, ConfigError> {
     let email = lookup(email_var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     let password = lookup(password_var).filter(|v| !v.is_empty());
     match (email, password) {
@@ -421,7 +412,7 @@ fn account(
                     reason: format!("must be at least {} characters", app::auth::MIN_PASSWORD_LEN),
                 });
             }
-            Ok(Some((email, password)))
+            Ok(Some((email, SecretString::from(password))))
         }
     }
 }

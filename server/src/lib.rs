@@ -28,6 +28,7 @@ use axum::{
 use config::Config;
 use leptos::{config::errors::LeptosConfigError, prelude::LeptosOptions};
 use leptos_axum::{LeptosRoutes, generate_route_list, handle_server_fns_with_context};
+use secrecy::ExposeSecret;
 use std::{future::Future, net::SocketAddr, time::Duration};
 use tokio::net::TcpListener;
 use tower_sessions::{
@@ -70,7 +71,7 @@ impl Server {
             url: &config.database.url,
             namespace: &config.database.namespace,
             database: &config.database.database,
-            credentials: config.database.credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+            credentials: config.database.credentials.as_ref().map(|(u, p)| (u.as_str(), p.expose_secret())),
         })
         .await?;
         Self::build_on(config, db).await
@@ -135,13 +136,13 @@ impl Server {
         let state = AppState::new(leptos_options, db.clone(), settings, secret_key);
 
         if let Some((email, password)) = &config.first_admin
-            && ensure_first_admin(&state, email, password).await.map_err(StartupError::FirstAdmin)?
+            && ensure_first_admin(&state, email, password.expose_secret()).await.map_err(StartupError::FirstAdmin)?
         {
             tracing::info!("created the first admin from MAILROOM_ADMIN_EMAIL");
         }
 
         if let Some((email, password)) = &config.seed_user {
-            ensure_user(&state, email, password).await.map_err(StartupError::FirstAdmin)?;
+            ensure_user(&state, email, password.expose_secret()).await.map_err(StartupError::FirstAdmin)?;
         }
 
         // Without MAILROOM_ADMIN_EMAIL, the "Create the first admin" page asks for this code.
