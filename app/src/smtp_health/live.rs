@@ -35,8 +35,10 @@ struct Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.source.set_onerror(None);
         self.source.close();
+        // Unregistered before they are freed: nothing can call them afterwards.
+        self.source.set_onerror(None);
+        let _ = self.source.remove_event_listener_with_callback(EVENT, self._on_status.as_ref().unchecked_ref());
     }
 }
 
