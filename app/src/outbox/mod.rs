@@ -170,10 +170,10 @@ pub fn OutboxPage() -> impl IntoView {
                                 headers=&["To", "Subject", "Status", "Attempts", "Last error", "Next attempt", ""]>
                                     {list.into_iter().map(|m| {
                                         let id = m.id.clone();
+                                        let failed = matches!(m.delivery, Delivery::Failed { .. });
                                         let status = m.delivery.status().as_str();
                                         let (error, hint) = m.delivery.last_error().unwrap_or_default();
                                         let (error, hint) = (error.to_owned(), hint.map(|h| format!(" {h}")).unwrap_or_default());
-                                        let failed = m.delivery.status() == OutboxStatus::Failed;
                                         view! {
                                             <tr data-status=status>
                                                 <td>{m.to_addr.to_string()}</td>

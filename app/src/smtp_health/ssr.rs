@@ -11,6 +11,7 @@ use crate::{
     smtp_settings::{
         certs::CertSummary,
         ssr::{StoredSettings, target_from},
+        types::Mode,
     },
     state::{AppState, Db},
 };
@@ -164,7 +165,7 @@ pub fn spawn_check(state: AppState, source: &'static str, settings: StoredSettin
 
 async fn check(state: &AppState, settings: &StoredSettings) -> Result<(), SmtpFailure> {
     let mail = &state.settings().mail;
-    if settings.mode != crate::smtp_settings::types::Mode::Custom {
+    if settings.mode != Mode::Custom {
         return state.default_mailer().check(mail).await;
     }
     let target = target_from(settings, state.shared.secret_key.expose_secret())

@@ -2,6 +2,7 @@
 //! client certificate for relays that require mutual TLS. The page shows who each one is and
 //! when it expires; the health banner warns 14 days before.
 
+use crate::shared::time::format_utc;
 use serde::{Deserialize, Serialize};
 #[cfg(feature = "ssr")]
 use surrealdb::types::SurrealValue;
@@ -63,16 +64,11 @@ impl CertSummary {
 
     /// One line for the page: `CN=Relay CA, issued by CN=Relay CA, expires 2027-01-01 00:00 UTC`.
     pub fn describe(&self) -> String {
-        format!(
-            "{}, issued by {}, expires {}",
-            self.subject,
-            self.issuer,
-            crate::shared::time::format_utc(self.not_after)
-        )
+        format!("{}, issued by {}, expires {}", self.subject, self.issuer, format_utc(self.not_after))
     }
 }
 
-#[cfg(all(test, feature = "ssr"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -88,38 +84,5 @@ mod tests {
         assert_eq!(cert(100 * day).expiry(0), Expiry::Valid);
         assert_eq!(cert(7 * day + 5).expiry(0), Expiry::Soon { days: 7 });
         assert_eq!(cert(day).expiry(2 * day), Expiry::Expired);
-    }
-
-    #[test]
-    fn a_pasted_chain_is_read_certificate_by_certificate() {
-        use rcgen::{CertificateParams, DnType, KeyPair};
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "Relay CA");
-        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
-        let ca = params.self_signed(&key).unwrap();
-        let pem = format!("{}\n{}", ca.pem(), ca.pem());
-        let certs = crate::smtp_settings::ssr::certs::parse(&pem, CertRole::TrustedCa).unwrap();
-        assert_eq!(certs.len(), 2);
-        let summary = &certs[0].1;
-        assert_eq!((summary.subject.as_str(), summary.issuer.as_str()), ("CN=Relay CA", "CN=Relay CA"));
-        assert_eq!(crate::shared::time::format_utc(summary.not_after), "2031-05-17 00:00 UTC");
-
-        let other = KeyPair::generate().unwrap();
-        assert_eq!(crate::smtp_settings::ssr::certs::check_client_key(&certs[0].0, &key.serialize_pem()), Ok(()));
-        assert_eq!(
-            crate::smtp_settings::ssr::certs::check_client_key(&certs[0].0, &other.serialize_pem()).unwrap_err(),
-            "This key does not belong to the client certificate."
-        );
-    }
-
-    #[test]
-    fn garbage_is_a_field_error_not_a_crash() {
-        assert!(crate::smtp_settings::ssr::certs::parse("hello", CertRole::TrustedCa).is_err());
-        let bad_body = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert_eq!(
-            crate::smtp_settings::ssr::certs::parse(bad_body, CertRole::TrustedCa).unwrap_err(),
-            "Certificate 1 cannot be read (not an X.509 certificate)."
-        );
     }
 }

@@ -25,7 +25,6 @@ pub use transmit::transmit;
 use super::{SmtpFailure, Step};
 use crate::smtp_settings::types::{MinTlsVersion, SmtpHost, TlsMode};
 pub use classify::excerpt;
-
 use classify::{classify, classify_response};
 use lettre::transport::smtp::{
     authentication::{Credentials, Mechanism},

@@ -60,3 +60,42 @@ pub async fn inspect(pem: String, role: CertRole) -> Result<Vec<CertSummary>, Ap
         .map(|certs| certs.into_iter().map(|(_, summary)| summary).collect())
         .map_err(|message| AppError::field(field, message))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shared::time::format_utc;
+
+    #[test]
+    fn a_pasted_chain_is_read_certificate_by_certificate() {
+        use rcgen::{CertificateParams, DnType, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "Relay CA");
+        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
+        let ca = params.self_signed(&key).unwrap();
+        let pem = format!("{}\n{}", ca.pem(), ca.pem());
+        let certs = parse(&pem, CertRole::TrustedCa).unwrap();
+        assert_eq!(certs.len(), 2);
+        let summary = &certs[0].1;
+        assert_eq!((summary.subject.as_str(), summary.issuer.as_str()), ("CN=Relay CA", "CN=Relay CA"));
+        assert_eq!(format_utc(summary.not_after), "2031-05-17 00:00 UTC");
+
+        let other = KeyPair::generate().unwrap();
+        assert_eq!(check_client_key(&certs[0].0, &key.serialize_pem()), Ok(()));
+        assert_eq!(
+            check_client_key(&certs[0].0, &other.serialize_pem()).unwrap_err(),
+            "This key does not belong to the client certificate."
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_field_error_not_a_crash() {
+        assert!(parse("hello", CertRole::TrustedCa).is_err());
+        let bad_body = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert_eq!(
+            parse(bad_body, CertRole::TrustedCa).unwrap_err(),
+            "Certificate 1 cannot be read (not an X.509 certificate)."
+        );
+    }
+}

@@ -22,7 +22,10 @@ use crate::{
     db::{Refusal, now_ms},
     error::{AppError, FieldErrors},
     mail::ssr::{SmtpTarget, TargetAuth},
-    shared::seal::{decrypt, encrypt},
+    shared::{
+        seal::{decrypt, encrypt},
+        time::format_utc,
+    },
     state::{AppState, Db, app_state},
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -148,10 +151,11 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
         return Err(conflict(stored.as_ref()));
     }
     let mut next = next_settings(&state, stored.as_ref(), &form)?;
-    let before = stored.clone().unwrap_or_default();
     let changed = StoredSettings::changed_by_save(stored.as_ref(), &next);
-    if changed.is_empty() && stored.is_some() {
-        return Ok(outcome(&before, changed));
+    if changed.is_empty()
+        && let Some(unchanged) = &stored
+    {
+        return Ok(outcome(unchanged, changed));
     }
     next.version = current_version as i64 + 1;
     // Every admin hears about it, in the same transaction as the change.
@@ -240,7 +244,7 @@ fn secrets_of(stored: &StoredSettings) -> super::SavedSecrets {
 
 fn conflict(stored: Option<&StoredSettings>) -> AppError {
     let who = stored.and_then(|s| s.saved_by.clone()).unwrap_or_else(|| "another admin".into());
-    let when = stored.and_then(|s| s.saved_at).map(crate::shared::time::format_utc).unwrap_or_default();
+    let when = stored.and_then(|s| s.saved_at).map(format_utc).unwrap_or_default();
     AppError::Conflict(format!(
         "Not saved: {who} changed these settings at {when} while you were editing. Reload the page to see their version, then make your changes again."
     ))

@@ -26,7 +26,10 @@ use crate::{
     },
     shared::{email::EmailAddress, seal::decrypt},
     smtp_health::ssr::{DELIVERY, record_if_changed},
-    smtp_settings::ssr::{load_stored, target_from},
+    smtp_settings::{
+        ssr::{load_stored, target_from},
+        types::Mode,
+    },
     state::AppState,
 };
 use futures::{FutureExt, StreamExt};
@@ -72,7 +75,7 @@ pub async fn active_mailer(state: &AppState) -> Result<Active, NotReady> {
     let mail = &state.settings().mail;
     let stored = load_stored(state.db()).await.map_err(|err| NotReady::Database(err.to_string()))?.unwrap_or_default();
     let unusable = |detail: String| NotReady::Failure(SmtpFailure::Unusable { detail });
-    if stored.mode != crate::smtp_settings::types::Mode::Custom {
+    if stored.mode != Mode::Custom {
         let from = state
             .settings()
             .default_from
