@@ -346,6 +346,28 @@ async fn malformed_arguments_to_every_server_function_are_a_4xx_with_a_message()
     assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
 }
 
+/// Roles, outbox states and certificate roles are typed arguments: a value outside them is
+/// refused as the caller's fault (400, the error as JSON), and nothing is created.
+#[tokio::test]
+async fn a_typed_argument_outside_its_values_is_a_bad_request() {
+    let app = spawn_app().await;
+    let admin = app.admin_client().await;
+    let calls: [(&str, &[(&str, &str)]); 3] = [
+        ("users_create", &[("name", "Owen"), ("email", "owen@example.com"), ("role", "owner")]),
+        ("outbox_list", &[("status", "lost")]),
+        ("smtp_certificates", &[("pem", "x"), ("role", "TrustedCa")]),
+    ];
+    for (endpoint, form) in calls {
+        let response = app.call(&admin, endpoint, form).await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{endpoint}: {body}");
+        assert!(body["kind"].is_string(), "{endpoint}: {body}");
+    }
+    let users: Value = app.call(&admin, "users_list", &[]).await.json().await.unwrap();
+    assert!(!users.to_string().contains("owen@example.com"), "no user was created: {users}");
+}
+
 #[tokio::test]
 async fn connections_past_the_cap_wait_until_one_closes() {
     let app = spawn_app_with(|config| config.limits.max_connections = 2).await;
