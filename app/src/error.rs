@@ -9,6 +9,7 @@ use server_fn::{
     codec::JsonEncoding,
     error::{FromServerFnError, ServerFnErrorErr},
 };
+use crate::{i18n::td_string, language::Locale};
 use std::collections::BTreeMap;
 
 /// Messages keyed by the form field they belong to.
@@ -78,6 +79,25 @@ impl AppError {
         let mut errors = FieldErrors::new();
         errors.add(field, message);
         Self::Validation(errors)
+    }
+
+    /// The message a person reads, in `locale` (`Display` is the English one, for logs).
+    pub fn message_in(&self, locale: Locale) -> String {
+        let l = locale;
+        match self {
+            Self::Validation(_) => td_string!(l, error.validation).to_owned(),
+            Self::Unauthorized => td_string!(l, error.unauthorized).to_owned(),
+            Self::InvalidCredentials => td_string!(l, error.invalid_credentials).to_owned(),
+            Self::Forbidden => td_string!(l, error.forbidden).to_owned(),
+            Self::RateLimited { retry_after_secs } => td_string!(l, error.rate_limited, secs = retry_after_secs).to_string(),
+            Self::Conflict(message) | Self::NotFound(message) => message.clone(),
+            Self::Smtp(failure) => failure.message_in(l),
+            Self::Internal => td_string!(l, error.internal).to_owned(),
+            Self::Transport(detail) => td_string!(l, error.transport, detail).to_string(),
+            Self::BadRequest(detail) => td_string!(l, error.bad_request, detail).to_string(),
+            Self::TooLarge { limit_bytes } => td_string!(l, error.too_large, limit = limit_bytes).to_string(),
+            Self::RequestTimeout => td_string!(l, error.timeout).to_owned(),
+        }
     }
 
     pub fn field_errors(&self) -> Option<&FieldErrors> {
@@ -216,6 +236,32 @@ mod tests {
             let bytes = err.ser();
             assert_eq!(AppError::de(bytes), err);
         }
+    }
+
+    #[test]
+    fn every_message_is_the_same_in_english_as_display() {
+        let mut fields = FieldErrors::new();
+        fields.add("from", "bad");
+        for err in [
+            AppError::Validation(fields),
+            AppError::Unauthorized,
+            AppError::InvalidCredentials,
+            AppError::Forbidden,
+            AppError::RateLimited { retry_after_secs: 7 },
+            AppError::Conflict("saved by x".into()),
+            AppError::Internal,
+            AppError::Transport("x".into()),
+            AppError::BadRequest("y".into()),
+            AppError::TooLarge { limit_bytes: 10 },
+            AppError::RequestTimeout,
+        ] {
+            assert_eq!(err.message_in(Locale::en), err.to_string());
+            assert_ne!(err.message_in(Locale::id), "", "{err:?}");
+        }
+        assert_eq!(
+            AppError::RateLimited { retry_after_secs: 7 }.message_in(Locale::id),
+            "Terlalu banyak percobaan. Coba lagi dalam 7 detik."
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod admin_shell;
 pub mod auth;
 pub mod error;
+pub mod language;
 pub mod mail;
 pub mod mailbox;
 pub mod outbox;
@@ -20,6 +21,8 @@ pub mod limits;
 #[cfg(feature = "ssr")]
 pub mod state;
 
+include!(concat!(env!("OUT_DIR"), "/i18n/mod.rs"));
+
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::{
@@ -31,7 +34,7 @@ use leptos_router::{
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
         <!DOCTYPE html>
-        <html lang="en">
+        <html>
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
@@ -56,22 +59,36 @@ pub fn App() -> impl IntoView {
             let _ = body.set_attribute("data-hydrated", "true");
         }
     });
+    // The choice is kept for a year, for the whole site (not only the page it was made on).
+    let cookie = leptos_use::UseCookieOptions::default()
+        .path("/")
+        .max_age(365 * 24 * 3600 * 1000)
+        .same_site(leptos_use::SameSite::Lax);
     view! {
-        <Title text="Mailroom"/>
-        <Router>
-            <Routes fallback=|| view! { <p class="card narrow">"Page not found."</p> }>
-                <Route path=path!("/") view=auth::HomePage ssr=SsrMode::Async/>
-                <Route path=path!("/login") view=auth::LoginPage ssr=SsrMode::Async/>
-                <Route path=path!("/setup") view=auth::SetupPage ssr=SsrMode::Async/>
-                <Route path=path!("/forgot-password") view=auth::ForgotPasswordPage/>
-                <Route path=path!("/set-password") view=auth::SetPasswordPage/>
-                <Route path=path!("/admin/users") view=users::UsersPage ssr=SsrMode::Async/>
-                <Route path=path!("/admin/outbox") view=outbox::OutboxPage ssr=SsrMode::Async/>
-                <Route path=path!("/admin") view=|| view! { <Redirect path="/admin/smtp"/> }/>
-                <Route path=path!("/admin/smtp") view=smtp_settings::SmtpPage ssr=SsrMode::Async/>
-                <Route path=path!("/admin/mailbox") view=mailbox::MailboxPage ssr=SsrMode::Async/>
-                <Route path=path!("/admin/mailbox/:id") view=mailbox::MailboxMessagePage ssr=SsrMode::Async/>
-            </Routes>
-        </Router>
+        <i18n::I18nContextProvider cookie_name=language::COOKIE cookie_options=cookie>
+            <Title text="Mailroom"/>
+            <Router>
+                <shared::language_switch::LanguageBar/>
+                <Routes fallback=|| view! { <NotFound/> }>
+                    <Route path=path!("/") view=auth::HomePage ssr=SsrMode::Async/>
+                    <Route path=path!("/login") view=auth::LoginPage ssr=SsrMode::Async/>
+                    <Route path=path!("/setup") view=auth::SetupPage ssr=SsrMode::Async/>
+                    <Route path=path!("/forgot-password") view=auth::ForgotPasswordPage/>
+                    <Route path=path!("/set-password") view=auth::SetPasswordPage/>
+                    <Route path=path!("/admin/users") view=users::UsersPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/outbox") view=outbox::OutboxPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin") view=|| view! { <Redirect path="/admin/smtp"/> }/>
+                    <Route path=path!("/admin/smtp") view=smtp_settings::SmtpPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/mailbox") view=mailbox::MailboxPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/mailbox/:id") view=mailbox::MailboxMessagePage ssr=SsrMode::Async/>
+                </Routes>
+            </Router>
+        </i18n::I18nContextProvider>
     }
+}
+
+#[component]
+fn NotFound() -> impl IntoView {
+    let i18n = i18n::use_i18n();
+    view! { <main class="card narrow"><p>{i18n::t!(i18n, common.page_not_found)}</p></main> }
 }

@@ -14,6 +14,8 @@ pub use crate::db::Db;
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub instance_name: String,
+    /// Email to a user who has not chosen a language goes out in this one.
+    pub default_language: crate::language::Locale,
     /// Cookies get `Secure` when the public URL is https.
     pub cookie_secure: bool,
     /// Extra origin accepted for POSTs (the public URL behind a proxy).

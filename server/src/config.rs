@@ -28,6 +28,8 @@ pub struct Config {
     pub bind: SocketAddr,
     pub database: DatabaseConfig,
     pub instance_name: String,
+    /// The language of email to a user who has not chosen one (`MAILROOM_DEFAULT_LANGUAGE`).
+    pub default_language: app::language::Locale,
     /// The first admin, created when the database has no user yet.
     pub first_admin: Option<(EmailAddress, SecretString)>,
     /// A non-admin user created at start-up when absent (demos and end-to-end tests).
@@ -87,6 +89,7 @@ impl std::fmt::Debug for Config {
             .field("bind", &self.bind)
             .field("database", &self.database)
             .field("instance_name", &self.instance_name)
+            .field("default_language", &self.default_language)
             .field("first_admin", &self.first_admin.as_ref().map(|(email, _)| email))
             .field("seed_user", &self.seed_user.as_ref().map(|(email, _)| email))
             .field("secret_key_file", &self.secret_key_file)
@@ -219,6 +222,12 @@ impl Config {
             });
         }
 
+        let default_language_code = parse("MAILROOM_DEFAULT_LANGUAGE", "en", "a language code")?;
+        let default_language = app::language::parse(&default_language_code).ok_or_else(|| ConfigError {
+            var: "MAILROOM_DEFAULT_LANGUAGE",
+            reason: format!("must be one of: {}", app::language::all().iter().map(|l| app::language::code(*l)).collect::<Vec<_>>().join(", ")),
+        })?;
+
         let first_admin = account(&lookup, "MAILROOM_ADMIN_EMAIL", "MAILROOM_ADMIN_PASSWORD")?;
         let seed_user = account(&lookup, "MAILROOM_USER_EMAIL", "MAILROOM_USER_PASSWORD")?;
 
@@ -339,6 +348,7 @@ impl Config {
             bind,
             database,
             instance_name,
+            default_language,
             first_admin,
             seed_user,
             secret_key_file,

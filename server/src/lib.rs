@@ -95,6 +95,7 @@ impl Server {
         let (leptos_options, assets) = leptos_options(addr).map_err(|err| StartupError::Leptos(Box::new(err)))?;
         let settings = Settings {
             instance_name: config.instance_name.clone(),
+            default_language: config.default_language,
             cookie_secure: config.cookie_secure(),
             public_origin: config.public_url.clone(),
             login_per_minute: config.login_per_minute,

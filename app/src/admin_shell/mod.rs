@@ -4,6 +4,7 @@
 use crate::{
     auth::{CurrentUser, Logout},
     error::AppError,
+    i18n::{t, t_string, use_i18n},
     shared::alert::ErrorAlert,
     smtp_health::{HealthSignal, SidebarWarning, SmtpHealth, subscribe_live},
 };
@@ -46,8 +47,9 @@ pub fn AdminFrame(children: ChildrenFn) -> impl IntoView {
     let health = RwSignal::new(SmtpHealth { is_valid: true, ..SmtpHealth::default() });
     provide_context(HealthSignal(health));
     Effect::new(move |_| subscribe_live(health));
+    let i18n = use_i18n();
     view! {
-        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+        <Suspense fallback=move || view! { <p class="loading">{t!(i18n, common.loading)}</p> }>
             {move || Suspend::new(async move {
                 match context.await {
                     Ok(context) => {
@@ -71,22 +73,24 @@ pub fn AdminFrame(children: ChildrenFn) -> impl IntoView {
 #[component]
 fn Sidebar(context: AdminContext) -> impl IntoView {
     let logout = ServerAction::<Logout>::new();
+    let i18n = use_i18n();
+    let instance = context.instance_name;
     view! {
-        <nav class="sidebar" aria-label="Admin">
-            <p class="brand">{context.instance_name}" Admin"</p>
-            <h2 class="section">"Instance"</h2>
+        <nav class="sidebar" aria-label=move || t_string!(i18n, shell.nav_label)>
+            <p class="brand">{move || t_string!(i18n, shell.brand, instance = instance.clone()).to_string()}</p>
+            <h2 class="section">{t!(i18n, shell.instance)}</h2>
             <ul>
-                <li><A href="/admin/users">"Users"</A></li>
+                <li><A href="/admin/users">{t!(i18n, shell.users)}</A></li>
             </ul>
-            <h2 class="section">"Platform"</h2>
+            <h2 class="section">{t!(i18n, shell.platform)}</h2>
             <ul>
-                <li><A href="/admin/smtp">"SMTP"</A><SidebarWarning/></li>
-                <li><A href="/admin/outbox">"Outbox"</A></li>
-                <li><A href="/admin/mailbox">"Mailbox"</A></li>
+                <li><A href="/admin/smtp">{t!(i18n, shell.smtp)}</A><SidebarWarning/></li>
+                <li><A href="/admin/outbox">{t!(i18n, shell.outbox)}</A></li>
+                <li><A href="/admin/mailbox">{t!(i18n, shell.mailbox)}</A></li>
             </ul>
             <div class="who">
                 <p>{context.user.name}</p>
-                <ActionForm action=logout><button type="submit" class="link">"Sign out"</button></ActionForm>
+                <ActionForm action=logout><button type="submit" class="link">{t!(i18n, common.sign_out)}</button></ActionForm>
             </div>
         </nav>
     }
@@ -98,11 +102,12 @@ pub fn Forbidden() -> impl IntoView {
     if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
         response.set_status(http::StatusCode::FORBIDDEN);
     }
+    let i18n = use_i18n();
     view! {
-        <section class="card narrow">
-            <h1>"403 – Admins only"</h1>
-            <p role="alert">"You do not have access to this page. Ask an admin if you need it."</p>
-            <p><A href="/">"Back to Mailroom"</A></p>
-        </section>
+        <main class="card narrow">
+            <h1>{t!(i18n, shell.forbidden_title)}</h1>
+            <p role="alert">{t!(i18n, shell.forbidden_text)}</p>
+            <p><A href="/">{t!(i18n, shell.back_home)}</A></p>
+        </main>
     }
 }

@@ -7,7 +7,11 @@ pub mod ssr;
 #[cfg(feature = "ssr")]
 pub mod throttle;
 
-use crate::{error::AppError, shared::alert::ErrorAlert};
+use crate::{
+    error::AppError,
+    i18n::{t, t_string, use_i18n},
+    shared::alert::ErrorAlert,
+};
 use leptos::prelude::*;
 use leptos_router::components::{A, Redirect};
 use serde::{Deserialize, Serialize};
@@ -30,6 +34,8 @@ pub struct CurrentUser {
     pub email: crate::shared::email::EmailAddress,
     pub name: String,
     pub role: Role,
+    /// The language the user chose (pages after sign-in, and their email); `None` until then.
+    pub language: Option<crate::language::Locale>,
 }
 
 impl Role {
@@ -70,6 +76,11 @@ pub async fn logout() -> Result<(), AppError> {
     crate::error::ssr::respond(ssr::logout().await)
 }
 
+#[server(endpoint = "language")]
+pub async fn set_language(code: String) -> Result<(), AppError> {
+    crate::error::ssr::respond(ssr::set_language(&code).await)
+}
+
 #[server(endpoint = "first_admin_needed")]
 pub async fn first_admin_needed() -> Result<bool, AppError> {
     crate::error::ssr::respond(ssr::first_admin_needed().await)
@@ -101,79 +112,79 @@ fn field_error(error: Option<AppError>, field: &str) -> Option<String> {
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
+    let i18n = use_i18n();
     let login = ServerAction::<Login>::new();
     let setup = Resource::new(|| (), |_| first_admin_needed());
     let error = Signal::derive(move || login.value().get().and_then(Result::err));
     let query = leptos_router::hooks::use_query_map();
     view! {
-        <section class="card narrow">
-            <h1>"Sign in"</h1>
+        <main class="card narrow">
+            <h1>{t!(i18n, login.title)}</h1>
             <ActionForm action=login>
-                <label for="email">"Email"</label>
+                <label for="email">{t!(i18n, common.email)}</label>
                 <input id="email" name="email" type="email" autocomplete="username" required/>
-                <label for="password">"Password"</label>
+                <label for="password">{t!(i18n, common.password)}</label>
                 <input id="password" name="password" type="password" autocomplete="current-password" required/>
-                <button type="submit" disabled=move || login.pending().get()>"Sign in"</button>
+                <button type="submit" disabled=move || login.pending().get()>{t!(i18n, login.submit)}</button>
             </ActionForm>
             <ErrorAlert error/>
-            <p class="hint"><A href="/forgot-password">"Forgot password?"</A></p>
+            <p class="hint"><A href="/forgot-password">{t!(i18n, login.forgot)}</A></p>
             {move || {
                 (query.read().get("password").as_deref() == Some("set"))
-                    .then(|| view! { <p role="status" class="success">"Password set. Sign in with your new password."</p> })
+                    .then(|| view! { <p role="status" class="success">{t!(i18n, login.password_set)}</p> })
             }}
             <Suspense>
                 {move || Suspend::new(async move {
                     matches!(setup.await, Ok(true)).then(|| view! {
-                        <p class="hint">"No admin yet? "<A href="/setup">"Create the first admin"</A></p>
+                        <p class="hint">{t!(i18n, login.no_admin)}" "<A href="/setup">{t!(i18n, login.create_first_admin)}</A></p>
                     })
                 })}
             </Suspense>
-        </section>
+        </main>
     }
 }
 
 #[component]
 pub fn SetupPage() -> impl IntoView {
+    let i18n = use_i18n();
     let create = ServerAction::<CreateFirstAdmin>::new();
     let needed = Resource::new(|| (), |_| first_admin_needed());
     let error = Signal::derive(move || create.value().get().and_then(Result::err));
     let message = move |field: &'static str| move || field_error(error.get(), field);
     view! {
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+        <Suspense fallback=move || view! { <p>{t!(i18n, common.loading)}</p> }>
             {move || Suspend::new(async move {
                 match needed.await {
                     Ok(true) => view! {
-                        <section class="card narrow">
-                            <h1>"Create the first admin"</h1>
+                        <main class="card narrow">
+                            <h1>{t!(i18n, setup.title)}</h1>
                             <ActionForm action=create>
-                                <label for="name">"Name"</label>
+                                <label for="name">{t!(i18n, common.name)}</label>
                                 <input id="name" name="name" required
                                     aria-invalid=move || message("name")().is_some().then_some("true")
                                     aria-describedby="name-error"/>
                                 <p id="name-error" class="field-error">{message("name")}</p>
-                                <label for="email">"Email"</label>
+                                <label for="email">{t!(i18n, common.email)}</label>
                                 <input id="email" name="email" type="email" required
                                     aria-invalid=move || message("email")().is_some().then_some("true")
                                     aria-describedby="email-error"/>
                                 <p id="email-error" class="field-error">{message("email")}</p>
-                                <label for="password">"Password"</label>
+                                <label for="password">{t!(i18n, common.password)}</label>
                                 <input id="password" name="password" type="password" required
                                     autocomplete="new-password"
                                     aria-invalid=move || message("password")().is_some().then_some("true")
                                     aria-describedby="password-error"/>
                                 <p id="password-error" class="field-error">{message("password")}</p>
-                                <label for="setup_code">"Setup code"</label>
+                                <label for="setup_code">{t!(i18n, setup.setup_code)}</label>
                                 <input id="setup_code" name="setup_code" required autocomplete="off"
                                     aria-invalid=move || message("setup_code")().is_some().then_some("true")
                                     aria-describedby="setup_code-hint setup_code-error"/>
-                                <p id="setup_code-hint" class="hint">
-                                    "The server printed this one-time code when it started (look for \"Setup code\" in its output or log)."
-                                </p>
+                                <p id="setup_code-hint" class="hint">{t!(i18n, setup.setup_code_hint)}</p>
                                 <p id="setup_code-error" class="field-error">{message("setup_code")}</p>
-                                <button type="submit" disabled=move || create.pending().get()>"Create admin"</button>
+                                <button type="submit" disabled=move || create.pending().get()>{t!(i18n, setup.submit)}</button>
                             </ActionForm>
                             <ErrorAlert error beside_fields=true/>
-                        </section>
+                        </main>
                     }.into_any(),
                     _ => view! { <Redirect path="/login"/> }.into_any(),
                 }
@@ -184,67 +195,71 @@ pub fn SetupPage() -> impl IntoView {
 
 #[component]
 pub fn ForgotPasswordPage() -> impl IntoView {
+    let i18n = use_i18n();
     let request = ServerAction::<RequestPasswordReset>::new();
     let error = Signal::derive(move || request.value().get().and_then(Result::err));
     view! {
-        <section class="card narrow">
-            <h1>"Forgot password?"</h1>
-            <p>"Enter your email address and we will send you a link to set a new password."</p>
+        <main class="card narrow">
+            <h1>{t!(i18n, forgot.title)}</h1>
+            <p>{t!(i18n, forgot.intro)}</p>
             <ActionForm action=request>
-                <label for="email">"Email"</label>
+                <label for="email">{t!(i18n, common.email)}</label>
                 <input id="email" name="email" type="email" autocomplete="username" required/>
-                <button type="submit" disabled=move || request.pending().get()>"Send reset link"</button>
+                <button type="submit" disabled=move || request.pending().get()>{t!(i18n, forgot.submit)}</button>
             </ActionForm>
             <p class="result" role="status">
-                {move || matches!(request.value().get(), Some(Ok(()))).then_some(
-                    "If an account exists for that address, a link to set a new password is on its way."
-                )}
+                {move || matches!(request.value().get(), Some(Ok(()))).then(|| t!(i18n, forgot.sent))}
             </p>
             <ErrorAlert error/>
-            <p class="hint"><A href="/login">"Back to sign in"</A></p>
-        </section>
+            <p class="hint"><A href="/login">{t!(i18n, forgot.back)}</A></p>
+        </main>
     }
 }
 
 #[component]
 pub fn SetPasswordPage() -> impl IntoView {
+    let i18n = use_i18n();
     let query = leptos_router::hooks::use_query_map();
     let token = move || query.read().get("token").unwrap_or_default();
     let set = ServerAction::<SetPassword>::new();
     let error = Signal::derive(move || set.value().get().and_then(Result::err));
     let password_error = move || field_error(error.get(), "password");
     view! {
-        <section class="card narrow">
-            <h1>"Set your password"</h1>
+        <main class="card narrow">
+            <h1>{t!(i18n, set_password.title)}</h1>
             <ActionForm action=set>
                 <input type="hidden" name="token" prop:value=token/>
-                <label for="password">"New password"</label>
+                <label for="password">{t!(i18n, set_password.new_password)}</label>
                 <input id="password" name="password" type="password" autocomplete="new-password" required
                     aria-invalid=move || password_error().map(|_| "true") aria-describedby="password-error"/>
                 <p id="password-error" class="field-error">{password_error}</p>
-                <button type="submit" disabled=move || set.pending().get()>"Set password"</button>
+                <button type="submit" disabled=move || set.pending().get()>{t!(i18n, set_password.submit)}</button>
             </ActionForm>
             <ErrorAlert error beside_fields=true/>
-        </section>
+        </main>
     }
 }
 
 #[component]
 pub fn HomePage() -> impl IntoView {
+    let i18n = use_i18n();
     let user = Resource::new(|| (), |_| get_current_user());
     let logout = ServerAction::<Logout>::new();
     view! {
-        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+        <Suspense fallback=move || view! { <p>{t!(i18n, common.loading)}</p> }>
             {move || Suspend::new(async move {
                 match user.await {
-                    Ok(Some(user)) => view! {
-                        <section class="card narrow">
+                    Ok(Some(user)) => {
+                        let (name, email) = (user.name.clone(), user.email.to_string());
+                        view! {
+                        <main class="card narrow">
                             <h1>"Mailroom"</h1>
-                            <p>"Signed in as " {user.name.clone()} " (" {user.email.to_string()} ")."</p>
-                            {user.is_admin().then(|| view! { <p><A href="/admin/smtp">"Admin"</A></p> })}
-                            <ActionForm action=logout><button type="submit">"Sign out"</button></ActionForm>
-                        </section>
-                    }.into_any(),
+                            <p>{move || t_string!(i18n, home.signed_in_as, name = name.clone(), email = email.clone()).to_string()}</p>
+                            {user.is_admin().then(|| view! { <p><A href="/admin/smtp">{t!(i18n, home.admin)}</A></p> })}
+                            <ActionForm action=logout><button type="submit">{t!(i18n, common.sign_out)}</button></ActionForm>
+                        </main>
+                    }.into_any()
+                    }
                     _ => view! { <Redirect path="/login"/> }.into_any(),
                 }
             })}

@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001", "baseline"),
     migration!(2, "0002", "google_and_private_relays"),
     migration!(3, "0003", "stored_enums_asserted"),
+    migration!(4, "0004", "languages"),
 ];
 
 /// The bookkeeping table itself, defined before anything is read from it.

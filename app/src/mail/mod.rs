@@ -46,17 +46,7 @@ impl Step {
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Connect => "connecting",
-            Self::TlsHandshake => "the TLS handshake",
-            Self::Greeting => "waiting for the server's greeting",
-            Self::StartTls => "STARTTLS",
-            Self::Auth => "authentication (AUTH)",
-            Self::MailFrom => "MAIL FROM",
-            Self::RcptTo => "RCPT TO",
-            Self::Data => "sending the message (DATA)",
-            Self::TokenRequest => "the OAuth 2.0 token request",
-        })
+        f.write_str(self.name(crate::language::Locale::en))
     }
 }
 
@@ -112,18 +102,7 @@ pub enum CertProblem {
 
 impl fmt::Display for CertProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::UnknownIssuer => "it is signed by an authority Mailroom does not trust",
-            Self::Expired => "it has expired",
-            Self::NotValidYet => "it is not valid yet",
-            Self::WrongName => "it is not issued for this server name",
-            Self::CaUsedAsLeaf => "the server presents a CA certificate as its own",
-            Self::NotForServers => "it is not a certificate for a server",
-            Self::Revoked => "it has been revoked",
-            Self::BadSignature => "its signature does not verify",
-            Self::Malformed => "it cannot be read",
-            Self::Unsupported => "it uses something Mailroom cannot verify",
-        })
+        f.write_str(self.describe(crate::language::Locale::en))
     }
 }
 
@@ -278,52 +257,9 @@ impl SmtpFailure {
     }
 }
 
+/// In English, as the logs and the outbox record read it; pages use [`SmtpFailure::message_in`].
 impl fmt::Display for SmtpFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Dns { host } => write!(f, "DNS lookup failed for {host}"),
-            Self::ConnectionRefused { host, port } => write!(f, "Connection refused by {host}:{port}"),
-            Self::AddressRefused { host, address, reason, .. } => {
-                write!(f, "Not connecting to {host} ({address}): {reason}")
-            }
-            Self::Timeout { step, secs } => write!(f, "Timed out after {secs} s during {step}"),
-            Self::TlsHandshake { detail } => write!(f, "TLS handshake failed: {detail}"),
-            Self::TlsModeMismatch { port, server_expects_tls: true } => {
-                write!(f, "TLS mode mismatch: port {port} expects implicit TLS")
-            }
-            Self::TlsModeMismatch { port, server_expects_tls: false } => {
-                write!(f, "TLS mode mismatch: port {port} does not speak implicit TLS")
-            }
-            Self::InvalidCertificate { problem } => write!(f, "Invalid certificate: {problem}"),
-            Self::ClientCertificate { missing: true } => f.write_str("The server requires a client certificate"),
-            Self::ClientCertificate { missing: false } => f.write_str("The server refused the client certificate"),
-            Self::StartTlsNotOffered => write!(f, "The server does not offer STARTTLS"),
-            Self::NoCommonAuthMechanism { offered } => {
-                write!(f, "No common authentication mechanism (server offers: {offered})")
-            }
-            Self::AuthRejected { code, text } => write!(f, "Authentication rejected: {code} {text}"),
-            Self::XOAuth2Rejected { text } => write!(f, "XOAUTH2 token rejected: {text}"),
-            Self::TokenEndpoint(failure) => match failure {
-                TokenFailure::InvalidClient(d) => write!(f, "Token endpoint: invalid_client {d}"),
-                TokenFailure::InvalidScope(d) => write!(f, "Token endpoint: invalid_scope {d}"),
-                TokenFailure::DelegationMissing(d) => write!(f, "Token endpoint: unauthorized_client {d}"),
-                TokenFailure::InvalidGrant(d) => write!(f, "Token endpoint: invalid_grant {d}"),
-                TokenFailure::Rejected { error, description } => write!(f, "Token endpoint: {error} {description}"),
-                TokenFailure::HttpStatus(status) => write!(f, "Token endpoint answered HTTP {status}"),
-                TokenFailure::NotJson { status } => {
-                    write!(f, "Token endpoint answered HTTP {status} without a JSON token")
-                }
-                TokenFailure::Unreachable(d) => write!(f, "Token endpoint unreachable: {d}"),
-                TokenFailure::TooLarge => write!(f, "Token endpoint answer too large"),
-            },
-            Self::SenderRejected { code, text } => write!(f, "Sender rejected: {code} {text}"),
-            Self::RecipientRejected { code, text } => write!(f, "Recipient rejected: {code} {text}"),
-            Self::ServiceUnavailable { code, text } => write!(f, "Service unavailable: {code} {text}"),
-            Self::ConnectionLost { step } => write!(f, "Connection lost during {step}"),
-            Self::Rejected { step, code, text } => write!(f, "Refused during {step}: {code} {text}"),
-            Self::Unusable { detail } | Self::BadMessage { detail } | Self::Local { detail } => {
-                write!(f, "{detail}")
-            }
-        }
+        f.write_str(&self.message_in(crate::language::Locale::en))
     }
 }

@@ -6,7 +6,9 @@ pub mod ssr;
 use crate::{
     admin_shell::AdminFrame,
     error::AppError,
-    shared::{alert::ErrorAlert, table::AdminTable, time::format_utc},
+    i18n::{t, td_string, use_i18n},
+    language::format_time,
+    shared::{alert::ErrorAlert, table::AdminTable},
 };
 use leptos::prelude::*;
 use leptos_router::{components::A, hooks::use_params_map};
@@ -100,24 +102,32 @@ mod tests {
 #[component]
 pub fn MailboxPage() -> impl IntoView {
     let messages = Resource::new(|| (), |_| list_mailbox());
+    let i18n = use_i18n();
     view! {
         <AdminFrame>
-            <h1>"Mailbox"</h1>
-            <p class="note">"Mail sent by the default service when no relay is configured. It does not leave the instance."</p>
-            <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            <h1>{t!(i18n, mailbox.title)}</h1>
+            <p class="note">{t!(i18n, mailbox.intro)}</p>
+            <Suspense fallback=move || view! { <p class="loading">{t!(i18n, common.loading)}</p> }>
                 {move || Suspend::new(async move {
                     match messages.await {
-                        Ok(list) if list.is_empty() => view! { <p>"The mailbox is empty."</p> }.into_any(),
+                        Ok(list) if list.is_empty() => view! { <p>{t!(i18n, mailbox.empty)}</p> }.into_any(),
                         Ok(list) => view! {
-                            <AdminTable headers=&["From", "To", "Subject", "Date"]>
-                                {list.into_iter().map(|m| view! {
+                            <AdminTable headers=&[
+                                |l| td_string!(l, mailbox.from),
+                                |l| td_string!(l, mailbox.to),
+                                |l| td_string!(l, mailbox.subject),
+                                |l| td_string!(l, mailbox.date),
+                            ]>
+                                {list.into_iter().map(|m| {
+                                    let at = m.received_at;
+                                    view! {
                                     <tr>
                                         <td>{m.from_addr}</td>
                                         <td>{m.to_addr}</td>
                                         <td><A href=format!("/admin/mailbox/{}", m.id)>{m.subject}</A></td>
-                                        <td>{format_utc(m.received_at)}</td>
+                                        <td>{move || format_time(i18n.get_locale(), at)}</td>
                                     </tr>
-                                }).collect_view()}
+                                }}).collect_view()}
                             </AdminTable>
                         }.into_any(),
                         Err(err) => view! { <ErrorAlert error=Some(err)/> }.into_any(),
@@ -132,24 +142,28 @@ pub fn MailboxPage() -> impl IntoView {
 pub fn MailboxMessagePage() -> impl IntoView {
     let params = use_params_map();
     let message = Resource::new(move || params.read().get("id").unwrap_or_default(), read_mailbox);
+    let i18n = use_i18n();
     view! {
         <AdminFrame>
-            <p><A href="/admin/mailbox">"← Mailbox"</A></p>
-            <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            <p><A href="/admin/mailbox">{t!(i18n, mailbox.back)}</A></p>
+            <Suspense fallback=move || view! { <p class="loading">{t!(i18n, common.loading)}</p> }>
                 {move || Suspend::new(async move {
                     match message.await {
-                        Ok(m) => view! {
+                        Ok(m) => {
+                            let at = m.received_at;
+                            view! {
                             <article class="mail">
                                 <h1>{m.subject}</h1>
                                 <dl>
-                                    <dt>"From"</dt><dd>{m.from_addr}</dd>
-                                    <dt>"To"</dt><dd>{m.to_addr}</dd>
-                                    <dt>"Date"</dt><dd>{format_utc(m.received_at)}</dd>
-                                    <dt>"Message-ID"</dt><dd>{m.message_id}</dd>
+                                    <dt>{t!(i18n, mailbox.from)}</dt><dd>{m.from_addr}</dd>
+                                    <dt>{t!(i18n, mailbox.to)}</dt><dd>{m.to_addr}</dd>
+                                    <dt>{t!(i18n, mailbox.date)}</dt><dd>{move || format_time(i18n.get_locale(), at)}</dd>
+                                    <dt>{t!(i18n, mailbox.message_id)}</dt><dd>{m.message_id}</dd>
                                 </dl>
                                 <pre class="body">{m.text}</pre>
                             </article>
-                        }.into_any(),
+                        }.into_any()
+                        }
                         Err(err) => view! { <ErrorAlert error=Some(err)/> }.into_any(),
                     }
                 })}

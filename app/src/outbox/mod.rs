@@ -10,7 +10,9 @@ pub mod templates;
 use crate::{
     admin_shell::AdminFrame,
     error::AppError,
-    shared::{alert::ErrorAlert, email::EmailAddress, poll::use_polling, table::AdminTable, time::format_utc},
+    i18n::{t, td_string, use_i18n},
+    language::{Locale, format_count, format_time},
+    shared::{alert::ErrorAlert, email::EmailAddress, poll::use_polling, table::AdminTable},
 };
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -42,6 +44,18 @@ impl OutboxStatus {
             Self::Retrying => "retrying",
             Self::Held => "held",
             Self::Failed => "failed",
+        }
+    }
+
+    /// The state as the Outbox page names it.
+    pub fn name(self, locale: Locale) -> &'static str {
+        match self {
+            Self::Queued => td_string!(locale, outbox.queued),
+            Self::Sending => td_string!(locale, outbox.sending),
+            Self::Sent => td_string!(locale, outbox.sent),
+            Self::Retrying => td_string!(locale, outbox.retrying),
+            Self::Held => td_string!(locale, outbox.held),
+            Self::Failed => td_string!(locale, outbox.failed),
         }
     }
 }
@@ -150,42 +164,54 @@ pub fn OutboxPage() -> impl IntoView {
             tick.update(|t| *t += 1);
         }
     });
+    let i18n = use_i18n();
     view! {
         <AdminFrame>
-            <h1>"Outbox"</h1>
-            <p class="note">"Every email the instance sends. Failed mail stays here; nothing is deleted."</p>
+            <h1>{t!(i18n, outbox.title)}</h1>
+            <p class="note">{t!(i18n, outbox.intro)}</p>
             <div class="field inline">
-                <label for="outbox-filter">"Status"</label>
+                <label for="outbox-filter">{t!(i18n, common.status)}</label>
                 <select id="outbox-filter" on:change=move |ev| filter.set(event_target_value(&ev))>
-                    <option value="">"All"</option>
-                    {OutboxStatus::ALL.map(|s| view! { <option value=s.as_str()>{s.as_str()}</option> }).collect_view()}
+                    <option value="">{t!(i18n, outbox.all)}</option>
+                    {OutboxStatus::ALL.map(|s| view! { <option value=s.as_str()>{move || s.name(i18n.get_locale())}</option> }).collect_view()}
                 </select>
             </div>
-            <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            <Transition fallback=move || view! { <p class="loading">{t!(i18n, common.loading)}</p> }>
                 {move || Suspend::new(async move {
                     match entries.await {
-                        Ok(list) if list.is_empty() => view! { <p>"No messages."</p> }.into_any(),
+                        Ok(list) if list.is_empty() => view! { <p>{t!(i18n, outbox.empty)}</p> }.into_any(),
                         Ok(list) => view! {
                             <AdminTable variant="outbox"
-                                headers=&["To", "Subject", "Status", "Attempts", "Last error", "Next attempt", ""]>
+                                headers=&[
+                                    |l| td_string!(l, outbox.to),
+                                    |l| td_string!(l, outbox.subject),
+                                    |l| td_string!(l, common.status),
+                                    |l| td_string!(l, outbox.attempts),
+                                    |l| td_string!(l, outbox.last_error),
+                                    |l| td_string!(l, outbox.next_attempt),
+                                    |l| td_string!(l, outbox.actions),
+                                ]>
                                     {list.into_iter().map(|m| {
                                         let id = m.id.clone();
                                         let failed = matches!(m.delivery, Delivery::Failed { .. });
-                                        let status = m.delivery.status().as_str();
+                                        let state = m.delivery.status();
+                                        let status = state.as_str();
+                                        let next = m.delivery.next_attempt_at();
+                                        let attempts = m.attempts;
                                         let (error, hint) = m.delivery.last_error().unwrap_or_default();
                                         let (error, hint) = (error.to_owned(), hint.map(|h| format!(" {h}")).unwrap_or_default());
                                         view! {
                                             <tr data-status=status>
                                                 <td>{m.to_addr.to_string()}</td>
                                                 <td>{m.subject}</td>
-                                                <td><span class=format!("badge {status}")>{status}</span></td>
-                                                <td>{m.attempts}</td>
+                                                <td><span class=format!("badge {status}")>{move || state.name(i18n.get_locale())}</span></td>
+                                                <td>{move || format_count(i18n.get_locale(), attempts)}</td>
                                                 <td>{error}<span class="hint">{hint}</span></td>
-                                                <td>{m.delivery.next_attempt_at().map(format_utc)}</td>
+                                                <td>{move || next.map(|at| format_time(i18n.get_locale(), at))}</td>
                                                 <td>{failed.then(|| view! {
                                                     <button type="button" class="secondary"
                                                         on:click=move |_| { retry.dispatch(RetryOutbox { id: id.clone() }); }>
-                                                        "Retry now"
+                                                        {t!(i18n, outbox.retry)}
                                                     </button>
                                                 })}</td>
                                             </tr>

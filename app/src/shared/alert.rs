@@ -11,9 +11,10 @@ pub fn ErrorAlert(
     #[prop(optional)]
     beside_fields: bool,
 ) -> impl IntoView {
+    let i18n = crate::i18n::use_i18n();
     move || {
         error.get().filter(|err| !(beside_fields && err.field_errors().is_some())).map(|err| {
-            view! { <p role="alert" class="alert error">{err.to_string()}</p> }
+            view! { <p role="alert" class="alert error">{err.message_in(i18n.get_locale())}</p> }
         })
     }
 }

@@ -1,13 +1,14 @@
 //! Form fields every page uses: a label, the input (or select), its error and its hint, tied
 //! together for assistive technology.
 
+use crate::{i18n::use_i18n, language::Locale};
 use leptos::prelude::*;
 
 /// One labelled input with its error and hint.
 #[component]
 pub fn TextField(
     id: &'static str,
-    label: &'static str,
+    #[prop(into)] label: TextProp,
     #[prop(into)] value: Signal<String>,
     #[prop(into)] error: Signal<Option<String>>,
     #[prop(into)] on_input: Callback<String>,
@@ -20,7 +21,7 @@ pub fn TextField(
     let (error_id, hint_id, described_by) = described_by(id);
     view! {
         <div class="field">
-            <label for=id>{label}</label>
+            <label for=id>{move || label.get()}</label>
             // `value` puts the initial text in the server's HTML; `prop:value` follows the form.
             <input id=id name=id type=kind autocomplete=autocomplete inputmode=input_mode
                 placeholder=move || placeholder.get()
@@ -39,7 +40,7 @@ pub fn TextField(
 #[component]
 pub fn TextArea(
     id: &'static str,
-    label: &'static str,
+    #[prop(into)] label: TextProp,
     #[prop(into)] value: Signal<String>,
     #[prop(into)] error: Signal<Option<String>>,
     #[prop(into)] on_input: Callback<String>,
@@ -47,20 +48,20 @@ pub fn TextArea(
     #[prop(optional, into)] hint: Signal<String>,
     /// Offer a file picker too: its label, and the file types it accepts.
     #[prop(optional)]
-    upload: Option<(&'static str, &'static str)>,
+    upload: Option<(TextProp, &'static str)>,
 ) -> impl IntoView {
     let (error_id, hint_id, described_by) = described_by(id);
     let upload = upload.map(|(upload_label, accept)| {
         view! {
             <label class="upload">
-                {upload_label}
+                {move || upload_label.get()}
                 <input type="file" accept=accept on:change=move |ev| read_file(ev, on_input)/>
             </label>
         }
     });
     view! {
         <div class="field">
-            <label for=id>{label}</label>
+            <label for=id>{move || label.get()}</label>
             {upload}
             <textarea id=id name=id class="pem" spellcheck="false" autocomplete="off"
                 placeholder=move || placeholder.get()
@@ -80,8 +81,8 @@ pub fn TextArea(
 #[component]
 pub fn EnumSelect<T>(
     id: &'static str,
-    label: &'static str,
-    choices: &'static [(T, &'static str, &'static str)],
+    #[prop(into)] label: TextProp,
+    choices: &'static [(T, &'static str, fn(Locale) -> &'static str)],
     #[prop(into)] value: Signal<T>,
     #[prop(into)] on_change: Callback<T>,
     /// The name a submitted form sends the choice under.
@@ -97,11 +98,12 @@ where
             on_change.run(choice);
         }
     };
+    let i18n = use_i18n();
     view! {
-        <label for=id>{label}</label>
+        <label for=id>{move || label.get()}</label>
         <select id=id name=name on:change=chosen>
             {choices.iter().map(|&(choice, sent, text)| view! {
-                <option value=sent selected=move || value.get() == choice>{text}</option>
+                <option value=sent selected=move || value.get() == choice>{move || text(i18n.get_locale())}</option>
             }).collect_view()}
         </select>
     }

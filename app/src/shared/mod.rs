@@ -4,6 +4,7 @@
 pub mod alert;
 pub mod email;
 pub mod fields;
+pub mod language_switch;
 pub mod poll;
 #[cfg(feature = "ssr")]
 pub mod seal;

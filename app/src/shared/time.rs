@@ -1,8 +1,14 @@
 //! Times as the pages show them: the same text on the server and in the browser.
 
-/// `2026-11-28 14:05 UTC` from milliseconds since the epoch; out of `time`'s range, the epoch.
+/// The moment `ms` milliseconds after the epoch; out of `time`'s range, the epoch.
+pub fn utc(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// `2026-11-28 14:05 UTC` from milliseconds since the epoch (English; see
+/// `language::format_time` for the reader's language).
 pub fn format_utc(ms: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let at = utc(ms);
     format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", at.year(), u8::from(at.month()), at.day(), at.hour(), at.minute())
 }
 

@@ -10,7 +10,10 @@ pub mod status;
 
 pub use status::{CertNotice, NodeStatus, SmtpHealth};
 
-use crate::shared::time::format_utc;
+use crate::{
+    i18n::{td_string, t_string, use_i18n},
+    language::{Locale, format_time},
+};
 use leptos::prelude::*;
 
 /// The health an admin page shows; updated live.
@@ -33,11 +36,23 @@ pub fn subscribe_live(health: RwSignal<SmtpHealth>) {
 #[component]
 pub fn SidebarWarning() -> impl IntoView {
     let health = use_health();
+    let i18n = use_i18n();
     move || {
         let failing = health.map(|h| !h.get().is_valid).unwrap_or(false);
         failing.then(|| {
-            view! { <span class="warn-icon" role="img" aria-label="SMTP has errors" title="SMTP has errors">"⚠"</span> }
+            let name = move || t_string!(i18n, shell.smtp_has_errors);
+            view! { <span class="warn-icon" role="img" aria-label=name title=name>"⚠"</span> }
         })
+    }
+}
+
+/// Who saw the failure, in the reader's language (stored in English).
+fn source_name(locale: Locale, source: &str) -> String {
+    match source {
+        "start-up check" => td_string!(locale, health.source_startup).to_owned(),
+        "post-save check" => td_string!(locale, health.source_post_save).to_owned(),
+        "delivery" => td_string!(locale, health.source_delivery).to_owned(),
+        other => other.to_owned(),
     }
 }
 
@@ -45,45 +60,51 @@ pub fn SidebarWarning() -> impl IntoView {
 #[component]
 pub fn HealthBanner() -> impl IntoView {
     let health = use_health();
+    let i18n = use_i18n();
     let stale = move || {
         let health = health?.get();
-        let nodes: Vec<String> =
-            health.stale_nodes().map(|n| format!("{} (last status {})", n.node, format_utc(n.checked_at))).collect();
+        let locale = i18n.get_locale();
+        let nodes: Vec<String> = health
+            .stale_nodes()
+            .map(|n| td_string!(locale, health.stale_node, node = &n.node, when = format_time(locale, n.checked_at)).to_string())
+            .collect();
         (!nodes.is_empty()).then(|| {
-            view! {
-                <p class="note stale-nodes">
-                    "No heartbeat from " {nodes.join(", ")} ": shown as stale; their statuses no longer count."
-                </p>
-            }
+            view! { <p class="note stale-nodes">{td_string!(locale, health.stale, nodes = nodes.join(", ")).to_string()}</p> }
         })
     };
     let banner = move || {
         let health = health?.get();
         let node = health.failing()?.clone();
-        let many = health.node_count > 1;
+        let locale = i18n.get_locale();
+        let (message, hint) = node.describe(locale);
+        let (source, when) = (source_name(locale, &node.source), format_time(locale, node.checked_at));
+        let seen = if health.node_count > 1 {
+            td_string!(locale, health.seen_by_on_node, source = source, when = when, node = &node.node).to_string()
+        } else {
+            td_string!(locale, health.seen_by, source = source, when = when).to_string()
+        };
         Some(view! {
             <div role="alert" class="alert warning smtp-alert">
-                <p class="title">"SMTP is failing: " {node.message.clone().unwrap_or_default()}</p>
-                <p class="hint">{node.hint.clone().unwrap_or_default()}</p>
-                <p class="meta">
-                    "Seen by the " {node.source.clone()} " at " {format_utc(node.checked_at)}
-                    {many.then(|| format!(" on node {}", node.node))} "."
-                </p>
+                <p class="title">{td_string!(locale, health.failing)}" "{message}</p>
+                <p class="hint">{hint}</p>
+                <p class="meta">{seen}</p>
             </div>
         })
     };
     let certificates = move || {
         let health = health?.get();
+        let locale = i18n.get_locale();
         let notices: Vec<_> = health
             .certificates
             .iter()
             .map(|notice| {
                 let class = if notice.expired { "alert warning cert-alert" } else { "alert notice cert-alert" };
-                let title = if notice.expired { "SMTP is failing: " } else { "Certificate expiring soon: " };
+                let title =
+                    if notice.expired { td_string!(locale, health.failing) } else { td_string!(locale, health.expiring) };
                 view! {
                     <div role="alert" class=class>
-                        <p class="title">{format!("{title}{}.", notice.message())}</p>
-                        <p class="hint">{notice.hint()}</p>
+                        <p class="title">{format!("{title} {}.", notice.message(locale))}</p>
+                        <p class="hint">{notice.hint(locale)}</p>
                     </div>
                 }
             })

@@ -41,7 +41,7 @@ pub const DELIVERY: &str = "delivery";
 pub async fn load_health(db: &Db, stale_after: Duration) -> Result<SmtpHealth, surrealdb::Error> {
     let mut response = db
         .query(
-            "SELECT node, is_valid, message, hint, source, checked_at, settings_version, heartbeat_at,
+            "SELECT node, is_valid, message, hint, failure, source, checked_at, settings_version, heartbeat_at,
                  (heartbeat_at ?? checked_at) < time::unix(time::now()) * 1000 - $stale_ms AS stale
              FROM smtp_status ORDER BY node;
              SELECT VALUE certificates FROM smtp_settings:current WHERE mode = 'custom';",
@@ -62,6 +62,7 @@ pub async fn record(state: &AppState, source: &str, settings_version: i64, resul
         is_valid: result.is_ok(),
         message: result.as_ref().err().map(ToString::to_string),
         hint: result.as_ref().err().map(SmtpFailure::hint),
+        failure: result.as_ref().err().and_then(|failure| serde_json::to_string(failure).ok()),
         source: source.to_owned(),
         checked_at: now_ms(),
         settings_version,
@@ -100,6 +101,7 @@ struct StoredStatus {
     is_valid: bool,
     message: Option<String>,
     hint: Option<String>,
+    failure: Option<String>,
     source: String,
     checked_at: i64,
     settings_version: i64,
@@ -112,6 +114,7 @@ impl From<&NodeStatus> for StoredStatus {
             is_valid: status.is_valid,
             message: status.message.clone(),
             hint: status.hint.clone(),
+            failure: status.failure.clone(),
             source: status.source.clone(),
             checked_at: status.checked_at,
             settings_version: status.settings_version,

@@ -2,7 +2,9 @@
 //! end. The same on the server (the status table, the stream) and in the browser.
 
 use crate::{
-    shared::time::format_utc,
+    i18n::td_string,
+    language::{Locale, format_time},
+    mail::SmtpFailure,
     smtp_settings::certs::{CertRole, CertSummary, Expiry},
 };
 use serde::{Deserialize, Serialize};
@@ -17,6 +19,10 @@ pub struct NodeStatus {
     pub is_valid: bool,
     pub message: Option<String>,
     pub hint: Option<String>,
+    /// The failure itself (JSON), so each admin reads it in their own language; the English
+    /// `message` and `hint` stay for the logs, the API and rows written before it existed.
+    #[serde(default)]
+    pub failure: Option<String>,
     /// "start-up check", "post-save check" or "delivery".
     pub source: String,
     pub checked_at: i64,
@@ -28,6 +34,16 @@ pub struct NodeStatus {
     /// probably gone, and its status no longer counts.
     #[serde(default)]
     pub stale: bool,
+}
+
+impl NodeStatus {
+    /// What failed and what to do about it, in `locale`.
+    pub fn describe(&self, locale: Locale) -> (String, String) {
+        match self.failure.as_deref().and_then(|json| serde_json::from_str::<SmtpFailure>(json).ok()) {
+            Some(failure) => (failure.message_in(locale), failure.hint_in(locale)),
+            None => (self.message.clone().unwrap_or_default(), self.hint.clone().unwrap_or_default()),
+        }
+    }
 }
 
 /// What every admin sees; also the answer of `GET /api/smtp_status`.
@@ -50,26 +66,26 @@ pub struct CertNotice {
 }
 
 impl CertNotice {
-    pub fn message(&self) -> String {
+    pub fn message(&self, locale: Locale) -> String {
         let c = &self.certificate;
-        let when = format_utc(c.not_after);
+        let (role, subject, when) = (c.role.noun(locale), &c.subject, format_time(locale, c.not_after));
         if self.expired {
-            format!("The {} {} expired on {when}", c.role.noun(), c.subject)
+            td_string!(locale, health.cert_expired, role, subject, when).to_string()
         } else {
             let days = match self.days_left {
-                0 => "less than a day".to_owned(),
-                1 => "1 day".to_owned(),
-                n => format!("{n} days"),
+                0 => td_string!(locale, health.less_than_a_day).to_owned(),
+                1 => td_string!(locale, health.one_day).to_owned(),
+                n => td_string!(locale, health.days, count = n).to_string(),
             };
-            format!("The {} {} expires in {days} ({when})", c.role.noun(), c.subject)
+            td_string!(locale, health.cert_expires, role, subject, days, when).to_string()
         }
     }
 
-    pub fn hint(&self) -> String {
+    pub fn hint(&self, locale: Locale) -> &'static str {
         if self.certificate.role == CertRole::Client {
-            "Ask the relay's operator for a renewed client certificate, then paste it and its key into Client certificate (PEM) and Client key (PEM) and save.".into()
+            td_string!(locale, health.cert_client_hint)
         } else {
-            "Paste the renewed CA certificate into Trusted CA certificates (PEM) and save.".into()
+            td_string!(locale, health.cert_ca_hint)
         }
     }
 }

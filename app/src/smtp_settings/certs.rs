@@ -2,7 +2,10 @@
 //! client certificate for relays that require mutual TLS. The page shows who each one is and
 //! when it expires; the health banner warns 14 days before.
 
-use crate::shared::time::format_utc;
+use crate::{
+    i18n::td_string,
+    language::{Locale, format_time},
+};
 use serde::{Deserialize, Serialize};
 #[cfg(feature = "ssr")]
 use surrealdb::types::SurrealValue;
@@ -24,10 +27,10 @@ pub enum CertRole {
 }
 
 impl CertRole {
-    pub fn noun(self) -> &'static str {
+    pub fn noun(self, locale: Locale) -> &'static str {
         match self {
-            Self::TrustedCa => "trusted CA certificate",
-            Self::Client => "client certificate",
+            Self::TrustedCa => td_string!(locale, trust.role_ca),
+            Self::Client => td_string!(locale, trust.role_client),
         }
     }
 }
@@ -63,8 +66,9 @@ impl CertSummary {
     }
 
     /// One line for the page: `CN=Relay CA, issued by CN=Relay CA, expires 2027-01-01 00:00 UTC`.
-    pub fn describe(&self) -> String {
-        format!("{}, issued by {}, expires {}", self.subject, self.issuer, format_utc(self.not_after))
+    pub fn describe(&self, locale: Locale) -> String {
+        let (subject, issuer, when) = (&self.subject, &self.issuer, format_time(locale, self.not_after));
+        td_string!(locale, trust.describe, subject, issuer, when).to_string()
     }
 }
 

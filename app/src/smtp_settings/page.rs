@@ -9,10 +9,11 @@ use super::{
 use crate::{
     admin_shell::AdminFrame,
     error::{AppError, FieldErrors},
+    i18n::{t, t_string, td_string, use_i18n},
+    language::{Locale, format_count, format_time},
     shared::{
         alert::ErrorAlert,
         fields::{EnumSelect, TextArea, TextField},
-        time::format_utc,
     },
 };
 use leptos::prelude::*;
@@ -20,9 +21,10 @@ use std::collections::BTreeSet;
 
 #[component]
 pub fn SmtpPage() -> impl IntoView {
+    let i18n = use_i18n();
     view! {
         <AdminFrame>
-            <h1>"SMTP"</h1>
+            <h1>{t!(i18n, smtp.title)}</h1>
             <crate::smtp_health::HealthBanner/>
             <SmtpSettings/>
         </AdminFrame>
@@ -32,8 +34,9 @@ pub fn SmtpPage() -> impl IntoView {
 #[component]
 fn SmtpSettings() -> impl IntoView {
     let settings = Resource::new(|| (), |_| load_smtp_settings());
+    let i18n = use_i18n();
     view! {
-        <Suspense fallback=|| view! { <p class="loading">"Loading settings…"</p> }>
+        <Suspense fallback=move || view! { <p class="loading">{t!(i18n, smtp.loading)}</p> }>
             {move || Suspend::new(async move {
                 match settings.await {
                     Ok(initial) => view! { <SettingsForm initial/> }.into_any(),
@@ -44,11 +47,30 @@ fn SmtpSettings() -> impl IntoView {
     }
 }
 
-/// What the line under the buttons says.
+/// What the line under the buttons says; worded when shown, so a language switch rewords it.
 #[derive(Clone, PartialEq)]
 enum Outcome {
-    Success(String),
+    Saved,
+    TestSent(String),
+    NeedsAttention,
+    Smtp(crate::mail::SmtpFailure),
     Failure(String),
+}
+
+impl Outcome {
+    fn succeeded(&self) -> bool {
+        matches!(self, Self::Saved | Self::TestSent(_))
+    }
+
+    fn text(&self, locale: Locale) -> String {
+        match self {
+            Self::Saved => td_string!(locale, smtp.saved).to_owned(),
+            Self::TestSent(address) => td_string!(locale, smtp.test_sent, address).to_string(),
+            Self::NeedsAttention => td_string!(locale, smtp.needs_attention).to_owned(),
+            Self::Smtp(failure) => format!("{}. {}", failure.message_in(locale), failure.hint_in(locale)),
+            Self::Failure(message) => message.clone(),
+        }
+    }
 }
 
 fn suggested_port(form: &SmtpForm) -> String {
@@ -57,6 +79,7 @@ fn suggested_port(form: &SmtpForm) -> String {
 
 #[component]
 fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
+    let i18n = use_i18n();
     let form = RwSignal::new(initial.form.clone());
     let version = RwSignal::new(initial.version);
     let password_set = RwSignal::new(initial.password_set);
@@ -109,12 +132,10 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
     Effect::new(move |_| {
         let Some(result) = test.value().get() else { return };
         match result {
-            Ok(address) => outcome.set(Some(Outcome::Success(format!("Test email sent to {address}")))),
-            Err(AppError::Smtp(failure)) => {
-                outcome.set(Some(Outcome::Failure(format!("{failure}. {}", failure.hint()))));
-            }
+            Ok(address) => outcome.set(Some(Outcome::TestSent(address))),
+            Err(AppError::Smtp(failure)) => outcome.set(Some(Outcome::Smtp(failure))),
             Err(err) => {
-                let message = summary(&err);
+                let message = summary(&err, i18n.get_locale_untracked());
                 if let AppError::Validation(errors) = err {
                     server_errors.set(errors);
                 }
@@ -125,23 +146,17 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
     let on_test = move |_| {
         submitted.set(true);
         if !live_errors.with(FieldErrors::is_empty) {
-            outcome.set(Some(Outcome::Failure("Some fields need attention.".into())));
+            outcome.set(Some(Outcome::NeedsAttention));
             return;
         }
         outcome.set(None);
         test.dispatch(SendTestEmail { form: form.get_untracked() });
     };
     let busy = move || save.pending().get() || test.pending().get();
-    let default_note = match &initial.default_service {
-        DefaultService::LocalMailbox => {
-            "The built-in mail service is the local Mailbox: mail does not leave the instance. \
-             Read it under Admin › Platform › Mailbox. Your custom settings stay stored for when you switch back."
-                .to_owned()
-        }
-        DefaultService::Relay { host } => format!(
-            "The built-in mail service sends through the instance's relay {host}; no setup is needed. \
-             Your custom settings stay stored for when you switch back."
-        ),
+    let default_service = initial.default_service.clone();
+    let default_note = move || match &default_service {
+        DefaultService::LocalMailbox => t_string!(i18n, smtp.default_local).to_string(),
+        DefaultService::Relay { host } => t_string!(i18n, smtp.default_relay, host).to_string(),
     };
     Effect::new(move |_| {
         let Some(result) = save.value().get() else { return };
@@ -171,10 +186,10 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
                     f.remove_client_cert = false;
                 });
                 server_errors.set(FieldErrors::new());
-                outcome.set(Some(Outcome::Success("Settings saved".into())));
+                outcome.set(Some(Outcome::Saved));
             }
             Err(err) => {
-                let message = summary(&err);
+                let message = summary(&err, i18n.get_locale_untracked());
                 if let AppError::Validation(errors) = err {
                     server_errors.set(errors);
                 }
@@ -186,7 +201,7 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
         ev.prevent_default();
         submitted.set(true);
         if !live_errors.with(FieldErrors::is_empty) {
-            outcome.set(Some(Outcome::Failure("Some fields need attention.".into())));
+            outcome.set(Some(Outcome::NeedsAttention));
             return;
         }
         outcome.set(None);
@@ -203,18 +218,18 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
     view! {
         <form class="smtp-form" on:submit=on_submit novalidate>
             <fieldset class="mode">
-                <legend>"How this instance sends email"</legend>
+                <legend>{t!(i18n, smtp.mode_legend)}</legend>
                 <label class="choice">
                     <input type="radio" name="mode" value="default"
                         prop:checked=move || !custom()
                         on:change=move |_| form.update(|f| f.mode = Mode::Default)/>
-                    "Use default email settings"
+                    {t!(i18n, smtp.mode_default)}
                 </label>
                 <label class="choice">
                     <input type="radio" name="mode" value="custom"
                         prop:checked=custom
                         on:change=move |_| form.update(|f| f.mode = Mode::Custom)/>
-                    "Use custom email settings"
+                    {t!(i18n, smtp.mode_custom)}
                 </label>
             </fieldset>
 
@@ -223,14 +238,17 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
             </Show>
 
             <Show when=custom>
-                <TextField id=field::HOST label="Email Server" placeholder="smtp.example.com"
+                <TextField id=field::HOST label=move || t_string!(i18n, smtp.host) placeholder="smtp.example.com"
                     value=value(|f| f.host.clone()) error=error_for(field::HOST)
                     on_input=edit(field::HOST, |f, v| f.host = v)/>
-                <TextField id=field::FROM label="From" placeholder="Mailroom <mail@example.com>"
-                    hint="Display Name <name@example.com> or name@example.com. Letters, digits and spaces in the name; . - _ + in the address."
+                <TextField id=field::FROM label=move || t_string!(i18n, smtp.from) placeholder="Mailroom <mail@example.com>"
+                    hint=Signal::derive(move || {
+                        let full = format!("{} <name@example.com>", t_string!(i18n, smtp.display_name));
+                        t_string!(i18n, smtp.from_hint, full, bare = "name@example.com").to_string()
+                    })
                     value=value(|f| f.from.clone()) error=error_for(field::FROM)
                     on_input=edit(field::FROM, |f, v| f.from = v)/>
-                <TextField id=field::PORT label="Port" input_mode="numeric"
+                <TextField id=field::PORT label=move || t_string!(i18n, smtp.port) input_mode="numeric"
                     value=value(|f| f.port.clone()) error=error_for(field::PORT)
                     on_input=Callback::new(move |v: String| {
                         port_typed.set(true);
@@ -251,18 +269,24 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
                             });
                             follow_tls();
                         }/>
-                    <label for="tls_enabled">"TLS/SSL"</label>
+                    <label for="tls_enabled">{t!(i18n, smtp.tls)}</label>
                 </div>
                 <Show when=tls_on>
                     <div class="field">
-                        <EnumSelect id="tls_version" label="TLS/SSL version"
-                            choices=&[(MinTlsVersion::Tls12, "tls12", "TLS 1.2 (recommended)"), (MinTlsVersion::Tls13, "tls13", "TLS 1.3")]
+                        <EnumSelect id="tls_version" label=move || t_string!(i18n, smtp.tls_version)
+                            choices=&[
+                                (MinTlsVersion::Tls12, "tls12", |l| td_string!(l, smtp.tls12)),
+                                (MinTlsVersion::Tls13, "tls13", |l| td_string!(l, smtp.tls13)),
+                            ]
                             value=Signal::derive(move || form.with(|f| f.tls_version))
                             on_change=Callback::new(move |v| form.update(|f| f.tls_version = v))/>
                     </div>
                     <div class="field">
-                        <EnumSelect id="tls_mode" label="TLS mode"
-                            choices=&[(TlsMode::StartTls, "starttls", "STARTTLS"), (TlsMode::Implicit, "implicit", "Implicit TLS")]
+                        <EnumSelect id="tls_mode" label=move || t_string!(i18n, smtp.tls_mode)
+                            choices=&[
+                                (TlsMode::StartTls, "starttls", |l| td_string!(l, smtp.starttls)),
+                                (TlsMode::Implicit, "implicit", |l| td_string!(l, smtp.implicit)),
+                            ]
                             value=Signal::derive(move || form.with(|f| f.tls_mode))
                             on_change=Callback::new(move |v| {
                                 form.update(|f| f.tls_mode = v);
@@ -272,53 +296,53 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
                 </Show>
 
                 <div class="field">
-                    <EnumSelect id="auth_type" label="Authentication type"
+                    <EnumSelect id="auth_type" label=move || t_string!(i18n, smtp.auth_type)
                         choices=&[
-                            (AuthType::Basic, "basic", "Basic Authentication"),
-                            (AuthType::OAuth2, "oauth2", "OAuth 2.0"),
-                            (AuthType::GoogleServiceAccount, "google", "Google service account"),
+                            (AuthType::Basic, "basic", |l| td_string!(l, smtp.basic)),
+                            (AuthType::OAuth2, "oauth2", |l| td_string!(l, smtp.oauth2)),
+                            (AuthType::GoogleServiceAccount, "google", |l| td_string!(l, smtp.google)),
                         ]
                         value=Signal::derive(move || form.with(|f| f.auth_type))
                         on_change=Callback::new(move |v| form.update(|f| f.auth_type = v))/>
                 </div>
                 <Show when=move || !google()>
-                    <TextField id=field::USERNAME label="Username"
-                        hint=Signal::derive(move || if oauth() { "The mailbox to send as.".to_owned() } else { "Leave empty for a relay that needs no login.".to_owned() })
+                    <TextField id=field::USERNAME label=move || t_string!(i18n, smtp.username)
+                        hint=Signal::derive(move || if oauth() { t_string!(i18n, smtp.username_oauth_hint).to_owned() } else { t_string!(i18n, smtp.username_basic_hint).to_owned() })
                         value=value(|f| f.username.clone()) error=error_for(field::USERNAME)
                         on_input=edit(field::USERNAME, |f, v| f.username = v)/>
                 </Show>
                 <Show when=google>
-                    <TextField id=field::USERNAME label="Send as" placeholder="mail@example.com"
-                        hint="The Workspace mailbox the service account sends as (domain-wide delegation)."
+                    <TextField id=field::USERNAME label=move || t_string!(i18n, smtp.send_as) placeholder="mail@example.com"
+                        hint=Signal::derive(move || t_string!(i18n, smtp.send_as_hint).to_owned())
                         value=value(|f| f.username.clone()) error=error_for(field::USERNAME)
                         on_input=edit(field::USERNAME, |f, v| f.username = v)/>
-                    <TextArea id=field::SERVICE_ACCOUNT_KEY label="Service account key (JSON)"
-                        upload=("Or choose the downloaded key file", ".json,application/json")
-                        placeholder=Signal::derive(move || if secrets.with(|s| s.service_account.is_some()) { "Saved – leave blank to keep".to_owned() } else { "{ \"type\": \"service_account\", … }".to_owned() })
-                        hint=Signal::derive(move || secrets.with(|s| s.service_account.as_ref().map(|a| format!("A key for {a} is saved.")).unwrap_or_default()))
+                    <TextArea id=field::SERVICE_ACCOUNT_KEY label=move || t_string!(i18n, smtp.service_account_key)
+                        upload=(TextProp::from(move || t_string!(i18n, smtp.key_upload)), ".json,application/json")
+                        placeholder=Signal::derive(move || if secrets.with(|s| s.service_account.is_some()) { t_string!(i18n, smtp.saved_keep).to_owned() } else { "{ \"type\": \"service_account\", … }".to_owned() })
+                        hint=Signal::derive(move || secrets.with(|s| s.service_account.as_ref().map(|account| t_string!(i18n, smtp.key_saved, account).to_string()).unwrap_or_default()))
                         value=value(|f| f.service_account_key.clone()) error=error_for(field::SERVICE_ACCOUNT_KEY)
                         on_input=edit(field::SERVICE_ACCOUNT_KEY, |f, v| f.service_account_key = v)/>
                 </Show>
                 <Show when=basic>
-                    <TextField id=field::PASSWORD label="Password" kind="password" autocomplete="new-password"
-                        placeholder=Signal::derive(move || if password_set.get() { "Saved – leave blank to keep".to_owned() } else { String::new() })
-                        hint=Signal::derive(move || if password_set.get() { "A password is saved.".to_owned() } else { String::new() })
+                    <TextField id=field::PASSWORD label=move || t_string!(i18n, smtp.password) kind="password" autocomplete="new-password"
+                        placeholder=Signal::derive(move || if password_set.get() { t_string!(i18n, smtp.saved_keep).to_owned() } else { String::new() })
+                        hint=Signal::derive(move || if password_set.get() { t_string!(i18n, smtp.password_saved).to_owned() } else { String::new() })
                         value=value(|f| f.password.clone()) error=error_for(field::PASSWORD)
                         on_input=edit(field::PASSWORD, |f, v| f.password = v)/>
                 </Show>
                 <Show when=oauth>
-                    <TextField id=field::CLIENT_ID label="Client ID"
+                    <TextField id=field::CLIENT_ID label=move || t_string!(i18n, smtp.client_id)
                         value=value(|f| f.client_id.clone()) error=error_for(field::CLIENT_ID)
                         on_input=edit(field::CLIENT_ID, |f, v| f.client_id = v)/>
-                    <TextField id=field::CLIENT_SECRET label="Client Secret" kind="password" autocomplete="new-password"
-                        placeholder=Signal::derive(move || if client_secret_set.get() { "Saved – leave blank to keep".to_owned() } else { String::new() })
-                        hint=Signal::derive(move || if client_secret_set.get() { "A client secret is saved.".to_owned() } else { String::new() })
+                    <TextField id=field::CLIENT_SECRET label=move || t_string!(i18n, smtp.client_secret) kind="password" autocomplete="new-password"
+                        placeholder=Signal::derive(move || if client_secret_set.get() { t_string!(i18n, smtp.saved_keep).to_owned() } else { String::new() })
+                        hint=Signal::derive(move || if client_secret_set.get() { t_string!(i18n, smtp.client_secret_saved).to_owned() } else { String::new() })
                         value=value(|f| f.client_secret.clone()) error=error_for(field::CLIENT_SECRET)
                         on_input=edit(field::CLIENT_SECRET, |f, v| f.client_secret = v)/>
-                    <TextField id=field::TOKEN_URL label="Token URL" placeholder="https://login.example.com/oauth2/v2.0/token"
+                    <TextField id=field::TOKEN_URL label=move || t_string!(i18n, smtp.token_url) placeholder="https://login.example.com/oauth2/v2.0/token"
                         value=value(|f| f.token_url.clone()) error=error_for(field::TOKEN_URL)
                         on_input=edit(field::TOKEN_URL, |f, v| f.token_url = v)/>
-                    <TextField id=field::SCOPE label="Scope" placeholder="https://outlook.office365.com/.default"
+                    <TextField id=field::SCOPE label=move || t_string!(i18n, smtp.scope) placeholder="https://outlook.office365.com/.default"
                         value=value(|f| f.scope.clone()) error=error_for(field::SCOPE)
                         on_input=edit(field::SCOPE, |f, v| f.scope = v)/>
                 </Show>
@@ -332,21 +356,23 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
 
             <div class="buttons">
                 <button type="submit" disabled=busy>
-                    {move || if save.pending().get() { "Saving…" } else { "Save" }}
+                    {move || if save.pending().get() { t_string!(i18n, smtp.saving) } else { t_string!(i18n, smtp.save) }}
                 </button>
                 <button type="button" class="secondary" disabled=busy on:click=on_test>
-                    {move || if test.pending().get() { "Sending…" } else { "Send Test Email" }}
+                    {move || if test.pending().get() { t_string!(i18n, smtp.sending) } else { t_string!(i18n, smtp.send_test) }}
                 </button>
             </div>
             <p class="result" role="status" aria-live="polite"
-                class:success=move || matches!(outcome.get(), Some(Outcome::Success(_)))
-                class:failure=move || matches!(outcome.get(), Some(Outcome::Failure(_)))>
-                {move || outcome.get().map(|o| match o { Outcome::Success(m) | Outcome::Failure(m) => m })}
+                class:success=move || outcome.with(|o| o.as_ref().is_some_and(Outcome::succeeded))
+                class:failure=move || outcome.with(|o| o.as_ref().is_some_and(|o| !o.succeeded()))>
+                {move || outcome.get().map(|o| o.text(i18n.get_locale()))}
             </p>
             <p class="meta">
                 {move || saved.get().0.map(|who| {
-                    let when = saved.get().1.map(format_utc).unwrap_or_default();
-                    format!("Last saved by {who} at {when} (version {}).", version.get())
+                    let locale = i18n.get_locale();
+                    let when = saved.get().1.map(|at| format_time(locale, at)).unwrap_or_default();
+                    let version = format_count(locale, version.get() as i64);
+                    t_string!(i18n, smtp.last_saved, who, when, version).to_string()
                 })}
             </p>
         </form>
@@ -354,13 +380,19 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
 }
 
 /// The line under the buttons for a failed save: a re-entry demand is named outright.
-fn summary(err: &AppError) -> String {
+fn summary(err: &AppError, locale: Locale) -> String {
     match err {
         AppError::Validation(errors) => [field::PASSWORD, field::CLIENT_SECRET, field::SERVICE_ACCOUNT_KEY]
             .iter()
             .filter_map(|name| errors.get(name))
-            .find(|m| m.starts_with("Re-enter") || m.starts_with("Enter the"))
-            .map_or_else(|| "Some fields need attention.".to_owned(), str::to_owned),
-        other => other.to_string(),
+            .find(|m| demands_reentry(m))
+            .map_or_else(|| td_string!(locale, smtp.needs_attention).to_owned(), str::to_owned),
+        other => other.message_in(locale),
     }
+}
+
+/// Whether a secret field's message asks for the secret again (the server words it so in both
+/// languages: "Re-enter …" / "Enter the …", "Masukkan ulang …" / "Masukkan …").
+fn demands_reentry(message: &str) -> bool {
+    ["Re-enter", "Enter the", "Masukkan"].iter().any(|start| message.starts_with(start))
 }

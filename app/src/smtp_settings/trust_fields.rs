@@ -8,7 +8,11 @@ use super::{
     form::SmtpForm,
     inspect_certificates,
 };
-use crate::{error::AppError, shared::fields::TextArea};
+use crate::{
+    error::AppError,
+    i18n::{t, t_string, use_i18n},
+    shared::fields::TextArea,
+};
 use leptos::prelude::*;
 
 #[component]
@@ -22,6 +26,7 @@ pub fn TrustFields(
     on_cert: Callback<String>,
     on_key: Callback<String>,
 ) -> impl IntoView {
+    let i18n = use_i18n();
     let ca = Inspection::new(CertRole::TrustedCa);
     let client = Inspection::new(CertRole::Client);
     let saved = move |role: CertRole| {
@@ -32,33 +37,33 @@ pub fn TrustFields(
         Signal::derive(move || {
             let count = saved(role).len();
             match (count, role) {
-                (0, CertRole::TrustedCa) => "Only for a relay whose certificate a public CA did not sign.".to_owned(),
-                (0, CertRole::Client) => "Only for a relay that requires mutual TLS.".to_owned(),
-                (1, _) => "1 certificate is saved (listed below); paste to replace it.".to_owned(),
-                (n, _) => format!("{n} certificates are saved (listed below); paste to replace them."),
+                (0, CertRole::TrustedCa) => t_string!(i18n, trust.ca_hint).to_owned(),
+                (0, CertRole::Client) => t_string!(i18n, trust.client_hint).to_owned(),
+                (1, _) => t_string!(i18n, trust.one_saved).to_owned(),
+                (n, _) => t_string!(i18n, trust.many_saved, count = n).to_string(),
             }
         })
     };
     let saved_of = move |role: CertRole| Signal::derive(move || saved(role));
     view! {
         <fieldset class="trust">
-            <legend>"Private relays"</legend>
-            <CertField id=super::form::field::TRUSTED_CA label="Trusted CA certificates (PEM)" inspection=ca
+            <legend>{t!(i18n, trust.legend)}</legend>
+            <CertField id=super::form::field::TRUSTED_CA label=move || t_string!(i18n, trust.trusted_ca) inspection=ca
                 hint=saved_hint(CertRole::TrustedCa) saved=saved_of(CertRole::TrustedCa)
                 value=value(|f| f.trusted_ca_pem.clone()) error=ca_error on_input=on_ca/>
-            <RemoveBox id="remove_trusted_ca" label="Remove the saved CA certificates"
+            <RemoveBox id="remove_trusted_ca" label=move || t_string!(i18n, trust.remove_ca)
                 shown=Signal::derive(move || !saved(CertRole::TrustedCa).is_empty())
                 checked=Signal::derive(move || form.with(|f| f.remove_trusted_ca))
                 on_change=Callback::new(move |on| form.update(|f| f.remove_trusted_ca = on))/>
 
-            <CertField id=super::form::field::CLIENT_CERT label="Client certificate (PEM)" inspection=client
+            <CertField id=super::form::field::CLIENT_CERT label=move || t_string!(i18n, trust.client_cert) inspection=client
                 hint=saved_hint(CertRole::Client) saved=saved_of(CertRole::Client)
                 value=value(|f| f.client_cert_pem.clone()) error=cert_error on_input=on_cert/>
-            <TextArea id=super::form::field::CLIENT_KEY label="Client key (PEM)"
-                placeholder=Signal::derive(move || if secrets.with(|s| s.client_key_set) { "Saved – leave blank to keep".to_owned() } else { "-----BEGIN PRIVATE KEY-----".to_owned() })
-                hint=Signal::derive(move || if secrets.with(|s| s.client_key_set) { "A client key is saved.".to_owned() } else { String::new() })
+            <TextArea id=super::form::field::CLIENT_KEY label=move || t_string!(i18n, trust.client_key)
+                placeholder=Signal::derive(move || if secrets.with(|s| s.client_key_set) { t_string!(i18n, smtp.saved_keep).to_owned() } else { "-----BEGIN PRIVATE KEY-----".to_owned() })
+                hint=Signal::derive(move || if secrets.with(|s| s.client_key_set) { t_string!(i18n, trust.client_key_saved).to_owned() } else { String::new() })
                 value=value(|f| f.client_key_pem.clone()) error=key_error on_input=on_key/>
-            <RemoveBox id="remove_client_cert" label="Remove the saved client certificate and key"
+            <RemoveBox id="remove_client_cert" label=move || t_string!(i18n, trust.remove_client)
                 shown=Signal::derive(move || !saved(CertRole::Client).is_empty())
                 checked=Signal::derive(move || form.with(|f| f.remove_client_cert))
                 on_change=Callback::new(move |on| form.update(|f| f.remove_client_cert = on))/>
@@ -71,7 +76,7 @@ pub fn TrustFields(
 #[component]
 fn CertField(
     id: &'static str,
-    label: &'static str,
+    #[prop(into)] label: TextProp,
     inspection: Inspection,
     hint: Signal<String>,
     saved: Signal<Vec<CertSummary>>,
@@ -83,8 +88,8 @@ fn CertField(
         <TextArea id label placeholder="-----BEGIN CERTIFICATE-----" hint value
             error=Signal::derive(move || error.get().or_else(|| inspection.error()))
             on_input=Callback::new(move |pem: String| { inspection.inspect(&pem); on_input.run(pem); })/>
-        <CertList certificates=Signal::derive(move || inspection.read()) label="Pasted"/>
-        <CertList certificates=saved label="Saved"/>
+        <CertList certificates=Signal::derive(move || inspection.read()) pasted=true/>
+        <CertList certificates=saved pasted=false/>
     }
 }
 
@@ -92,7 +97,7 @@ fn CertField(
 #[component]
 fn RemoveBox(
     id: &'static str,
-    label: &'static str,
+    #[prop(into)] label: TextProp,
     shown: Signal<bool>,
     checked: Signal<bool>,
     on_change: Callback<bool>,
@@ -102,7 +107,7 @@ fn RemoveBox(
             <div class="field checkbox">
                 <input type="checkbox" id=id prop:checked=move || checked.get()
                     on:change=move |ev| on_change.run(event_target_checked(&ev))/>
-                <label for=id>{label}</label>
+                <label for=id>{let label = label.clone(); move || label.get()}</label>
             </div>
         </Show>
     }
@@ -110,13 +115,20 @@ fn RemoveBox(
 
 /// Certificates as a list: subject, issuer, expiry.
 #[component]
-fn CertList(certificates: Signal<Vec<CertSummary>>, label: &'static str) -> impl IntoView {
+fn CertList(certificates: Signal<Vec<CertSummary>>, pasted: bool) -> impl IntoView {
+    let i18n = use_i18n();
     move || {
         let certificates = certificates.get();
+        let locale = i18n.get_locale();
+        let (label, list) = if pasted {
+            (t_string!(i18n, trust.pasted), t_string!(i18n, trust.pasted_list))
+        } else {
+            (t_string!(i18n, trust.saved), t_string!(i18n, trust.saved_list))
+        };
         (!certificates.is_empty()).then(|| {
             view! {
-                <ul class="cert-list" aria-label=format!("{label} certificates")>
-                    {certificates.into_iter().map(|c| view! { <li>{format!("{label}: {}", c.describe())}</li> }).collect_view()}
+                <ul class="cert-list" aria-label=list>
+                    {certificates.into_iter().map(|c| view! { <li>{format!("{label}: {}", c.describe(locale))}</li> }).collect_view()}
                 </ul>
             }
         })
@@ -127,13 +139,14 @@ fn CertList(certificates: Signal<Vec<CertSummary>>, label: &'static str) -> impl
 #[derive(Clone, Copy)]
 struct Inspection {
     role: CertRole,
+    i18n: leptos_i18n::I18nContext<crate::language::Locale>,
     latest: RwSignal<u64>,
     result: RwSignal<Option<Result<Vec<CertSummary>, String>>>,
 }
 
 impl Inspection {
     fn new(role: CertRole) -> Self {
-        Self { role, latest: RwSignal::new(0), result: RwSignal::new(None) }
+        Self { role, i18n: use_i18n(), latest: RwSignal::new(0), result: RwSignal::new(None) }
     }
 
     fn inspect(self, pem: &str) {
@@ -143,11 +156,11 @@ impl Inspection {
             self.result.set(None);
             return;
         }
-        let (pem, role) = (pem.to_owned(), self.role);
+        let (pem, role, locale) = (pem.to_owned(), self.role, self.i18n.get_locale_untracked());
         leptos::task::spawn_local(async move {
             let answer = inspect_certificates(pem, role).await.map_err(|err| match err {
                 AppError::Validation(errors) => errors.0.into_values().next().unwrap_or_default(),
-                other => other.to_string(),
+                other => other.message_in(locale),
             });
             if self.latest.get_untracked() == ticket {
                 self.result.set(Some(answer));

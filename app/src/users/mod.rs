@@ -8,6 +8,8 @@ use crate::{
     admin_shell::AdminFrame,
     auth::Role,
     error::AppError,
+    i18n::{t, t_string, td_string, use_i18n},
+    language::Locale,
     shared::{alert::ErrorAlert, fields::EnumSelect, table::AdminTable},
 };
 use leptos::prelude::*;
@@ -32,8 +34,13 @@ pub async fn list_users() -> Result<Vec<UserEntry>, AppError> {
 }
 
 #[server(endpoint = "users_create")]
-pub async fn create_user(name: String, email: String, role: crate::auth::Role) -> Result<String, AppError> {
-    crate::error::ssr::respond(ssr::create(name, email, role).await)
+pub async fn create_user(
+    name: String,
+    email: String,
+    role: crate::auth::Role,
+    #[server(default)] language: Option<String>,
+) -> Result<String, AppError> {
+    crate::error::ssr::respond(ssr::create(name, email, role, language).await)
 }
 
 #[component]
@@ -45,43 +52,60 @@ pub fn UsersPage() -> impl IntoView {
         move || error.get().as_ref().and_then(AppError::field_errors).and_then(|f| f.get(name).map(str::to_owned))
     };
     let role = RwSignal::new(Role::User);
+    let i18n = use_i18n();
+    // A new user's email goes out in the language the admin reads, unless they pick another.
+    let new_language = RwSignal::new(i18n.get_locale_untracked());
     view! {
         <AdminFrame>
-            <h1>"Users"</h1>
-            <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            <h1>{t!(i18n, users.title)}</h1>
+            <Transition fallback=move || view! { <p class="loading">{t!(i18n, common.loading)}</p> }>
                 {move || Suspend::new(async move {
                     match users.await {
                         Ok(list) => view! {
-                            <AdminTable headers=&["Name", "Email", "Role", "Status"]>
-                                {list.into_iter().map(|u| view! {
+                            <AdminTable headers=&[
+                                |l| td_string!(l, common.name),
+                                |l| td_string!(l, common.email),
+                                |l| td_string!(l, users.role),
+                                |l| td_string!(l, common.status),
+                            ]>
+                                {list.into_iter().map(|u| {
+                                    let role = u.role;
+                                    view! {
                                     <tr>
-                                        <td>{u.name}</td><td>{u.email.to_string()}</td><td>{u.role.as_str()}</td>
-                                        <td>{if u.active { "active" } else { "invited" }}</td>
+                                        <td>{u.name}</td><td>{u.email.to_string()}</td>
+                                        <td>{move || match role {
+                                            Role::Admin => t_string!(i18n, users.role_admin),
+                                            Role::User => t_string!(i18n, users.role_user),
+                                        }}</td>
+                                        <td>{move || if u.active { t_string!(i18n, users.active) } else { t_string!(i18n, users.invited) }}</td>
                                     </tr>
-                                }).collect_view()}
+                                }}).collect_view()}
                             </AdminTable>
                         }.into_any(),
                         Err(err) => view! { <ErrorAlert error=Some(err)/> }.into_any(),
                     }
                 })}
             </Transition>
-            <h2>"Create a user"</h2>
+            <h2>{t!(i18n, users.create_title)}</h2>
             <ActionForm action=create>
-                <label for="new-name">"Name"</label>
+                <label for="new-name">{t!(i18n, common.name)}</label>
                 <input id="new-name" name="name" required aria-invalid=move || field("name")().map(|_| "true")
                     aria-describedby="new-name-error"/>
                 <p id="new-name-error" class="field-error">{field("name")}</p>
-                <label for="new-email">"Email"</label>
+                <label for="new-email">{t!(i18n, common.email)}</label>
                 <input id="new-email" name="email" type="email" required
                     aria-invalid=move || field("email")().map(|_| "true") aria-describedby="new-email-error"/>
                 <p id="new-email-error" class="field-error">{field("email")}</p>
-                <EnumSelect id="new-role" name="role" label="Role"
-                    choices=&[(Role::User, "user", "User"), (Role::Admin, "admin", "Admin")]
+                <EnumSelect id="new-role" name="role" label=move || t_string!(i18n, users.role)
+                    choices=&[(Role::User, "user", |l| td_string!(l, users.role_user)), (Role::Admin, "admin", |l| td_string!(l, users.role_admin))]
                     value=role on_change=Callback::new(move |chosen| role.set(chosen))/>
-                <button type="submit" disabled=move || create.pending().get()>"Create user"</button>
+                <EnumSelect id="new-language" name="language" label=move || t_string!(i18n, users.language)
+                    choices=&[(Locale::en, "en", |_| td_string!(Locale::en, lang.en)), (Locale::id, "id", |_| td_string!(Locale::id, lang.id))]
+                    value=new_language on_change=Callback::new(move |chosen| new_language.set(chosen))/>
+                <button type="submit" disabled=move || create.pending().get()>{t!(i18n, users.create)}</button>
             </ActionForm>
             <p class="result" role="status">
-                {move || create.value().get().and_then(Result::ok).map(|email| format!("Invitation sent to {email}"))}
+                {move || create.value().get().and_then(Result::ok).map(|email| t_string!(i18n, users.invited_to, email).to_string())}
             </p>
             <ErrorAlert error/>
         </AdminFrame>

@@ -31,9 +31,14 @@ pub async fn list() -> Result<Vec<UserEntry>, AppError> {
     Ok(response.take(0)?)
 }
 
-pub async fn create(name: String, email: String, role: Role) -> Result<String, AppError> {
+pub async fn create(name: String, email: String, role: Role, language: Option<String>) -> Result<String, AppError> {
     bounded("Name", &name, MAX_NAME_LEN)?;
     bounded("Email", &email, MAX_EMAIL_LEN)?;
+    bounded("Language", language.as_deref().unwrap_or_default(), 8)?;
+    let language = match language.as_deref().map(str::trim).filter(|code| !code.is_empty()) {
+        Some(code) => Some(crate::language::parse(code).ok_or_else(|| AppError::BadRequest(format!("No language {code:?}.")))?),
+        None => None,
+    };
     let admin = require_admin().await?;
     let state = app_state()?;
     let mut errors = FieldErrors::new();
@@ -52,7 +57,8 @@ pub async fn create(name: String, email: String, role: Role) -> Result<String, A
     let hours = state.settings().invite_hours;
     let link = format!("{}/set-password?token={token}", public_base(&state));
     let instance = &state.settings().instance_name;
-    let mail = templates::invitation(instance, &admin.name, &name, &email, &link, hours)
+    let locale = language.unwrap_or(state.settings().default_language);
+    let mail = templates::invitation(locale, instance, &admin.name, &name, &email, &link, hours)
         .queued(state.shared.secret_key.expose_secret());
     let uid = random_token(16);
     let now = now_ms();
@@ -62,7 +68,7 @@ pub async fn create(name: String, email: String, role: Role) -> Result<String, A
         .query(
             "BEGIN TRANSACTION;
              CREATE outbox CONTENT $mail;
-             CREATE $user CONTENT { email: $email, name: $name, role: $role, password_hash: NONE, created_at: $now };
+             CREATE $user CONTENT { email: $email, name: $name, role: $role, password_hash: NONE, created_at: $now, language: $language };
              CREATE $link_id CONTENT { user: $uid, purpose: 'invite', expires_at: $expires, used_at: NONE };
              COMMIT TRANSACTION;",
         )
@@ -72,6 +78,7 @@ pub async fn create(name: String, email: String, role: Role) -> Result<String, A
         .bind(("email", email.clone()))
         .bind(("name", name))
         .bind(("role", role))
+        .bind(("language", language.map(|l| crate::language::code(l).to_owned())))
         .bind(("now", now))
         .bind(("link_id", RecordId::new("user_token", fingerprint(&token))))
         .bind(("expires", now + hours * 3_600_000))
@@ -163,17 +170,18 @@ pub async fn request_reset(email: String) -> Result<(), AppError> {
     state.shared.reset_by_email.check(&EmailAddress::normalize(&email))?;
     let mut response = state
         .db()
-        .query("SELECT record::id(id) AS id, name, email FROM user WHERE email = $email LIMIT 1")
+        .query("SELECT record::id(id) AS id, name, email, language FROM user WHERE email = $email LIMIT 1")
         .bind(("email", EmailAddress::normalize(&email)))
         .await?;
     let found = response.take::<Vec<ResetUser>>(0)?.into_iter().next();
-    let Some(ResetUser { id: uid, name, email }) = found else {
+    let Some(ResetUser { id: uid, name, email, language }) = found else {
         tracing::info!("password reset asked for an unknown address");
         return Ok(());
     };
     let token = random_token(32);
     let link = format!("{}/set-password?token={token}", public_base(&state));
-    let mail = templates::password_reset(&state.settings().instance_name, &name, &email, &link)
+    let locale = templates::language_for(language.as_deref(), state.settings().default_language);
+    let mail = templates::password_reset(locale, &state.settings().instance_name, &name, &email, &link)
         .queued(state.shared.secret_key.expose_secret());
     let now = now_ms();
     state
@@ -199,4 +207,5 @@ struct ResetUser {
     id: String,
     name: String,
     email: EmailAddress,
+    language: Option<String>,
 }

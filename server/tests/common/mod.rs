@@ -43,6 +43,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
             credentials: None,
         },
         instance_name: "Mailroom Test".into(),
+        default_language: app::language::Locale::en,
         first_admin: Some((ADMIN_EMAIL.parse().unwrap(), ADMIN_PASSWORD.into())),
         seed_user: None,
         secret_key_file: dir.join("secret.key"),

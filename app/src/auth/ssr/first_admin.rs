@@ -58,7 +58,7 @@ async fn create_first_admin_record(
         .await
         .and_then(crate::db::check_transaction);
     match result {
-        Ok(_) => Ok(CurrentUser { id: uid, email, name: name.trim().to_owned(), role: Role::Admin }),
+        Ok(_) => Ok(CurrentUser { id: uid, email, name: name.trim().to_owned(), role: Role::Admin, language: None }),
         // Judged by what is in the database, not by the error's text: another creator won.
         Err(_) if first_admin_created(db).await? => Err(AppError::Forbidden),
         Err(err) => Err(err.into()),

@@ -43,15 +43,22 @@ struct UserRow {
     name: String,
     role: Role,
     password_hash: Option<String>,
+    language: Option<String>,
 }
 
 impl UserRow {
     fn into_current(self) -> CurrentUser {
-        CurrentUser { id: self.uid, email: self.email, name: self.name, role: self.role }
+        CurrentUser {
+            id: self.uid,
+            email: self.email,
+            name: self.name,
+            role: self.role,
+            language: self.language.as_deref().and_then(crate::language::parse),
+        }
     }
 }
 
-const USER_FIELDS: &str = "record::id(id) AS uid, email, name, role, password_hash";
+const USER_FIELDS: &str = "record::id(id) AS uid, email, name, role, password_hash, language";
 
 async fn find_by_email(db: &Db, email: &str) -> Result<Option<UserRow>, AppError> {
     let mut response = db
@@ -115,7 +122,7 @@ pub async fn create_user(db: &Db, user: NewUser<'_>) -> Result<CurrentUser, AppE
         .await?
         .check();
     match result {
-        Ok(_) => Ok(CurrentUser { id: uid, email, name: user.name.trim().to_owned(), role: user.role }),
+        Ok(_) => Ok(CurrentUser { id: uid, email, name: user.name.trim().to_owned(), role: user.role, language: None }),
         Err(err) if Refusal::of(&err) == Some(Refusal::EmailTaken) || crate::db::violates_index(&err, "user_email") => {
             Err(AppError::field("email", "A user with this email already exists."))
         }
@@ -235,7 +242,47 @@ async fn start_session(user: &CurrentUser) -> Result<(), AppError> {
 /// Signs in and sends an admin to the SMTP page, anyone else home.
 pub async fn login(email: &str, password: &str) -> Result<(), AppError> {
     let user = sign_in(email, password).await?;
+    // The pages after sign-in speak the language this user chose, wherever they chose it.
+    if let Some(language) = user.language {
+        remember_language(language);
+    }
     leptos_axum::redirect(if user.is_admin() { "/admin/smtp" } else { "/" });
+    Ok(())
+}
+
+/// Sets the language cookie on the current response (the cookie the pages' switch keeps).
+pub fn remember_language(language: crate::language::Locale) {
+    if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+        let cookie = format!(
+            "{}={}; Path=/; Max-Age=31536000; SameSite=Lax",
+            crate::language::COOKIE,
+            crate::language::code(language)
+        );
+        if let Ok(value) = http::HeaderValue::from_str(&cookie) {
+            response.append_header(http::header::SET_COOKIE, value);
+        }
+    }
+}
+
+/// Keeps the signed-in user's language (the switch calls this; before sign-in only the cookie
+/// remembers it, and this does nothing).
+pub async fn set_language(code: &str) -> Result<(), AppError> {
+    bounded("Language", code, 8)?;
+    let language = crate::language::parse(code).ok_or_else(|| AppError::BadRequest(format!("No language {code:?}.")))?;
+    let state = app_state()?;
+    let Some(user) = user_from_session(&state, &session().await?).await? else {
+        return Ok(());
+    };
+    state
+        .db()
+        .query("UPDATE $id SET language = $language")
+        .bind(("id", RecordId::new("user", user.id.as_str())))
+        .bind(("language", crate::language::code(language).to_owned()))
+        .await?
+        .check()?;
+    if let Some(memo) = leptos::prelude::use_context::<RequestUser>() {
+        memo.keep(CurrentUser { language: Some(language), ..user });
+    }
     Ok(())
 }
 

@@ -42,6 +42,7 @@ mod tests {
             email: "a@example.com".parse().unwrap(),
             name: "A".into(),
             role: Role::Admin,
+            language: None,
         };
         memo.keep(user.clone());
         assert_eq!(memo.get("u1"), Some(user));

@@ -160,12 +160,15 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
     next.version = current_version as i64 + 1;
     // Every admin hears about it, in the same transaction as the change.
     let fields: Vec<String> = changed.iter().map(|f| (*f).to_owned()).collect();
-    let mut admins = state.db().query("SELECT name, email FROM user WHERE role = 'admin'").await?;
+    let mut admins = state.db().query("SELECT name, email, language FROM user WHERE role = 'admin'").await?;
     let notices: Vec<crate::outbox::ssr::OutboxRow> = admins
         .take::<Vec<AdminRow>>(0)?
         .into_iter()
         .map(|a| {
+            let locale = crate::outbox::templates::language_for(a.language.as_deref(), state.settings().default_language);
+            let fields: Vec<String> = changed.iter().map(|f| stored::field_label(locale, f)).collect();
             crate::outbox::templates::smtp_changed(
+                locale,
                 &state.settings().instance_name,
                 &admin.name,
                 &fields,
@@ -219,6 +222,7 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
 struct AdminRow {
     name: String,
     email: crate::shared::email::EmailAddress,
+    language: Option<String>,
 }
 
 fn outcome(settings: &StoredSettings, changed: Vec<&'static str>) -> SaveOutcome {

@@ -127,6 +127,35 @@ impl StoredSettings {
     }
 }
 
+/// A changed field's name (as [`StoredSettings::changed_by_save`] and the audit record spell it,
+/// in English) as the form labels it in `locale`, for the notice every admin receives.
+pub fn field_label(locale: crate::language::Locale, name: &str) -> String {
+    use crate::i18n::td_string;
+    let l = locale;
+    let label = match name {
+        "Mode" => td_string!(l, smtp.mode),
+        "Email Server" => td_string!(l, smtp.host),
+        "Port" => td_string!(l, smtp.port),
+        "From" => td_string!(l, smtp.from),
+        "TLS/SSL" => td_string!(l, smtp.tls),
+        "TLS/SSL version" => td_string!(l, smtp.tls_version),
+        "TLS mode" => td_string!(l, smtp.tls_mode),
+        "Authentication type" => td_string!(l, smtp.auth_type),
+        "Username" => td_string!(l, smtp.username),
+        "Password" => td_string!(l, smtp.password),
+        "Client ID" => td_string!(l, smtp.client_id),
+        "Client Secret" => td_string!(l, smtp.client_secret),
+        "Token URL" => td_string!(l, smtp.token_url),
+        "Scope" => td_string!(l, smtp.scope),
+        "Service account key" => td_string!(l, smtp.service_account_key),
+        "Trusted CA certificates" => td_string!(l, trust.trusted_ca),
+        "Client certificate" => td_string!(l, trust.client_cert),
+        "Client key" => td_string!(l, trust.client_key),
+        other => other,
+    };
+    label.to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::StoredSettings;

@@ -11,14 +11,20 @@ use crate::{
 };
 use secrecy::ExposeSecret;
 
+/// Subject and body in the admin's language (their choice, else the instance's default).
+fn test_words(state: &AppState, admin: &CurrentUser) -> (String, String) {
+    let locale = admin.language.unwrap_or(state.settings().default_language);
+    crate::outbox::templates::test_email(locale, &state.settings().instance_name)
+}
+
 fn test_message(state: &AppState, from: lettre::message::Mailbox, admin: &CurrentUser) -> OutgoingMessage {
-    let instance = &state.settings().instance_name;
     let to = lettre::message::Mailbox::new(Some(admin.name.clone()), admin.email.clone().into());
+    let (subject, text) = test_words(state, admin);
     OutgoingMessage {
         from,
         to,
-        subject: format!("{instance} Mail Test"),
-        text: format!("{instance} mail is working!"),
+        subject,
+        text,
         html: None,
         message_id: None,
     }
@@ -51,12 +57,13 @@ pub async fn send_test(form: SmtpForm) -> Result<String, AppError> {
         crate::mail::ssr::deliver(&target, mail, &state.shared.tokens, Some(&message)).await
     };
     let sent = started.elapsed();
+    let (subject, text) = test_words(&state, &admin);
     let record = crate::outbox::ssr::NewMail {
         kind: "test",
         to_addr: admin.email.clone(),
         to_name: Some(admin.name.clone()),
-        subject: format!("{} Mail Test", state.settings().instance_name),
-        text: format!("{} mail is working!", state.settings().instance_name),
+        subject,
+        text,
         html: String::new(),
     };
     crate::outbox::ssr::record_sent_now(&state, record, &result).await;

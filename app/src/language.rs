@@ -1,0 +1,162 @@
+//! Which language a person reads: English (the default) or Bahasa Indonesia.
+//!
+//! The words live in `app/locales/<code>.json` and are compiled into the `i18n` module
+//! (leptos_i18n); `build.rs` refuses a build where one language lacks a key. Pages follow the
+//! reactive locale of the `I18nContextProvider`; the server picks a language per request
+//! (cookie, else `Accept-Language`) for the messages it writes, and per recipient for email.
+
+pub use crate::i18n::Locale;
+use leptos_i18n::Locale as _;
+
+/// The cookie leptos_i18n keeps the choice in (its default name), read by the server too.
+pub const COOKIE: &str = "i18n_pref_locale";
+
+/// Every language, in the order the switch lists them.
+pub fn all() -> &'static [Locale] {
+    Locale::get_all()
+}
+
+/// `"en"` or `"id"`: what the cookie, the database and `<html lang>` hold.
+pub fn code(locale: Locale) -> &'static str {
+    locale.as_str()
+}
+
+/// The language of a code, `None` for one we do not have.
+pub fn parse(code: &str) -> Option<Locale> {
+    all().iter().copied().find(|l| l.as_str().eq_ignore_ascii_case(code.trim()))
+}
+
+/// Dates as the pages show them: `2026-11-28 14:05 UTC` in English, `28 Nov 2026 14.05 UTC` in
+/// Indonesian (day first, Indonesian month names, a dot between hours and minutes).
+pub fn format_time(locale: Locale, ms: i64) -> String {
+    let at = crate::shared::time::utc(ms);
+    match locale {
+        Locale::en => crate::shared::time::format_utc(ms),
+        Locale::id => {
+            const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des"];
+            let month = MONTHS[usize::from(u8::from(at.month())) - 1];
+            format!("{} {month} {:04} {:02}.{:02} UTC", at.day(), at.year(), at.hour(), at.minute())
+        }
+    }
+}
+
+/// Whole numbers with the language's thousands separator: `12,345` / `12.345`.
+pub fn format_count(locale: Locale, n: i64) -> String {
+    let separator = match locale {
+        Locale::en => ',',
+        Locale::id => '.',
+    };
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(separator);
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use super::{COOKIE, Locale, parse};
+    use leptos_i18n::Locale as _;
+
+    /// The language of the current request: the choice in its cookie, else the first of its
+    /// `Accept-Language` we have, else English.
+    pub fn request_locale() -> Locale {
+        leptos::prelude::use_context::<http::request::Parts>()
+            .map(|parts| from_headers(&parts.headers))
+            .unwrap_or_default()
+    }
+
+    pub fn from_headers(headers: &http::HeaderMap) -> Locale {
+        let chosen = headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == COOKIE)
+            .and_then(|(_, value)| parse(value));
+        chosen.unwrap_or_else(|| {
+            let accepted: Vec<String> = headers
+                .get(http::header::ACCEPT_LANGUAGE)
+                .and_then(|value| value.to_str().ok())
+                .map(accepted_languages)
+                .unwrap_or_default();
+            Locale::find_locale(&accepted)
+        })
+    }
+
+    /// The languages of an `Accept-Language` header, most wanted first.
+    fn accepted_languages(header: &str) -> Vec<String> {
+        let mut weighted: Vec<(f32, String)> = header
+            .split(',')
+            .filter_map(|item| {
+                let mut parts = item.trim().split(';');
+                let tag = parts.next()?.trim();
+                let q = parts
+                    .find_map(|p| p.trim().strip_prefix("q="))
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                (!tag.is_empty() && tag != "*" && q > 0.0).then(|| (q, tag.to_owned()))
+            })
+            .collect();
+        weighted.sort_by(|a, b| b.0.total_cmp(&a.0));
+        weighted.into_iter().map(|(_, tag)| tag).collect()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+            let mut map = http::HeaderMap::new();
+            for (name, value) in pairs {
+                map.append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+            }
+            map
+        }
+
+        #[test]
+        fn the_cookie_wins_then_accept_language_then_english() {
+            assert_eq!(from_headers(&headers(&[("accept-language", "id-ID,id;q=0.9,en;q=0.8")])), Locale::id);
+            assert_eq!(from_headers(&headers(&[("accept-language", "fr, en;q=0.5")])), Locale::en);
+            assert_eq!(from_headers(&headers(&[("accept-language", "en;q=0.3, id;q=0.7")])), Locale::id);
+            assert_eq!(
+                from_headers(&headers(&[("accept-language", "id"), ("cookie", "a=1; i18n_pref_locale=en")])),
+                Locale::en
+            );
+            assert_eq!(from_headers(&headers(&[("cookie", "i18n_pref_locale=xx")])), Locale::en);
+            assert_eq!(from_headers(&headers(&[])), Locale::en);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_numbers_follow_the_language() {
+        assert_eq!(format_time(Locale::en, 1_795_833_000_000), "2026-11-28 02:30 UTC");
+        assert_eq!(format_time(Locale::id, 1_795_833_000_000), "28 Nov 2026 02.30 UTC");
+        assert_eq!(format_time(Locale::id, 1_796_000_000_000), "30 Nov 2026 00.53 UTC");
+        assert_eq!(format_count(Locale::en, 1_234_567), "1,234,567");
+        assert_eq!(format_count(Locale::id, 1_234_567), "1.234.567");
+        assert_eq!(format_count(Locale::id, -999), "-999");
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for &locale in all() {
+            assert_eq!(parse(code(locale)), Some(locale));
+        }
+        assert_eq!(parse("ID"), Some(Locale::id));
+        assert_eq!(parse("fr"), None);
+    }
+}
