@@ -3,13 +3,13 @@
 //! Internal causes are logged once, with their cause chain, where they are turned into
 //! [`AppError::Internal`]; the client only ever learns "Something went wrong".
 
+use crate::{i18n::td_string, language::Locale};
 use serde::{Deserialize, Serialize};
 use server_fn::{
     ServerFnError,
     codec::JsonEncoding,
     error::{FromServerFnError, ServerFnErrorErr},
 };
-use crate::{i18n::td_string, language::Locale};
 use std::collections::BTreeMap;
 
 /// Messages keyed by the form field they belong to.
@@ -89,7 +89,9 @@ impl AppError {
             Self::Unauthorized => td_string!(l, error.unauthorized).to_owned(),
             Self::InvalidCredentials => td_string!(l, error.invalid_credentials).to_owned(),
             Self::Forbidden => td_string!(l, error.forbidden).to_owned(),
-            Self::RateLimited { retry_after_secs } => td_string!(l, error.rate_limited, secs = retry_after_secs).to_string(),
+            Self::RateLimited { retry_after_secs } => {
+                td_string!(l, error.rate_limited, secs = retry_after_secs).to_string()
+            }
             Self::Conflict(message) | Self::NotFound(message) => message.clone(),
             Self::Smtp(failure) => failure.message_in(l),
             Self::Internal => td_string!(l, error.internal).to_owned(),

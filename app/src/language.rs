@@ -8,6 +8,10 @@
 pub use crate::i18n::Locale;
 use leptos_i18n::Locale as _;
 
+/// A fixed text in the reader's language, e.g. `|l| td_string!(l, smtp.save)`: what a select's
+/// option or a table's heading shows.
+pub type Words = fn(Locale) -> &'static str;
+
 /// The cookie leptos_i18n keeps the choice in (its default name), read by the server too.
 pub const COOKIE: &str = "i18n_pref_locale";
 
@@ -33,7 +37,8 @@ pub fn format_time(locale: Locale, ms: i64) -> String {
     match locale {
         Locale::en => crate::shared::time::format_utc(ms),
         Locale::id => {
-            const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des"];
+            const MONTHS: [&str; 12] =
+                ["Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des"];
             let month = MONTHS[usize::from(u8::from(at.month())) - 1];
             format!("{} {month} {:04} {:02}.{:02} UTC", at.day(), at.year(), at.hour(), at.minute())
         }
@@ -52,7 +57,7 @@ pub fn format_count(locale: Locale, n: i64) -> String {
         out.push('-');
     }
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(separator);
         }
         out.push(ch);
@@ -99,10 +104,8 @@ pub mod ssr {
             .filter_map(|item| {
                 let mut parts = item.trim().split(';');
                 let tag = parts.next()?.trim();
-                let q = parts
-                    .find_map(|p| p.trim().strip_prefix("q="))
-                    .and_then(|q| q.parse::<f32>().ok())
-                    .unwrap_or(1.0);
+                let q =
+                    parts.find_map(|p| p.trim().strip_prefix("q=")).and_then(|q| q.parse::<f32>().ok()).unwrap_or(1.0);
                 (!tag.is_empty() && tag != "*" && q > 0.0).then(|| (q, tag.to_owned()))
             })
             .collect();

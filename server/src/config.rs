@@ -225,7 +225,10 @@ impl Config {
         let default_language_code = parse("MAILROOM_DEFAULT_LANGUAGE", "en", "a language code")?;
         let default_language = app::language::parse(&default_language_code).ok_or_else(|| ConfigError {
             var: "MAILROOM_DEFAULT_LANGUAGE",
-            reason: format!("must be one of: {}", app::language::all().iter().map(|l| app::language::code(*l)).collect::<Vec<_>>().join(", ")),
+            reason: format!(
+                "must be one of: {}",
+                app::language::all().iter().map(|l| app::language::code(*l)).collect::<Vec<_>>().join(", ")
+            ),
         })?;
 
         let first_admin = account(&lookup, "MAILROOM_ADMIN_EMAIL", "MAILROOM_ADMIN_PASSWORD")?;

@@ -81,7 +81,9 @@ impl SmtpFailure {
             }
             Self::SenderRejected { code, text } => td_string!(l, failure.sender_rejected, code, text).to_string(),
             Self::RecipientRejected { code, text } => td_string!(l, failure.recipient_rejected, code, text).to_string(),
-            Self::ServiceUnavailable { code, text } => td_string!(l, failure.service_unavailable, code, text).to_string(),
+            Self::ServiceUnavailable { code, text } => {
+                td_string!(l, failure.service_unavailable, code, text).to_string()
+            }
             Self::ConnectionLost { step } => td_string!(l, failure.connection_lost, step = step.name(l)).to_string(),
             Self::Rejected { step, code, text } => {
                 td_string!(l, failure.rejected, code, text, step = step.name(l)).to_string()
@@ -122,7 +124,9 @@ impl SmtpFailure {
             Self::InvalidCertificate { .. } => td_string!(l, hint.certificate),
             Self::StartTlsNotOffered => td_string!(l, hint.starttls_not_offered),
             Self::NoCommonAuthMechanism { offered } => return td_string!(l, hint.no_common_auth, offered).to_string(),
-            Self::AuthRejected { text, .. } if text.contains("5.7.139") || text.to_lowercase().contains("smtp auth") => {
+            Self::AuthRejected { text, .. }
+                if text.contains("5.7.139") || text.to_lowercase().contains("smtp auth") =>
+            {
                 td_string!(l, hint.smtp_auth_disabled)
             }
             Self::AuthRejected { code: 400..=499, .. } => td_string!(l, hint.auth_later),
@@ -136,7 +140,9 @@ impl SmtpFailure {
             Self::TokenEndpoint(TokenFailure::InvalidScope(_)) => td_string!(l, hint.invalid_scope),
             Self::TokenEndpoint(TokenFailure::Rejected { .. }) => td_string!(l, hint.token_rejected),
             Self::TokenEndpoint(TokenFailure::HttpStatus(500..=599)) => td_string!(l, hint.token_5xx),
-            Self::TokenEndpoint(TokenFailure::HttpStatus(_) | TokenFailure::NotJson { .. } | TokenFailure::TooLarge) => {
+            Self::TokenEndpoint(
+                TokenFailure::HttpStatus(_) | TokenFailure::NotJson { .. } | TokenFailure::TooLarge,
+            ) => {
                 td_string!(l, hint.token_not_endpoint)
             }
             Self::TokenEndpoint(TokenFailure::Unreachable(_)) => td_string!(l, hint.token_unreachable),

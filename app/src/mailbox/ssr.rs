@@ -36,8 +36,11 @@ pub async fn read(id: String) -> Result<MailboxMessage, AppError> {
         )
         .bind(("id", RecordId::new("mailbox", id.as_str())))
         .await?;
-    let mut message =
-        response.take::<Option<MailboxMessage>>(0)?.ok_or_else(|| AppError::NotFound("No such message.".into()))?;
+    let mut message = response.take::<Option<MailboxMessage>>(0)?.ok_or_else(|| {
+        AppError::NotFound(
+            crate::i18n::td_string!(crate::language::ssr::request_locale(), invalid.no_such_message).to_owned(),
+        )
+    })?;
     let opened = decrypt(state.shared.secret_key.expose_secret(), BODY_PURPOSE, &message.text);
     message.text = match opened {
         Ok(text) if addressed_to(&message.to_addr, admin.email.as_str()) => text.expose_secret().to_owned(),

@@ -152,7 +152,9 @@ mod tests {
         let to: EmailAddress = "a@example.com".parse().unwrap();
         let en = invitation(Locale::en, "M", "Ann", "Bo", &to, "https://x/l", 72);
         assert_eq!(en.subject, "You are invited to M");
-        assert!(en.text.starts_with("Hello Bo,\n\nAnn invited you to M. Set your password here (the link works once, for 72 hours):"));
+        assert!(en.text.starts_with(
+            "Hello Bo,\n\nAnn invited you to M. Set your password here (the link works once, for 72 hours):"
+        ));
         let id = invitation(Locale::id, "M", "Ann", "Bo", &to, "https://x/l", 72);
         assert_eq!(id.subject, "Anda diundang ke M");
         assert!(id.text.contains("Ann mengundang Anda ke M"), "{}", id.text);

@@ -10,9 +10,22 @@ use std::{fmt, str::FromStr};
 #[serde(try_from = "String", into = "String")]
 pub struct EmailAddress(lettre::Address);
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Enter an email address like name@example.com ({0}).")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailError(String);
+
+impl EmailError {
+    pub fn message_in(&self, locale: crate::language::Locale) -> String {
+        crate::i18n::td_string!(locale, invalid.email_detail, detail = &self.0).to_string()
+    }
+}
+
+impl fmt::Display for EmailError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message_in(crate::language::Locale::en))
+    }
+}
+
+impl std::error::Error for EmailError {}
 
 impl FromStr for EmailAddress {
     type Err = EmailError;

@@ -1,7 +1,7 @@
 //! Form fields every page uses: a label, the input (or select), its error and its hint, tied
 //! together for assistive technology.
 
-use crate::{i18n::use_i18n, language::Locale};
+use crate::{i18n::use_i18n, language::Words};
 use leptos::prelude::*;
 
 /// One labelled input with its error and hint.
@@ -82,7 +82,7 @@ pub fn TextArea(
 pub fn EnumSelect<T>(
     id: &'static str,
     #[prop(into)] label: TextProp,
-    choices: &'static [(T, &'static str, fn(Locale) -> &'static str)],
+    choices: &'static [(T, &'static str, Words)],
     #[prop(into)] value: Signal<T>,
     #[prop(into)] on_change: Callback<T>,
     /// The name a submitted form sends the choice under.

@@ -1,13 +1,13 @@
 //! The Admin area's lists (users, mailbox, outbox): one table markup.
 
-use crate::{i18n::use_i18n, language::Locale};
+use crate::{i18n::use_i18n, language::Words};
 use leptos::prelude::*;
 
 /// A `table.list` with one header row; `children` are its `<tr>` rows.
 #[component]
 pub fn AdminTable(
     /// Column headings in order, each worded in the reader's language.
-    headers: &'static [fn(Locale) -> &'static str],
+    headers: &'static [Words],
     /// Added to the table's `list` class, e.g. "outbox".
     #[prop(optional)]
     variant: Option<&'static str>,

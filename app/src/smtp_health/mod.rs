@@ -11,7 +11,7 @@ pub mod status;
 pub use status::{CertNotice, NodeStatus, SmtpHealth};
 
 use crate::{
-    i18n::{td_string, t_string, use_i18n},
+    i18n::{t_string, td_string, use_i18n},
     language::{Locale, format_time},
 };
 use leptos::prelude::*;
@@ -66,7 +66,10 @@ pub fn HealthBanner() -> impl IntoView {
         let locale = i18n.get_locale();
         let nodes: Vec<String> = health
             .stale_nodes()
-            .map(|n| td_string!(locale, health.stale_node, node = &n.node, when = format_time(locale, n.checked_at)).to_string())
+            .map(|n| {
+                td_string!(locale, health.stale_node, node = &n.node, when = format_time(locale, n.checked_at))
+                    .to_string()
+            })
             .collect();
         (!nodes.is_empty()).then(|| {
             view! { <p class="note stale-nodes">{td_string!(locale, health.stale, nodes = nodes.join(", ")).to_string()}</p> }
@@ -99,8 +102,11 @@ pub fn HealthBanner() -> impl IntoView {
             .iter()
             .map(|notice| {
                 let class = if notice.expired { "alert warning cert-alert" } else { "alert notice cert-alert" };
-                let title =
-                    if notice.expired { td_string!(locale, health.failing) } else { td_string!(locale, health.expiring) };
+                let title = if notice.expired {
+                    td_string!(locale, health.failing)
+                } else {
+                    td_string!(locale, health.expiring)
+                };
                 view! {
                     <div role="alert" class=class>
                         <p class="title">{format!("{title} {}.", notice.message(locale))}</p>

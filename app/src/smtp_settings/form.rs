@@ -2,6 +2,7 @@
 
 use super::types::*;
 use crate::error::FieldErrors;
+use crate::{i18n::td_string, language::Locale};
 use serde::{Deserialize, Serialize};
 
 /// Field names: the keys of field errors and the ids of the inputs.
@@ -125,8 +126,14 @@ pub struct CustomSettings {
 }
 
 impl SmtpForm {
-    /// Parses every custom field; the errors are keyed by field.
+    /// Parses every custom field; the errors are keyed by field, in English.
     pub fn parse_custom(&self) -> Result<CustomSettings, FieldErrors> {
+        self.parse_custom_in(Locale::en)
+    }
+
+    /// Parses every custom field; the errors are keyed by field, worded in `locale`.
+    pub fn parse_custom_in(&self, locale: Locale) -> Result<CustomSettings, FieldErrors> {
+        let l = locale;
         let mut errors = FieldErrors::new();
         let mut check = |field: &str, result: Result<(), String>| {
             if let Err(message) = result {
@@ -134,30 +141,30 @@ impl SmtpForm {
             }
         };
         let host = self.host.parse::<SmtpHost>();
-        check(field::HOST, host.as_ref().map(|_| ()).map_err(ToString::to_string));
+        check(field::HOST, host.as_ref().map(|_| ()).map_err(|e| e.message_in(l)));
         let port = self.port.parse::<SmtpPort>();
-        check(field::PORT, port.as_ref().map(|_| ()).map_err(ToString::to_string));
+        check(field::PORT, port.as_ref().map(|_| ()).map_err(|e| e.message_in(l)));
         let from = self.from.parse::<FromMailbox>();
-        check(field::FROM, from.as_ref().map(|_| ()).map_err(ToString::to_string));
+        check(field::FROM, from.as_ref().map(|_| ()).map_err(|e| e.message_in(l)));
 
         let required = self.auth_type != AuthType::Basic;
         let username = parse_line(&self.username, required, 320);
         check(
             field::USERNAME,
             username.as_ref().map(|_| ()).map_err(|e| match e {
-                TextError::Empty => "Enter the mailbox to send as, e.g. mail@example.com.".to_owned(),
-                other => other.to_string(),
+                TextError::Empty => td_string!(l, invalid.username_mailbox).to_owned(),
+                other => other.message_in(l),
             }),
         );
         let auth = match self.auth_type {
             AuthType::Basic => username.ok().map(|username| AuthSettings::Basic { username }),
             AuthType::OAuth2 => {
                 let client_id = parse_line(&self.client_id, true, 255);
-                check(field::CLIENT_ID, client_id.as_ref().map(|_| ()).map_err(ToString::to_string));
+                check(field::CLIENT_ID, client_id.as_ref().map(|_| ()).map_err(|e| e.message_in(l)));
                 let token_url = self.token_url.parse::<TokenUrl>();
-                check(field::TOKEN_URL, token_url.as_ref().map(|_| ()).map_err(ToString::to_string));
+                check(field::TOKEN_URL, token_url.as_ref().map(|_| ()).map_err(|e| e.message_in(l)));
                 let scopes = parse_scopes(&self.scope);
-                check(field::SCOPE, scopes.as_ref().map(|_| ()).map_err(ToString::to_string));
+                check(field::SCOPE, scopes.as_ref().map(|_| ()).map_err(|e| e.message_in(l)));
                 match (username, client_id, token_url, scopes) {
                     (Ok(username), Ok(client_id), Ok(token_url), Ok(scopes)) => {
                         Some(AuthSettings::OAuth2 { username, client_id, token_url, scopes })
@@ -169,33 +176,30 @@ impl SmtpForm {
                 if let Ok(send_as) = &username
                     && send_as.parse::<lettre::Address>().is_err()
                 {
-                    check(
-                        field::USERNAME,
-                        Err("Enter the Workspace mailbox to send as, e.g. mail@example.com.".into()),
-                    );
+                    check(field::USERNAME, Err(td_string!(l, invalid.send_as_mailbox).to_owned()));
                 }
                 if !self.service_account_key.is_empty() {
                     let key = self.service_account_key.parse::<super::service_account::ServiceAccountKey>();
-                    check(field::SERVICE_ACCOUNT_KEY, key.map(drop).map_err(|e| e.to_string()));
+                    check(field::SERVICE_ACCOUNT_KEY, key.map(drop).map_err(|e| e.message_in(l)));
                 }
                 username.ok().map(|send_as| AuthSettings::Google { send_as })
             }
         };
         let pem_shaped = |text: &str, label: &str| text.is_empty() || text.contains(&format!("-----BEGIN {label}"));
         if !pem_shaped(&self.trusted_ca_pem, "CERTIFICATE-----") {
-            errors.add(field::TRUSTED_CA, "Paste certificates in PEM form (-----BEGIN CERTIFICATE-----).");
+            errors.add(field::TRUSTED_CA, td_string!(l, invalid.pem_certificates));
         }
         if !pem_shaped(&self.client_cert_pem, "CERTIFICATE-----") {
-            errors.add(field::CLIENT_CERT, "Paste the certificate in PEM form (-----BEGIN CERTIFICATE-----).");
+            errors.add(field::CLIENT_CERT, td_string!(l, invalid.pem_certificate));
         }
         if !self.client_key_pem.is_empty() && !self.client_key_pem.contains("PRIVATE KEY-----") {
-            errors.add(field::CLIENT_KEY, "Paste the key in PEM form (-----BEGIN PRIVATE KEY-----).");
+            errors.add(field::CLIENT_KEY, td_string!(l, invalid.pem_key));
         }
         if self.password.chars().any(|c| c == '\r' || c == '\n') {
-            errors.add(field::PASSWORD, "The password cannot contain line breaks.");
+            errors.add(field::PASSWORD, td_string!(l, invalid.password_line_break));
         }
         if self.client_secret.chars().any(char::is_control) {
-            errors.add(field::CLIENT_SECRET, "The client secret cannot contain control characters.");
+            errors.add(field::CLIENT_SECRET, td_string!(l, invalid.secret_control));
         }
         match (host, port, from, auth) {
             (Ok(host), Ok(port), Ok(from), Some(auth)) if errors.is_empty() => Ok(CustomSettings {

@@ -1,21 +1,32 @@
 //! The OAuth 2.0 fields as types: the token endpoint's URL, and the one-line texts (client ID,
 //! scopes) the form takes.
 
-use super::types::describe;
+use super::types::{describe, english_display};
+use crate::{i18n::td_string, language::Locale};
 use std::{fmt, str::FromStr};
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenUrlError {
-    #[error("Enter the token endpoint URL, e.g. https://login.example.com/oauth2/token.")]
     Empty,
-    #[error("'{0}' is not a URL.")]
     Invalid(String),
-    #[error("The token URL must use https:// (http:// only for a local test server on 127.0.0.1 or localhost).")]
     NotHttps,
-    #[error("Leave user name and password out of the token URL; use Client ID and Client Secret.")]
     HasCredentials,
-    #[error("{} at position {position} is not allowed in the token URL.", describe(*ch))]
     Character { ch: char, position: usize },
+}
+
+impl TokenUrlError {
+    pub fn message_in(&self, locale: Locale) -> String {
+        let l = locale;
+        match self {
+            Self::Empty => td_string!(l, invalid.token_url_empty).to_owned(),
+            Self::Invalid(url) => td_string!(l, invalid.token_url_invalid, url).to_string(),
+            Self::NotHttps => td_string!(l, invalid.token_url_https).to_owned(),
+            Self::HasCredentials => td_string!(l, invalid.token_url_credentials).to_owned(),
+            Self::Character { ch, position } => {
+                td_string!(l, invalid.token_url_character, ch = describe(l, *ch), position).to_string()
+            }
+        }
+    }
 }
 
 /// The OAuth 2.0 token endpoint: https, or http on a loopback host for local testing.
@@ -69,15 +80,27 @@ impl FromStr for TokenUrl {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TextError {
-    #[error("Enter a value.")]
     Empty,
-    #[error("{} at position {position} is not allowed here.", describe(*ch))]
     Character { ch: char, position: usize },
-    #[error("Use at most {0} characters.")]
     TooLong(usize),
 }
+
+impl TextError {
+    pub fn message_in(&self, locale: Locale) -> String {
+        let l = locale;
+        match self {
+            Self::Empty => td_string!(l, invalid.text_empty).to_owned(),
+            Self::Character { ch, position } => {
+                td_string!(l, invalid.text_character, ch = describe(l, *ch), position).to_string()
+            }
+            Self::TooLong(max) => td_string!(l, invalid.text_too_long, max).to_string(),
+        }
+    }
+}
+
+english_display!(TokenUrlError, TextError);
 
 /// A single-line value (username, client ID): no control characters, bounded length.
 pub fn parse_line(input: &str, required: bool, max: usize) -> Result<String, TextError> {

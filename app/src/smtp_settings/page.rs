@@ -97,9 +97,13 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
     let outcome = RwSignal::new(None::<Outcome>);
 
     let live_errors = Memo::new(move |_| {
-        form.with(
-            |f| if f.mode == Mode::Custom { f.parse_custom().err().unwrap_or_default() } else { FieldErrors::new() },
-        )
+        form.with(|f| {
+            if f.mode == Mode::Custom {
+                f.parse_custom_in(i18n.get_locale()).err().unwrap_or_default()
+            } else {
+                FieldErrors::new()
+            }
+        })
     });
     let error_for = move |name: &'static str| {
         Signal::derive(move || {

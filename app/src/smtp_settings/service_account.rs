@@ -3,7 +3,9 @@
 //! a wrong file is named while the admin pastes it; the key itself is read on the server.
 
 use super::types::TokenUrl;
+use crate::{i18n::td_string, language::Locale};
 use serde::Deserialize;
+use std::fmt;
 
 /// The fields Mailroom uses; the others (project, key id, certificate URLs) are ignored.
 #[derive(Deserialize)]
@@ -28,19 +30,29 @@ impl std::fmt::Debug for ServiceAccountKey {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyError {
-    #[error("Paste the service account's JSON key.")]
     Empty,
-    #[error("This is not JSON: paste the whole key file Google Cloud downloaded (it starts with {{).")]
     NotJson,
-    #[error("This is not a service account key (its \"type\" is not \"service_account\").")]
     NotServiceAccount,
-    #[error("The key has no {0}: download a new key for the service account.")]
     Missing(&'static str),
-    #[error("The key's token_uri cannot be used: {0}")]
-    TokenUri(String),
+    TokenUri(super::types::TokenUrlError),
 }
+
+impl KeyError {
+    pub fn message_in(&self, locale: Locale) -> String {
+        let l = locale;
+        match self {
+            Self::Empty => td_string!(l, invalid.key_empty).to_owned(),
+            Self::NotJson => td_string!(l, invalid.key_not_json).to_owned(),
+            Self::NotServiceAccount => td_string!(l, invalid.key_not_service_account).to_owned(),
+            Self::Missing(what) => td_string!(l, invalid.key_missing, what).to_string(),
+            Self::TokenUri(err) => td_string!(l, invalid.key_token_uri, reason = err.message_in(l)).to_string(),
+        }
+    }
+}
+
+super::types::english_display!(KeyError);
 
 impl std::str::FromStr for ServiceAccountKey {
     type Err = KeyError;
@@ -60,9 +72,7 @@ impl std::str::FromStr for ServiceAccountKey {
         if !private_key.contains("-----BEGIN PRIVATE KEY-----") {
             return Err(KeyError::Missing("private_key in PEM form"));
         }
-        let token_uri = present(file.token_uri, "token_uri")?
-            .parse::<TokenUrl>()
-            .map_err(|err| KeyError::TokenUri(err.to_string()))?;
+        let token_uri = present(file.token_uri, "token_uri")?.parse::<TokenUrl>().map_err(KeyError::TokenUri)?;
         Ok(Self { client_email, token_uri, private_key })
     }
 }

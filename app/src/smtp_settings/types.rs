@@ -2,6 +2,7 @@
 //! browser (live validation) and in the server function (the authority).
 
 pub use super::oauth_fields::{TextError, TokenUrl, TokenUrlError, parse_line, parse_scopes};
+use crate::{i18n::td_string, language::Locale};
 use serde::{Deserialize, Serialize};
 use std::{
     fmt,
@@ -12,39 +13,63 @@ use std::{
 use surrealdb::types::SurrealValue;
 
 /// One character the From policy refuses, shown the way an admin can find it.
-pub(crate) fn describe(ch: char) -> String {
+pub(crate) fn describe(locale: Locale, ch: char) -> String {
     match ch {
-        '\r' => "a carriage return (CR)".into(),
-        '\n' => "a line break (LF)".into(),
-        '\t' => "a tab".into(),
-        c if c.is_control() => format!("the control character U+{:04X}", c as u32),
+        '\r' => td_string!(locale, invalid.char_cr).to_owned(),
+        '\n' => td_string!(locale, invalid.char_lf).to_owned(),
+        '\t' => td_string!(locale, invalid.char_tab).to_owned(),
+        c if c.is_control() => td_string!(locale, invalid.char_control, code = format!("{:04X}", c as u32)).to_string(),
         c => format!("'{c}'"),
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// The English text of an error, for `Display` (logs and tests); pages use `message_in`.
+macro_rules! english_display {
+    ($($error:ty),+) => {$(
+        impl fmt::Display for $error {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.message_in(Locale::en))
+            }
+        }
+        impl std::error::Error for $error {}
+    )+};
+}
+pub(crate) use english_display;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FromError {
-    #[error("Enter a From address, e.g. Mailroom <mail@example.com>.")]
     Empty,
-    #[error(
-        "{} at position {position} is not allowed in the {part}: only letters, digits and spaces in the name, and letters, digits and . - _ + in the address.",
-        describe(*ch)
-    )]
     Character { ch: char, position: usize, part: FromPart },
-    #[error("Only one address is allowed (found another '{ch}' at position {position}).")]
     SecondAddress { ch: char, position: usize },
-    #[error("Close the address with '>' (e.g. Mailroom <mail@example.com>).")]
     Unclosed,
-    #[error("Nothing may follow the '>' that closes the address (position {position}).")]
     TrailingText { position: usize },
-    #[error("Put a name before the '<', or leave out the angle brackets.")]
     EmptyName,
-    #[error("The address needs one '@' between a name and a domain, e.g. mail@example.com.")]
     MissingAt,
-    #[error("'{0}' is not a valid email address.")]
     InvalidAddress(String),
-    #[error("The address must use ASCII; write an international domain in its xn-- form.")]
     NonAsciiAddress,
+}
+
+impl FromError {
+    pub fn message_in(&self, locale: Locale) -> String {
+        let l = locale;
+        match self {
+            Self::Empty => td_string!(l, invalid.from_empty).to_owned(),
+            Self::Character { ch, position, part } => {
+                let part = match part {
+                    FromPart::Name => td_string!(l, invalid.part_name),
+                    FromPart::Address => td_string!(l, invalid.part_address),
+                };
+                td_string!(l, invalid.from_character, ch = describe(l, *ch), position, part).to_string()
+            }
+            Self::SecondAddress { ch, position } => td_string!(l, invalid.from_second, ch, position).to_string(),
+            Self::Unclosed => td_string!(l, invalid.from_unclosed).to_owned(),
+            Self::TrailingText { position } => td_string!(l, invalid.from_trailing, position).to_string(),
+            Self::EmptyName => td_string!(l, invalid.from_empty_name).to_owned(),
+            Self::MissingAt => td_string!(l, invalid.from_missing_at).to_owned(),
+            Self::InvalidAddress(address) => td_string!(l, invalid.from_invalid, address).to_string(),
+            Self::NonAsciiAddress => td_string!(l, invalid.from_non_ascii).to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,16 +214,24 @@ impl FromStr for FromMailbox {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostError {
-    #[error("Enter the email server's host name or IP address, e.g. smtp.example.com.")]
     Empty,
-    #[error("Leave out the scheme and path: enter just {bare}")]
     SchemeOrPath { bare: String },
-    #[error("Put the port in the Port field: enter just {bare}")]
     HasPort { bare: String },
-    #[error("'{0}' is not a host name or IP address.")]
     Invalid(String),
+}
+
+impl HostError {
+    pub fn message_in(&self, locale: Locale) -> String {
+        let l = locale;
+        match self {
+            Self::Empty => td_string!(l, invalid.host_empty).to_owned(),
+            Self::SchemeOrPath { bare } => td_string!(l, invalid.host_scheme, bare).to_string(),
+            Self::HasPort { bare } => td_string!(l, invalid.host_port, bare).to_string(),
+            Self::Invalid(host) => td_string!(l, invalid.host_invalid, host).to_string(),
+        }
+    }
 }
 
 /// The email server: a DNS name, an IPv4 or an IPv6 address.
@@ -276,15 +309,25 @@ fn strip_port(authority: &str) -> Option<&str> {
         .then_some(host)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PortError {
-    #[error("Enter a port between 1 and 65535.")]
     Empty,
-    #[error("'{0}' is not a number; enter a port between 1 and 65535.")]
     NotANumber(String),
-    #[error("{0} is outside 1–65535.")]
     OutOfRange(String),
 }
+
+impl PortError {
+    pub fn message_in(&self, locale: Locale) -> String {
+        let l = locale;
+        match self {
+            Self::Empty => td_string!(l, invalid.port_empty).to_owned(),
+            Self::NotANumber(port) => td_string!(l, invalid.port_nan, port).to_string(),
+            Self::OutOfRange(port) => td_string!(l, invalid.port_range, port).to_string(),
+        }
+    }
+}
+
+english_display!(FromError, HostError, PortError);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SmtpPort(u16);

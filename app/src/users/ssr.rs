@@ -1,6 +1,7 @@
 //! Users and their one-time links (invitation, password reset).
 
 use super::UserEntry;
+use crate::i18n::td_string;
 use crate::{
     auth::{
         MAX_EMAIL_LEN, MAX_NAME_LEN, MAX_PASSWORD_LEN, MAX_TOKEN_LEN, MIN_PASSWORD_LEN, Role,
@@ -36,19 +37,22 @@ pub async fn create(name: String, email: String, role: Role, language: Option<St
     bounded("Email", &email, MAX_EMAIL_LEN)?;
     bounded("Language", language.as_deref().unwrap_or_default(), 8)?;
     let language = match language.as_deref().map(str::trim).filter(|code| !code.is_empty()) {
-        Some(code) => Some(crate::language::parse(code).ok_or_else(|| AppError::BadRequest(format!("No language {code:?}.")))?),
+        Some(code) => {
+            Some(crate::language::parse(code).ok_or_else(|| AppError::BadRequest(format!("No language {code:?}.")))?)
+        }
         None => None,
     };
     let admin = require_admin().await?;
     let state = app_state()?;
+    let l = crate::language::ssr::request_locale();
     let mut errors = FieldErrors::new();
     let name = name.trim().to_owned();
     if name.is_empty() || name.chars().any(char::is_control) || name.chars().count() > 100 {
-        errors.add("name", "Enter a name (at most 100 characters).");
+        errors.add("name", td_string!(l, invalid.name));
     }
     let email = email.parse::<EmailAddress>();
     if email.is_err() {
-        errors.add("email", "Enter an email address like name@example.com.");
+        errors.add("email", td_string!(l, invalid.email));
     }
     errors.into_result()?;
     let email = email.map_err(|err| AppError::field("email", err.to_string()))?;
@@ -91,14 +95,15 @@ pub async fn create(name: String, email: String, role: Role, language: Option<St
             Ok(email.to_string())
         }
         Err(err) if crate::db::violates_index(&err, "user_email") => {
-            Err(AppError::field("email", "A user with this email already exists."))
+            Err(AppError::field("email", td_string!(l, invalid.email_taken)))
         }
         Err(err) => Err(err.into()),
     }
 }
 
 fn link_not_usable() -> AppError {
-    AppError::Conflict("This link has expired or was already used. Ask for a new one with \"Forgot password?\".".into())
+    let l = crate::language::ssr::request_locale();
+    AppError::Conflict(td_string!(l, invalid.link_not_usable).to_owned())
 }
 
 #[derive(Debug, SurrealValue)]
@@ -116,7 +121,11 @@ pub async fn set_password_from_link(token: String, password: String) -> Result<(
     bounded("Token", &token, MAX_TOKEN_LEN)?;
     bounded("Password", &password, MAX_PASSWORD_LEN)?;
     if password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(AppError::field("password", format!("Use at least {MIN_PASSWORD_LEN} characters.")));
+        let l = crate::language::ssr::request_locale();
+        return Err(AppError::field(
+            "password",
+            td_string!(l, invalid.password_short, min = MIN_PASSWORD_LEN).to_string(),
+        ));
     }
     let state = app_state()?;
     state.shared.token_by_ip.check(&client_key())?;

@@ -2,6 +2,7 @@
 //! a one-time setup code; created exactly once however many requests race.
 
 use super::{admin_exists, admin_seen, client_key, hash_password, start_session};
+use crate::i18n::td_string;
 use crate::{
     auth::{CurrentUser, MAX_EMAIL_LEN, MAX_NAME_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Role},
     db::now_ms,
@@ -118,19 +119,20 @@ pub async fn create_first_admin(
     if admin_seen(&state).await? {
         return Err(AppError::Forbidden);
     }
+    let l = crate::language::ssr::request_locale();
     let mut errors = FieldErrors::new();
     if name.trim().is_empty() || name.chars().any(char::is_control) {
-        errors.add("name", "Enter a name.");
+        errors.add("name", td_string!(l, invalid.name_required));
     }
     let email = email.parse::<EmailAddress>();
     if let Err(err) = &email {
-        errors.add("email", err.to_string());
+        errors.add("email", err.message_in(l));
     }
     if password.chars().count() < MIN_PASSWORD_LEN {
-        errors.add("password", format!("Use at least {MIN_PASSWORD_LEN} characters."));
+        errors.add("password", td_string!(l, invalid.password_short, min = MIN_PASSWORD_LEN).to_string());
     }
     if !setup_code_valid(state.db(), &setup_code).await? {
-        errors.add("setup_code", "Enter the setup code the server printed when it started.");
+        errors.add("setup_code", td_string!(l, invalid.setup_code));
     }
     errors.into_result()?;
     let email = email.map_err(|err| AppError::field("email", err.to_string()))?;

@@ -124,7 +124,8 @@ pub async fn create_user(db: &Db, user: NewUser<'_>) -> Result<CurrentUser, AppE
     match result {
         Ok(_) => Ok(CurrentUser { id: uid, email, name: user.name.trim().to_owned(), role: user.role, language: None }),
         Err(err) if Refusal::of(&err) == Some(Refusal::EmailTaken) || crate::db::violates_index(&err, "user_email") => {
-            Err(AppError::field("email", "A user with this email already exists."))
+            let l = crate::language::ssr::request_locale();
+            Err(AppError::field("email", crate::i18n::td_string!(l, invalid.email_taken)))
         }
         Err(err) => Err(err.into()),
     }
@@ -268,7 +269,8 @@ pub fn remember_language(language: crate::language::Locale) {
 /// remembers it, and this does nothing).
 pub async fn set_language(code: &str) -> Result<(), AppError> {
     bounded("Language", code, 8)?;
-    let language = crate::language::parse(code).ok_or_else(|| AppError::BadRequest(format!("No language {code:?}.")))?;
+    let language =
+        crate::language::parse(code).ok_or_else(|| AppError::BadRequest(format!("No language {code:?}.")))?;
     let state = app_state()?;
     let Some(user) = user_from_session(&state, &session().await?).await? else {
         return Ok(());

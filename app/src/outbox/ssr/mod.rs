@@ -169,7 +169,9 @@ pub async fn retry_now(id: String) -> Result<(), AppError> {
         .await?;
     let updated: Vec<String> = response.take(0)?;
     if updated.is_empty() {
-        return Err(AppError::Conflict("Only a failed message can be retried.".into()));
+        return Err(AppError::Conflict(
+            crate::i18n::td_string!(crate::language::ssr::request_locale(), invalid.retry_only_failed).to_owned(),
+        ));
     }
     tracing::info!(admin = %admin.id, message = %id, "outbox retry requested");
     wake(&state);

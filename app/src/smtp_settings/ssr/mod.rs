@@ -7,7 +7,7 @@ mod stored;
 mod test_send;
 mod trust;
 
-pub use reentry::{SecretSource, secret_source};
+pub use reentry::{SecretSource, secret_source, secret_source_in};
 pub use stored::StoredSettings;
 pub use test_send::send_test;
 
@@ -22,10 +22,7 @@ use crate::{
     db::{Refusal, now_ms},
     error::{AppError, FieldErrors},
     mail::ssr::{SmtpTarget, TargetAuth},
-    shared::{
-        seal::{decrypt, encrypt},
-        time::format_utc,
-    },
+    shared::seal::{decrypt, encrypt},
     state::{AppState, Db, app_state},
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -88,7 +85,8 @@ pub fn next_settings(
         next.mode = Mode::Default;
         return Ok(next);
     }
-    let settings = form.parse_custom().map_err(AppError::Validation)?;
+    let locale = crate::language::ssr::request_locale();
+    let settings = form.parse_custom_in(locale).map_err(AppError::Validation)?;
     let key = state.shared.secret_key.expose_secret();
     let mut errors = FieldErrors::new();
     let (typed, purpose) = match settings.auth {
@@ -96,7 +94,7 @@ pub fn next_settings(
         AuthSettings::OAuth2 { .. } => (&form.client_secret, CLIENT_SECRET_PURPOSE),
         AuthSettings::Google { .. } => (&form.service_account_key, SERVICE_KEY_PURPOSE),
     };
-    let secret = match secret_source(stored, &settings, typed) {
+    let secret = match secret_source_in(locale, stored, &settings, typed) {
         Ok(SecretSource::Typed) => Some(encrypt(key, purpose, typed)),
         Ok(SecretSource::Stored) => match settings.auth {
             AuthSettings::Basic { .. } => next.password_enc.clone(),
@@ -112,12 +110,12 @@ pub fn next_settings(
     if let AuthSettings::Google { .. } = settings.auth
         && !typed.is_empty()
     {
-        match google_key(typed) {
+        match google_key(locale, typed) {
             Ok(parsed) => next.service_account = Some(parsed.client_email),
             Err(message) => errors.add(field::SERVICE_ACCOUNT_KEY, message),
         }
     }
-    trust::apply(&mut next, form, key, &mut errors);
+    trust::apply(locale, &mut next, form, key, &mut errors);
     errors.into_result()?;
     next.mode = Mode::Custom;
     next.apply(&settings);
@@ -133,10 +131,10 @@ pub fn next_settings(
 }
 
 /// A typed service account key that Mailroom can sign with.
-fn google_key(text: &str) -> Result<ServiceAccountKey, String> {
-    let parsed = text.parse::<ServiceAccountKey>().map_err(|err| err.to_string())?;
+fn google_key(locale: crate::language::Locale, text: &str) -> Result<ServiceAccountKey, String> {
+    let parsed = text.parse::<ServiceAccountKey>().map_err(|err| err.message_in(locale))?;
     jsonwebtoken::EncodingKey::from_rsa_pem(parsed.private_key.as_bytes())
-        .map_err(|_| "The key's private_key cannot be read as an RSA key: download a new key.".to_owned())?;
+        .map_err(|_| crate::i18n::td_string!(locale, invalid.key_not_rsa).to_owned())?;
     Ok(parsed)
 }
 
@@ -165,7 +163,8 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
         .take::<Vec<AdminRow>>(0)?
         .into_iter()
         .map(|a| {
-            let locale = crate::outbox::templates::language_for(a.language.as_deref(), state.settings().default_language);
+            let locale =
+                crate::outbox::templates::language_for(a.language.as_deref(), state.settings().default_language);
             let fields: Vec<String> = changed.iter().map(|f| stored::field_label(locale, f)).collect();
             crate::outbox::templates::smtp_changed(
                 locale,
@@ -247,11 +246,10 @@ fn secrets_of(stored: &StoredSettings) -> super::SavedSecrets {
 }
 
 fn conflict(stored: Option<&StoredSettings>) -> AppError {
+    let locale = crate::language::ssr::request_locale();
     let who = stored.and_then(|s| s.saved_by.clone()).unwrap_or_else(|| "another admin".into());
-    let when = stored.and_then(|s| s.saved_at).map(format_utc).unwrap_or_default();
-    AppError::Conflict(format!(
-        "Not saved: {who} changed these settings at {when} while you were editing. Reload the page to see their version, then make your changes again."
-    ))
+    let when = stored.and_then(|s| s.saved_at).map(|at| crate::language::format_time(locale, at)).unwrap_or_default();
+    AppError::Conflict(crate::i18n::td_string!(locale, invalid.stale_save, who, when).to_string())
 }
 
 /// The stored settings as something to connect to, secrets decrypted.
@@ -281,7 +279,7 @@ pub fn target_from(stored: &StoredSettings, key: &[u8; 32]) -> Result<SmtpTarget
         AuthSettings::Google { send_as } => {
             let text = secret(&stored.service_key_enc, SERVICE_KEY_PURPOSE)?
                 .ok_or_else(|| AppError::field(field::SERVICE_ACCOUNT_KEY, "Enter the service account key."))?;
-            let key = google_key(text.expose_secret())
+            let key = google_key(crate::language::Locale::en, text.expose_secret())
                 .map_err(|message| AppError::field(field::SERVICE_ACCOUNT_KEY, message))?;
             TargetAuth::Google {
                 send_as: send_as.clone(),

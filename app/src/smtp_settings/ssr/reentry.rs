@@ -1,7 +1,11 @@
 //! The re-entry rule for stored secrets.
 
 use super::stored::StoredSettings;
-use crate::smtp_settings::form::{AuthSettings, CustomSettings, field};
+use crate::{
+    i18n::td_string,
+    language::Locale,
+    smtp_settings::form::{AuthSettings, CustomSettings, field},
+};
 
 /// Where a secret for the new settings comes from.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,14 +25,31 @@ pub fn secret_source(
     settings: &CustomSettings,
     typed: &str,
 ) -> Result<SecretSource, (&'static str, String)> {
+    secret_source_in(Locale::en, stored, settings, typed)
+}
+
+/// [`secret_source`], with the field error worded in `locale`.
+pub fn secret_source_in(
+    locale: Locale,
+    stored: Option<&StoredSettings>,
+    settings: &CustomSettings,
+    typed: &str,
+) -> Result<SecretSource, (&'static str, String)> {
+    let l = locale;
     let (field, noun, stored_secret) = match settings.auth {
-        AuthSettings::Basic { .. } => (field::PASSWORD, "password", stored.and_then(|s| s.password_enc.as_ref())),
-        AuthSettings::OAuth2 { .. } => {
-            (field::CLIENT_SECRET, "client secret", stored.and_then(|s| s.client_secret_enc.as_ref()))
+        AuthSettings::Basic { .. } => {
+            (field::PASSWORD, td_string!(l, invalid.noun_password), stored.and_then(|s| s.password_enc.as_ref()))
         }
-        AuthSettings::Google { .. } => {
-            (field::SERVICE_ACCOUNT_KEY, "service account key", stored.and_then(|s| s.service_key_enc.as_ref()))
-        }
+        AuthSettings::OAuth2 { .. } => (
+            field::CLIENT_SECRET,
+            td_string!(l, invalid.noun_client_secret),
+            stored.and_then(|s| s.client_secret_enc.as_ref()),
+        ),
+        AuthSettings::Google { .. } => (
+            field::SERVICE_ACCOUNT_KEY,
+            td_string!(l, invalid.noun_service_account_key),
+            stored.and_then(|s| s.service_key_enc.as_ref()),
+        ),
     };
     if !typed.is_empty() {
         return Ok(SecretSource::Typed);
@@ -39,28 +60,28 @@ pub fn secret_source(
         return Ok(SecretSource::NotNeeded);
     }
     let (Some(stored), Some(_)) = (stored, stored_secret) else {
-        return Err((field, format!("Enter the {noun}.")));
+        return Err((field, td_string!(l, invalid.enter_secret, noun).to_string()));
     };
     let changed = if stored.host != settings.host.to_string() {
-        Some("the email server changed")
+        Some(td_string!(l, invalid.reason_host))
     } else if stored.port != i64::from(settings.port.get()) {
-        Some("the port changed")
+        Some(td_string!(l, invalid.reason_port))
     } else if stored.username != settings.auth.username() {
-        Some("the username changed")
+        Some(td_string!(l, invalid.reason_username))
     } else if stored.auth_type != settings.auth.kind() {
-        Some("the authentication type changed")
+        Some(td_string!(l, invalid.reason_auth_type))
     } else if stored.tls_enabled && !settings.tls.enabled {
-        Some("TLS/SSL was turned off")
+        Some(td_string!(l, invalid.reason_tls_off))
     } else if stored.tls_enabled && stored.tls_mode != settings.tls.mode {
-        Some("the TLS mode changed")
+        Some(td_string!(l, invalid.reason_tls_mode))
     } else if let AuthSettings::OAuth2 { token_url, .. } = &settings.auth {
-        (stored.token_url != token_url.to_string()).then_some("the token URL changed")
+        (stored.token_url != token_url.to_string()).then_some(td_string!(l, invalid.reason_token_url))
     } else {
         None
     };
     match changed {
         None => Ok(SecretSource::Stored),
-        Some(reason) => Err((field, format!("Re-enter the {noun}: {reason}"))),
+        Some(reason) => Err((field, td_string!(l, invalid.reenter_secret, noun, reason).to_string())),
     }
 }
 

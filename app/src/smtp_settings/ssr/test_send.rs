@@ -20,14 +20,7 @@ fn test_words(state: &AppState, admin: &CurrentUser) -> (String, String) {
 fn test_message(state: &AppState, from: lettre::message::Mailbox, admin: &CurrentUser) -> OutgoingMessage {
     let to = lettre::message::Mailbox::new(Some(admin.name.clone()), admin.email.clone().into());
     let (subject, text) = test_words(state, admin);
-    OutgoingMessage {
-        from,
-        to,
-        subject,
-        text,
-        html: None,
-        message_id: None,
-    }
+    OutgoingMessage { from, to, subject, text, html: None, message_id: None }
 }
 
 pub async fn send_test(form: SmtpForm) -> Result<String, AppError> {

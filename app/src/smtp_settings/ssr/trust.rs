@@ -14,6 +14,7 @@ use crate::{
         form::{SmtpForm, field},
     },
 };
+use crate::{i18n::td_string, language::Locale};
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -23,13 +24,14 @@ const CLIENT_KEY_PURPOSE: &str = "smtp.client_key";
 
 /// Applies the certificate fields of `form` to `next`: blank keeps what is saved, a paste
 /// replaces it, "remove" forgets it. Problems become field errors.
-pub fn apply(next: &mut StoredSettings, form: &SmtpForm, key: &[u8; 32], errors: &mut FieldErrors) {
+pub fn apply(locale: Locale, next: &mut StoredSettings, form: &SmtpForm, key: &[u8; 32], errors: &mut FieldErrors) {
+    let l = locale;
     if form.remove_trusted_ca {
         next.trusted_ca_enc = None;
         forget(next, CertRole::TrustedCa);
     }
     if !form.trusted_ca_pem.is_empty() {
-        match parse(&form.trusted_ca_pem, CertRole::TrustedCa) {
+        match parse(l, &form.trusted_ca_pem, CertRole::TrustedCa) {
             Ok(certs) => {
                 next.trusted_ca_enc = Some(encrypt(key, CA_PURPOSE, &form.trusted_ca_pem));
                 forget(next, CertRole::TrustedCa);
@@ -50,7 +52,7 @@ pub fn apply(next: &mut StoredSettings, form: &SmtpForm, key: &[u8; 32], errors:
         opened(next.client_cert_enc.as_deref(), key, CLIENT_CERT_PURPOSE)
             .and_then(|pem| CertificateDer::pem_slice_iter(pem.expose_secret().as_bytes()).next()?.ok())
     } else {
-        match parse(&form.client_cert_pem, CertRole::Client) {
+        match parse(l, &form.client_cert_pem, CertRole::Client) {
             Ok(certs) => {
                 let leaf = certs[0].0.clone();
                 next.client_cert_enc = Some(encrypt(key, CLIENT_CERT_PURPOSE, &form.client_cert_pem));
@@ -65,7 +67,7 @@ pub fn apply(next: &mut StoredSettings, form: &SmtpForm, key: &[u8; 32], errors:
         }
     };
     let Some(leaf) = leaf else {
-        errors.add(field::CLIENT_CERT, "Paste the client certificate this key belongs to.");
+        errors.add(field::CLIENT_CERT, td_string!(l, invalid.cert_for_key));
         return;
     };
     let key_pem = if form.client_key_pem.is_empty() {
@@ -74,10 +76,10 @@ pub fn apply(next: &mut StoredSettings, form: &SmtpForm, key: &[u8; 32], errors:
         Some(SecretString::from(form.client_key_pem.clone()))
     };
     let Some(key_pem) = key_pem else {
-        errors.add(field::CLIENT_KEY, "Paste the client certificate's private key.");
+        errors.add(field::CLIENT_KEY, td_string!(l, invalid.key_for_cert));
         return;
     };
-    match check_client_key(&leaf, key_pem.expose_secret()) {
+    match check_client_key(l, &leaf, key_pem.expose_secret()) {
         Ok(()) if !form.client_key_pem.is_empty() => {
             next.client_key_enc = Some(encrypt(key, CLIENT_KEY_PURPOSE, &form.client_key_pem));
         }
