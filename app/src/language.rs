@@ -163,3 +163,129 @@ mod tests {
         assert_eq!(parse("fr"), None);
     }
 }
+
+/// Every word a person reads comes from `locales/*.json`: a scan of the components for text
+/// left in their markup (children and the attributes people read).
+#[cfg(test)]
+mod scan {
+    use std::path::Path;
+
+    /// Literals that are not words of either language: names, symbols, examples of input.
+    const ALLOWED: &[&str] = &[
+        "Mailroom",
+        "⚠",
+        " ",
+        "smtp.example.com",
+        "mail@example.com",
+        "Mailroom <mail@example.com>",
+        "https://login.example.com/oauth2/v2.0/token",
+        "https://outlook.office365.com/.default",
+        "-----BEGIN CERTIFICATE-----",
+        "-----BEGIN PRIVATE KEY-----",
+        "{ \\\"type\\\": \\\"service_account\\\", … }",
+    ];
+    /// Attributes people read (or hear); the rest (ids, classes, types, names) are not words.
+    const READ: &[&str] = &["aria-label", "title", "placeholder", "label", "hint", "alt", "text"];
+
+    fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The bodies of the `view! { … }` macros in `source`.
+    fn views(source: &str) -> Vec<&str> {
+        let mut found = Vec::new();
+        let mut rest = source;
+        while let Some(start) = rest.find("view! {") {
+            let body = &rest[start + 7..];
+            let mut depth = 1;
+            let mut end = body.len();
+            let mut in_string = false;
+            let mut previous = ' ';
+            for (i, ch) in body.char_indices() {
+                match ch {
+                    '"' if previous != '\\' => in_string = !in_string,
+                    '{' if !in_string => depth += 1,
+                    '}' if !in_string => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = i;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                previous = ch;
+            }
+            found.push(&body[..end]);
+            rest = &body[end..];
+        }
+        found
+    }
+
+    /// Literals of a view body that a person would read: children text and read attributes.
+    fn read_literals(view: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let bytes: Vec<char> = view.chars().collect();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] != '"' {
+                i += 1;
+                continue;
+            }
+            let start = i + 1;
+            let mut j = start;
+            while j < bytes.len() && !(bytes[j] == '"' && bytes[j - 1] != '\\') {
+                j += 1;
+            }
+            let literal: String = bytes[start..j.min(bytes.len())].iter().collect();
+            let before: String = bytes[..i].iter().collect();
+            let before = before.trim_end();
+            let attribute = before.strip_suffix('=').map(|b| {
+                let name: String =
+                    b.chars().rev().take_while(|c| c.is_alphanumeric() || *c == '-' || *c == ':').collect();
+                name.chars().rev().collect::<String>()
+            });
+            let is_child = before.ends_with('>') || before.ends_with('}') || before.ends_with('"');
+            let is_call = before.ends_with('(') || before.ends_with(',') || before.ends_with('!');
+            let read = match attribute {
+                Some(name) => READ.contains(&name.as_str()),
+                None => is_child && !is_call,
+            };
+            if read && literal.chars().any(char::is_alphabetic) && !ALLOWED.contains(&literal.as_str()) {
+                out.push(literal);
+            }
+            i = j + 1;
+        }
+        out
+    }
+
+    #[test]
+    fn no_words_are_left_in_the_components() {
+        let mut files = Vec::new();
+        rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+        let mut left = Vec::new();
+        for file in files {
+            let source = std::fs::read_to_string(&file).unwrap();
+            for view in views(&source) {
+                for literal in read_literals(view) {
+                    left.push(format!("{}: {literal:?}", file.display()));
+                }
+            }
+        }
+        assert!(left.is_empty(), "put these in locales/*.json:\n{}", left.join("\n"));
+    }
+
+    #[test]
+    fn the_scan_finds_text_in_markup() {
+        let found = read_literals(r#"<p class="note">"Hello there"</p><span aria-label="Warning" id="w"/>"#);
+        assert_eq!(found, vec!["Hello there".to_owned(), "Warning".to_owned()]);
+        assert!(read_literals(r#"<input type="email" autocomplete="username"/>"#).is_empty());
+    }
+}

@@ -73,7 +73,7 @@ test.describe.serial('English and Bahasa Indonesia', () => {
     const link = await linkInMail(BUDI.email, 'Anda diundang ke Mailroom E2E');
     const mail = received().filter((m) => m.to.includes(BUDI.email)).pop()!;
     expect(mail.text).toContain(`Halo ${BUDI.name},`);
-    expect(mail.text).toContain('Admin E2E mengundang Anda ke Mailroom E2E');
+    expect(mail.text).toContain('admin mengundang Anda ke Mailroom E2E. Setel sandi Anda di sini');
     expect(link).toContain('/set-password?token=');
 
     // Sari sets her password and, signed in, reads the Admin area in Indonesian at once.

@@ -66,8 +66,9 @@ pub async fn get_current_user() -> Result<Option<CurrentUser>, AppError> {
     crate::error::ssr::respond(ssr::current_user().await)
 }
 
+/// Signs in; answers the language the user chose, if any, for the page to switch to.
 #[server(endpoint = "login")]
-pub async fn login(email: String, password: String) -> Result<(), AppError> {
+pub async fn login(email: String, password: String) -> Result<Option<String>, AppError> {
     crate::error::ssr::respond(ssr::login(&email, &password).await)
 }
 
@@ -117,6 +118,14 @@ pub fn LoginPage() -> impl IntoView {
     let setup = Resource::new(|| (), |_| first_admin_needed());
     let error = Signal::derive(move || login.value().get().and_then(Result::err));
     let query = leptos_router::hooks::use_query_map();
+    // The pages after sign-in speak the language this user chose, wherever they chose it.
+    Effect::new(move |_| {
+        if let Some(Ok(Some(code))) = login.value().get()
+            && let Some(language) = crate::language::parse(&code)
+        {
+            i18n.set_locale(language);
+        }
+    });
     view! {
         <main class="card narrow">
             <h1>{t!(i18n, login.title)}</h1>

@@ -241,14 +241,15 @@ async fn start_session(user: &CurrentUser) -> Result<(), AppError> {
 }
 
 /// Signs in and sends an admin to the SMTP page, anyone else home.
-pub async fn login(email: &str, password: &str) -> Result<(), AppError> {
+pub async fn login(email: &str, password: &str) -> Result<Option<String>, AppError> {
     let user = sign_in(email, password).await?;
-    // The pages after sign-in speak the language this user chose, wherever they chose it.
+    // The pages after sign-in speak the language this user chose, wherever they chose it:
+    // the cookie for the pages the server renders, the answer for the page that asked.
     if let Some(language) = user.language {
         remember_language(language);
     }
     leptos_axum::redirect(if user.is_admin() { "/admin/smtp" } else { "/" });
-    Ok(())
+    Ok(user.language.map(|language| crate::language::code(language).to_owned()))
 }
 
 /// Sets the language cookie on the current response (the cookie the pages' switch keeps).
