@@ -154,6 +154,78 @@ mod tests {
         assert_eq!(format_count(Locale::id, -999), "-999");
     }
 
+    /// The keys of one language's file, nested keys as `a.b` (build.rs refuses the same gap).
+    fn keys(json: &str) -> std::collections::BTreeSet<String> {
+        fn walk(prefix: &str, value: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    for (key, value) in map {
+                        walk(&if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") }, value, out);
+                    }
+                }
+                _ => {
+                    out.insert(prefix.to_owned());
+                }
+            }
+        }
+        let mut out = std::collections::BTreeSet::new();
+        walk("", &serde_json::from_str(json).unwrap(), &mut out);
+        out
+    }
+
+    #[test]
+    fn every_key_exists_in_both_languages() {
+        let en = keys(include_str!("../locales/en.json"));
+        let id = keys(include_str!("../locales/id.json"));
+        assert!(en.len() > 300, "{} keys", en.len());
+        assert_eq!(en.symmetric_difference(&id).collect::<Vec<_>>(), Vec::<&String>::new());
+    }
+
+    #[test]
+    fn the_smtp_page_uses_the_reference_documents_words() {
+        use crate::i18n::td_string;
+        let l = Locale::id;
+        let words = [
+            td_string!(l, smtp.host),
+            td_string!(l, smtp.from),
+            td_string!(l, smtp.port),
+            td_string!(l, smtp.tls),
+            td_string!(l, smtp.auth_type),
+            td_string!(l, smtp.basic),
+            td_string!(l, smtp.username),
+            td_string!(l, smtp.password),
+            td_string!(l, smtp.client_id),
+            td_string!(l, smtp.client_secret),
+            td_string!(l, smtp.token_url),
+            td_string!(l, smtp.scope),
+            td_string!(l, smtp.save),
+            td_string!(l, smtp.send_test),
+            td_string!(l, smtp.mode_default),
+            td_string!(l, smtp.mode_custom),
+        ];
+        assert_eq!(
+            words,
+            [
+                "Server Email",
+                "Dari",
+                "Port",
+                "TLS/SSL",
+                "Jenis autentikasi",
+                "Autentikasi Dasar",
+                "Nama Pengguna",
+                "Sandi",
+                "Client ID",
+                "Rahasia Klien",
+                "URL token",
+                "Cakupan",
+                "Simpan",
+                "Kirim Email Uji Coba",
+                "Gunakan setelan email default",
+                "Gunakan setelan email kustom",
+            ]
+        );
+    }
+
     #[test]
     fn codes_round_trip() {
         for &locale in all() {

@@ -194,6 +194,12 @@ pub enum SmtpFailure {
 }
 
 impl SmtpFailure {
+    /// The failure as stored beside its English text (status, hold, outbox rows), so each
+    /// reader gets it in their own language.
+    pub fn to_json(&self) -> Option<String> {
+        serde_json::to_string(self).ok()
+    }
+
     /// Recipient, transient or configuration: what the outbox does with the message.
     pub fn class(&self) -> FailureClass {
         use FailureClass::{Configuration, Recipient, Transient};

@@ -12,6 +12,7 @@ use crate::{
     error::AppError,
     i18n::{t, td_string, use_i18n},
     language::{Locale, format_count, format_time},
+    mail::SmtpFailure,
     shared::{alert::ErrorAlert, email::EmailAddress, poll::use_polling, table::AdminTable},
 };
 use leptos::prelude::*;
@@ -137,6 +138,10 @@ pub struct OutboxEntry {
     pub subject: String,
     pub attempts: i64,
     pub created_at: i64,
+    /// The latest failure itself (JSON), when it was recorded with one: the page words it in
+    /// the reader's language; the English text in `delivery` stays for older rows and the API.
+    #[serde(default)]
+    pub failure: Option<String>,
     #[serde(flatten)]
     pub delivery: Delivery,
 }
@@ -199,14 +204,23 @@ pub fn OutboxPage() -> impl IntoView {
                                         let next = m.delivery.next_attempt_at();
                                         let attempts = m.attempts;
                                         let (error, hint) = m.delivery.last_error().unwrap_or_default();
-                                        let (error, hint) = (error.to_owned(), hint.map(|h| format!(" {h}")).unwrap_or_default());
+                                        let (error, hint) = (error.to_owned(), hint.unwrap_or_default().to_owned());
+                                        let failure = m.failure.as_deref().and_then(|json| serde_json::from_str::<SmtpFailure>(json).ok());
+                                        let worded = move || {
+                                            let locale = i18n.get_locale();
+                                            match &failure {
+                                                Some(failure) => (failure.message_in(locale), format!(" {}", failure.hint_in(locale))),
+                                                None if hint.is_empty() => (error.clone(), String::new()),
+                                                None => (error.clone(), format!(" {hint}")),
+                                            }
+                                        };
                                         view! {
                                             <tr data-status=status>
                                                 <td>{m.to_addr.to_string()}</td>
                                                 <td>{m.subject}</td>
                                                 <td><span class=format!("badge {status}")>{move || state.name(i18n.get_locale())}</span></td>
                                                 <td>{move || format_count(i18n.get_locale(), attempts)}</td>
-                                                <td>{error}<span class="hint">{hint}</span></td>
+                                                <td>{let worded = worded.clone(); move || worded().0}<span class="hint">{move || worded().1}</span></td>
                                                 <td>{move || next.map(|at| format_time(i18n.get_locale(), at))}</td>
                                                 <td>{failed.then(|| view! {
                                                     <button type="button" class="secondary"

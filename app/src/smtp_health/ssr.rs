@@ -62,7 +62,7 @@ pub async fn record(state: &AppState, source: &str, settings_version: i64, resul
         is_valid: result.is_ok(),
         message: result.as_ref().err().map(ToString::to_string),
         hint: result.as_ref().err().map(SmtpFailure::hint),
-        failure: result.as_ref().err().and_then(|failure| serde_json::to_string(failure).ok()),
+        failure: result.as_ref().err().and_then(SmtpFailure::to_json),
         source: source.to_owned(),
         checked_at: now_ms(),
         settings_version,

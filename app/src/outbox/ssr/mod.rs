@@ -53,6 +53,8 @@ pub struct OutboxRow {
     pub lease_until: Option<i64>,
     pub last_error: Option<String>,
     pub last_hint: Option<String>,
+    /// The failure itself (JSON), worded on the page in the reader's language.
+    pub last_failure: Option<String>,
     pub created_at: i64,
     pub sent_at: Option<i64>,
 }
@@ -79,6 +81,7 @@ impl NewMail {
             lease_until: None,
             last_error: None,
             last_hint: None,
+            last_failure: None,
             created_at: now,
             sent_at: None,
         }
@@ -112,6 +115,7 @@ struct ListedRow {
     next_attempt_at: i64,
     last_error: Option<String>,
     last_hint: Option<String>,
+    last_failure: Option<String>,
     created_at: i64,
     sent_at: Option<i64>,
 }
@@ -134,6 +138,7 @@ impl From<ListedRow> for OutboxEntry {
             subject: row.subject,
             attempts: row.attempts,
             created_at: row.created_at,
+            failure: row.last_failure,
             delivery,
         }
     }
@@ -142,7 +147,7 @@ impl From<ListedRow> for OutboxEntry {
 pub async fn list(status: Option<OutboxStatus>) -> Result<Vec<OutboxEntry>, AppError> {
     require_admin().await?;
     let state = app_state()?;
-    let fields = "record::id(id) AS id, kind, to_addr, subject, status, attempts, next_attempt_at, last_error, last_hint, created_at, sent_at";
+    let fields = "record::id(id) AS id, kind, to_addr, subject, status, attempts, next_attempt_at, last_error, last_hint, last_failure, created_at, sent_at";
     let mut response = match status {
         Some(status) => {
             state
@@ -191,6 +196,7 @@ pub async fn record_sent_now(state: &AppState, mail: NewMail, result: &Result<()
             row.status = OutboxStatus::Failed;
             row.last_error = Some(failure.to_string());
             row.last_hint = Some(failure.hint());
+            row.last_failure = failure.to_json();
         }
     }
     let written = state

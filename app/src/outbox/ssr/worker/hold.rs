@@ -8,6 +8,8 @@ use super::*;
 pub(super) struct Hold {
     pub(super) reason: String,
     pub(super) hint: String,
+    /// The failure itself (JSON), for readers in other languages.
+    pub(super) failure: Option<String>,
     pub(super) settings_version: i64,
     pub(super) since: i64,
     pub(super) retry_at: i64,
@@ -21,7 +23,7 @@ pub(super) async fn hold_and_version(state: &AppState) -> Result<(Option<Hold>, 
     let mut response = state
         .db()
         .query(
-            "SELECT reason, hint, settings_version, since, retry_at, probes FROM ONLY $hold;
+            "SELECT reason, hint, failure, settings_version, since, retry_at, probes FROM ONLY $hold;
              RETURN (SELECT VALUE version FROM ONLY smtp_settings:current) ?? 0;",
         )
         .bind(("hold", RecordId::new(HOLD.0, HOLD.1)))
@@ -53,6 +55,7 @@ pub(super) async fn hold_queue(
     let hold = Hold {
         reason: failure.to_string(),
         hint: failure.hint(),
+        failure: failure.to_json(),
         settings_version: version,
         since: previous.map_or(now, |h| h.since),
         retry_at: now + wait.as_millis() as i64,
@@ -86,12 +89,14 @@ pub(super) async fn park(state: &AppState, hold: &Hold, policy: &OutboxPolicy) -
     state
         .db()
         .query(
-            "UPDATE outbox SET status = 'held', last_error = $reason, last_hint = $hint
+            "UPDATE outbox SET status = 'held', last_error = $reason, last_hint = $hint, last_failure = $failure
                  WHERE status IN ['queued', 'retrying'] AND next_attempt_at <= $now;
-             UPDATE outbox SET status = 'failed', last_error = $expired WHERE status = 'held' AND created_at < $too_old;",
+             UPDATE outbox SET status = 'failed', last_error = $expired, last_failure = NONE
+                 WHERE status = 'held' AND created_at < $too_old;",
         )
         .bind(("reason", hold.reason.clone()))
         .bind(("hint", hold.hint.clone()))
+        .bind(("failure", hold.failure.clone()))
         .bind(("now", now))
         .bind(("too_old", too_old))
         .bind(("expired", format!("Not delivered within {}: {}", age_text(policy.max_age), hold.reason)))

@@ -42,6 +42,8 @@ pub(super) struct Settlement {
     pub(super) next_at: i64,
     pub(super) error: Option<String>,
     pub(super) hint: Option<String>,
+    /// The failure itself (JSON), for readers in other languages.
+    pub(super) failure: Option<String>,
     pub(super) sent_at: Option<i64>,
     /// Whether an attempt is recorded (not for a message released untried).
     pub(super) attempt: bool,
@@ -59,6 +61,7 @@ pub(super) fn settlement(policy: &OutboxPolicy, row: &OutboxRow, attempt: &Attem
                 next_at: now,
                 error: failure.as_ref().map(ToString::to_string).or_else(|| row.last_error.clone()),
                 hint: failure.as_ref().map(SmtpFailure::hint).or_else(|| row.last_hint.clone()),
+                failure: failure.as_ref().map_or_else(|| row.last_failure.clone(), SmtpFailure::to_json),
                 sent_at: None,
                 attempt: false,
                 ok: false,
@@ -77,6 +80,8 @@ pub(super) fn settlement(policy: &OutboxPolicy, row: &OutboxRow, attempt: &Attem
             None => f.to_string(),
         }),
         hint: result.as_ref().err().map(SmtpFailure::hint),
+        // A message that ran out of time keeps only the English text, which says so.
+        failure: result.as_ref().err().filter(|_| expired.is_none()).and_then(SmtpFailure::to_json),
         sent_at: result.is_ok().then_some(now),
         attempt: true,
         ok: result.is_ok(),
@@ -89,6 +94,7 @@ pub(super) const SETTLE: &str = "BEGIN TRANSACTION;
     LET $mine = (UPDATE $ids SET status = $o[record::id(id)].status, attempts = $o[record::id(id)].attempts,
             next_attempt_at = $o[record::id(id)].next_at, lease_owner = NONE, lease_token = NONE, lease_until = NONE,
             last_error = $o[record::id(id)].error, last_hint = $o[record::id(id)].hint,
+            last_failure = $o[record::id(id)].failure,
             sent_at = $o[record::id(id)].sent_at ?? sent_at
         WHERE status = 'sending' AND lease_owner = $node AND lease_token = $o[record::id(id)].token
         RETURN VALUE record::id(id));

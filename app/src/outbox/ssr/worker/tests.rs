@@ -60,6 +60,7 @@ async fn a_settle_changes_the_message_only_with_the_lease_it_claimed() {
                 next_at: 0,
                 error: None,
                 hint: None,
+                failure: None,
                 sent_at: Some(1),
                 attempt: true,
                 ok: true,
