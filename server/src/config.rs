@@ -446,6 +446,7 @@ mod tests {
         assert_eq!(config.bind.to_string(), "127.0.0.1:3000");
         assert_eq!(config.database.url, "surrealkv://data/db");
         assert_eq!(config.instance_name, "Mailroom");
+        assert_eq!(config.default_language, app::language::Locale::en);
         assert!(config.first_admin.is_none());
         assert!(!config.cookie_secure());
     }
@@ -454,6 +455,7 @@ mod tests {
     fn each_bad_value_names_its_variable() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("MAILROOM_BIND", "localhost")], "MAILROOM_BIND"),
+            (&[("MAILROOM_DEFAULT_LANGUAGE", "fr")], "MAILROOM_DEFAULT_LANGUAGE"),
             (&[("MAILROOM_DATABASE_URL", "postgres://x")], "MAILROOM_DATABASE_URL"),
             (&[("MAILROOM_DATABASE_USER", "root")], "MAILROOM_DATABASE_PASSWORD"),
             (&[("MAILROOM_ADMIN_EMAIL", "admin@example.com")], "MAILROOM_ADMIN_PASSWORD"),
@@ -487,6 +489,11 @@ mod tests {
             assert_eq!(err.var, *expected, "{vars:?}");
             assert!(err.to_string().starts_with(expected));
         }
+    }
+
+    #[test]
+    fn the_default_language_is_one_the_instance_has() {
+        assert_eq!(config(&[("MAILROOM_DEFAULT_LANGUAGE", "id")]).unwrap().default_language, app::language::Locale::id);
     }
 
     #[test]
