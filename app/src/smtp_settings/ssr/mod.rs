@@ -247,7 +247,9 @@ fn secrets_of(stored: &StoredSettings) -> super::SavedSecrets {
 
 fn conflict(stored: Option<&StoredSettings>) -> AppError {
     let locale = crate::language::ssr::request_locale();
-    let who = stored.and_then(|s| s.saved_by.clone()).unwrap_or_else(|| "another admin".into());
+    let who = stored
+        .and_then(|s| s.saved_by.clone())
+        .unwrap_or_else(|| crate::i18n::td_string!(locale, invalid.another_admin).to_owned());
     let when = stored.and_then(|s| s.saved_at).map(|at| crate::language::format_time(locale, at)).unwrap_or_default();
     AppError::Conflict(crate::i18n::td_string!(locale, invalid.stale_save, who, when).to_string())
 }
