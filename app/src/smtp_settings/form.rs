@@ -1,8 +1,7 @@
 //! What the SMTP form holds (plain strings, as typed) and how it becomes [`CustomSettings`].
 
 use super::types::*;
-use crate::error::FieldErrors;
-use crate::{i18n::td_string, language::Locale};
+use crate::{error::FieldErrors, i18n::td_string, language::Locale};
 use serde::{Deserialize, Serialize};
 
 /// Field names: the keys of field errors and the ids of the inputs.

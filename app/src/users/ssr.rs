@@ -1,8 +1,8 @@
 //! Users and their one-time links (invitation, password reset).
 
 use super::UserEntry;
-use crate::i18n::td_string;
 use crate::{
+    i18n::td_string,
     auth::{
         MAX_EMAIL_LEN, MAX_NAME_LEN, MAX_PASSWORD_LEN, MAX_TOKEN_LEN, MIN_PASSWORD_LEN, Role,
         ssr::{client_key, end_sessions_of, hash_password, require_admin},

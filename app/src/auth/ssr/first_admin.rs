@@ -2,8 +2,8 @@
 //! a one-time setup code; created exactly once however many requests race.
 
 use super::{admin_exists, admin_seen, client_key, hash_password, start_session};
-use crate::i18n::td_string;
 use crate::{
+    i18n::td_string,
     auth::{CurrentUser, MAX_EMAIL_LEN, MAX_NAME_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Role},
     db::now_ms,
     error::{AppError, FieldErrors, ssr::bounded},

@@ -7,6 +7,8 @@ use super::{
 };
 use crate::{
     error::{AppError, FieldErrors},
+    i18n::td_string,
+    language::Locale,
     mail::ssr::{ClientIdentity, Trust},
     shared::seal::{decrypt, encrypt},
     smtp_settings::{
@@ -14,7 +16,6 @@ use crate::{
         form::{SmtpForm, field},
     },
 };
-use crate::{i18n::td_string, language::Locale};
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 use secrecy::{ExposeSecret, SecretString};
 
