@@ -2,13 +2,13 @@
 
 use super::UserEntry;
 use crate::{
-    i18n::td_string,
     auth::{
         MAX_EMAIL_LEN, MAX_NAME_LEN, MAX_PASSWORD_LEN, MAX_TOKEN_LEN, MIN_PASSWORD_LEN, Role,
         ssr::{client_key, end_sessions_of, hash_password, require_admin},
     },
     db::{Refusal, now_ms},
     error::{AppError, FieldErrors, ssr::bounded},
+    i18n::td_string,
     outbox::{
         ssr::{public_base, wake},
         templates,

@@ -3,10 +3,10 @@
 
 use super::{admin_exists, admin_seen, client_key, hash_password, start_session};
 use crate::{
-    i18n::td_string,
     auth::{CurrentUser, MAX_EMAIL_LEN, MAX_NAME_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Role},
     db::now_ms,
     error::{AppError, FieldErrors, ssr::bounded},
+    i18n::td_string,
     shared::{
         email::EmailAddress,
         token::{fingerprint, random_token},
