@@ -44,6 +44,18 @@ async function audit(page: Page, name: string, language: Language) {
   expect(described, `${name} [${language}]`).toEqual([]);
 }
 
+test('the audit is not vacuous: an unlabelled field and low contrast are caught', async ({ page }) => {
+  await page.goto('/login');
+  await hydrated(page);
+  await page.evaluate(() => {
+    const main = document.querySelector('main')!;
+    main.insertAdjacentHTML('beforeend', '<input id="unlabelled"><p style="color:#eee;background:#fff">faint</p>');
+  });
+  const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
+  const ids = results.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => v.id);
+  expect(ids).toEqual(expect.arrayContaining(['label', 'color-contrast']));
+});
+
 test.afterAll(() => {
   fs.mkdirSync(path.join(__dirname, '..', 'test-results'), { recursive: true });
   fs.writeFileSync(path.join(__dirname, '..', 'test-results', 'axe-summary.json'), JSON.stringify(summary, null, 2));
