@@ -76,15 +76,18 @@ test.describe.serial('English and Bahasa Indonesia', () => {
     expect(mail.text).toContain('admin mengundang Anda ke Mailroom E2E. Setel sandi Anda di sini');
     expect(link).toContain('/set-password?token=');
 
-    // Sari sets her password and, signed in, reads the Admin area in Indonesian at once.
+    // Sari's link opens in her language, even in a browser that prefers English; signed in,
+    // she reads the Admin area in Indonesian at once.
     const sariLink = await linkInMail(SARI.email, 'Anda diundang ke Mailroom E2E');
     const sari = await freshPage(browser);
     await sari.goto(sariLink);
+    await expect(sari.locator('html')).toHaveAttribute('lang', 'id');
     await hydrated(sari);
-    await sari.getByLabel('New password').fill(SARI.password);
-    await sari.getByRole('button', { name: 'Set password' }).click();
+    await sari.getByLabel('Sandi baru').fill(SARI.password);
+    await sari.getByRole('button', { name: 'Setel sandi' }).click();
     await expect(sari).toHaveURL(/\/login\?password=set$/);
-    await signInAs(sari, SARI, { email: 'Email', password: 'Password', submit: 'Sign in' });
+    await expect(sari.getByRole('status')).toHaveText('Sandi sudah disetel. Masuk dengan sandi baru Anda.');
+    await signInAs(sari, SARI);
     await expect(sari).toHaveURL(/\/admin\/smtp$/);
     await expect(sari.locator('html')).toHaveAttribute('lang', 'id');
     await expect(sari.getByLabel('Gunakan setelan email kustom')).toBeVisible();
@@ -202,6 +205,11 @@ test.describe.serial('English and Bahasa Indonesia', () => {
     await hydrated(page);
     await typeInto(page, page.getByLabel('Nama', { exact: true }), 'Dewi Papan Ketik');
     await typeInto(page, page.getByLabel('Email', { exact: true }), 'dewi@example.com');
+    // Her language: the last choice of the select, by keyboard.
+    await tabTo(page, page.getByLabel('Bahasa mereka'));
+    await expectVisibleFocus(page);
+    await page.keyboard.press('End');
+    await expect(page.getByLabel('Bahasa mereka')).toHaveValue('id');
     await tabTo(page, page.getByRole('button', { name: 'Buat pengguna' }));
     await page.keyboard.press('Enter');
     await expect(page.getByRole('status')).toHaveText('Undangan terkirim ke dewi@example.com');

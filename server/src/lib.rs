@@ -5,6 +5,7 @@ mod assets;
 pub mod config;
 mod edge;
 mod healthz;
+mod link_language;
 mod listener;
 mod origin;
 mod secret_key;
@@ -250,6 +251,7 @@ fn router(
         .layer(axum::middleware::map_response(status_follows_error))
         .layer(axum::middleware::from_fn_with_state(state.clone(), origin::refuse_cross_site))
         .layer(sessions)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), link_language::link_language))
         .layer(axum::middleware::from_fn_with_state(edge::Edge::new(limits), edge::limit_request))
         .layer(axum::middleware::from_fn_with_state(hosts, origin::refuse_unknown_host))
         .with_state(state);

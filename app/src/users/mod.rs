@@ -53,8 +53,9 @@ pub fn UsersPage() -> impl IntoView {
     };
     let role = RwSignal::new(Role::User);
     let i18n = use_i18n();
-    // A new user's email goes out in the language the admin reads, unless they pick another.
-    let new_language = RwSignal::new(i18n.get_locale_untracked());
+    // A new user's email: the instance's default (MAILROOM_DEFAULT_LANGUAGE), or the language
+    // the admin picks for them.
+    let new_language = RwSignal::new(None::<Locale>);
     view! {
         <AdminFrame>
             <h1>{t!(i18n, users.title)}</h1>
@@ -100,7 +101,11 @@ pub fn UsersPage() -> impl IntoView {
                     choices=&[(Role::User, "user", |l| td_string!(l, users.role_user)), (Role::Admin, "admin", |l| td_string!(l, users.role_admin))]
                     value=role on_change=Callback::new(move |chosen| role.set(chosen))/>
                 <EnumSelect id="new-language" name="language" label=move || t_string!(i18n, users.language)
-                    choices=&[(Locale::en, "en", |_| td_string!(Locale::en, lang.en)), (Locale::id, "id", |_| td_string!(Locale::id, lang.id))]
+                    choices=&[
+                        (None, "", |l| td_string!(l, users.language_default)),
+                        (Some(Locale::en), "en", |_| td_string!(Locale::en, lang.en)),
+                        (Some(Locale::id), "id", |_| td_string!(Locale::id, lang.id)),
+                    ]
                     value=new_language on_change=Callback::new(move |chosen| new_language.set(chosen))/>
                 <button type="submit" disabled=move || create.pending().get()>{t!(i18n, users.create)}</button>
             </ActionForm>

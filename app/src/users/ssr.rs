@@ -113,6 +113,24 @@ struct LinkRow {
     used_at: Option<i64>,
 }
 
+/// The language of the user a one-time link belongs to, while the link can still be used:
+/// the set-password page it opens speaks the language its email was written in.
+pub async fn link_language(db: &crate::state::Db, token: &str) -> Option<crate::language::Locale> {
+    let mut response = db
+        .query(
+            "LET $link = (SELECT user, expires_at, used_at FROM ONLY $link_id);
+             RETURN IF $link != NONE AND $link.used_at = NONE AND $link.expires_at >= $now {
+                 (SELECT VALUE language FROM ONLY type::record('user', $link.user))
+             } ELSE { NONE };",
+        )
+        .bind(("link_id", RecordId::new("user_token", fingerprint(token))))
+        .bind(("now", now_ms()))
+        .await
+        .ok()?;
+    let code: Option<String> = response.take(1).ok()?;
+    code.as_deref().and_then(crate::language::parse)
+}
+
 /// Sets the password through a one-time link. The link is looked up before any hashing (a
 /// random token costs a lookup, never an Argon2 run), then spent in the same transaction that
 /// sets the password, ends every session of the user and spends their other open links. Then
