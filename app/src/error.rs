@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 pub struct FieldErrors(pub BTreeMap<String, String>);
 
 impl FieldErrors {
+    /// The key that names the field of a demanded secret (see [`FieldErrors::demand_secret`]).
+    pub const SECRET_DEMANDED: &str = "secret_demanded";
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -27,6 +30,18 @@ impl FieldErrors {
 
     pub fn get(&self, field: &str) -> Option<&str> {
         self.0.get(field).map(String::as_str)
+    }
+
+    /// The secret field the admin must type (again) — the re-entry rule — with its message, also
+    /// named under [`FieldErrors::SECRET_DEMANDED`] so the page can say it outright.
+    pub fn demand_secret(&mut self, field: &str, message: impl Into<String>) {
+        self.add(field, message);
+        self.add(Self::SECRET_DEMANDED, field);
+    }
+
+    /// The message of the secret field the admin must type (again), if one is demanded.
+    pub fn demanded_secret(&self) -> Option<&str> {
+        self.get(Self::SECRET_DEMANDED).and_then(|field| self.get(field))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -78,6 +93,13 @@ impl AppError {
     pub fn field(field: &str, message: impl Into<String>) -> Self {
         let mut errors = FieldErrors::new();
         errors.add(field, message);
+        Self::Validation(errors)
+    }
+
+    /// A refusal that demands the secret of `field` (see [`FieldErrors::demand_secret`]).
+    pub fn secret_demanded(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = FieldErrors::new();
+        errors.demand_secret(field, message);
         Self::Validation(errors)
     }
 
@@ -264,6 +286,18 @@ mod tests {
             AppError::RateLimited { retry_after_secs: 7 }.message_in(Locale::id),
             "Terlalu banyak percobaan. Coba lagi dalam 7 detik."
         );
+    }
+
+    #[test]
+    fn a_demanded_secret_is_found_by_its_key_not_its_words() {
+        let mut errors = FieldErrors::new();
+        errors.add("from", "bad");
+        errors.add("password", "Sandi tidak boleh berisi baris baru.");
+        assert_eq!(errors.demanded_secret(), None, "a secret field's own error is no demand");
+        let mut errors = FieldErrors::new();
+        errors.demand_secret("password", "Masukkan ulang sandi: port berubah");
+        assert_eq!(errors.demanded_secret(), Some("Masukkan ulang sandi: port berubah"));
+        assert_eq!(errors.get("password"), Some("Masukkan ulang sandi: port berubah"));
     }
 
     #[test]

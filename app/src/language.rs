@@ -14,6 +14,8 @@ pub type Words = fn(Locale) -> &'static str;
 
 /// The cookie leptos_i18n keeps the choice in (its default name), read by the server too.
 pub const COOKIE: &str = "i18n_pref_locale";
+/// How long the choice is kept: a year.
+pub const COOKIE_MAX_AGE_SECS: i64 = 365 * 24 * 3600;
 
 /// Every language, in the order the switch lists them.
 pub fn all() -> &'static [Locale] {
@@ -69,6 +71,11 @@ pub fn format_count(locale: Locale, n: i64) -> String {
 pub mod ssr {
     use super::{COOKIE, Locale, parse};
     use leptos_i18n::Locale as _;
+
+    /// The `Set-Cookie` value that keeps `locale` as the choice, for the whole site.
+    pub fn set_cookie(locale: Locale) -> String {
+        format!("{COOKIE}={}; Path=/; Max-Age={}; SameSite=Lax", locale.as_str(), super::COOKIE_MAX_AGE_SECS)
+    }
 
     /// The language of the current request: the choice in its cookie, else the first of its
     /// `Accept-Language` we have, else English.

@@ -62,7 +62,7 @@ pub fn App() -> impl IntoView {
     // The choice is kept for a year, for the whole site (not only the page it was made on).
     let cookie = leptos_use::UseCookieOptions::default()
         .path("/")
-        .max_age(365_i64 * 24 * 3600 * 1000)
+        .max_age(language::COOKIE_MAX_AGE_SECS * 1000)
         .same_site(leptos_use::SameSite::Lax);
     view! {
         <i18n::I18nContextProvider cookie_name=language::COOKIE cookie_options=cookie>

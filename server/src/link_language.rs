@@ -30,7 +30,7 @@ pub async fn link_language(State(state): State<AppState>, mut request: Request, 
         request.headers_mut().insert(header::COOKIE, value);
     }
     let mut response = next.run(request).await;
-    if let Ok(value) = HeaderValue::from_str(&format!("{pair}; Path=/; Max-Age=31536000; SameSite=Lax")) {
+    if let Ok(value) = HeaderValue::from_str(&language::ssr::set_cookie(chosen)) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response

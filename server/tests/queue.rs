@@ -222,7 +222,13 @@ async fn a_slow_check_of_older_settings_and_a_silent_node_do_not_raise_the_banne
     let current: Value = admin.post(app.url("/api/smtp_load")).send().await.unwrap().json().await.unwrap();
     let version = current["version"].as_i64().unwrap();
     let stale_failure = Err(app::mail::SmtpFailure::ConnectionRefused { host: "old.example".into(), port: 25 });
-    app::smtp_health::ssr::record(&app.state, "post-save check", version - 1, &stale_failure).await;
+    app::smtp_health::ssr::record(
+        &app.state,
+        app::smtp_health::StatusSource::PostSaveCheck,
+        version - 1,
+        &stale_failure,
+    )
+    .await;
     let status = health(&app, &admin).await;
     assert_eq!(status["is_valid"], true, "a result about older settings is not written: {status}");
 

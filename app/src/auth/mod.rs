@@ -68,7 +68,7 @@ pub async fn get_current_user() -> Result<Option<CurrentUser>, AppError> {
 
 /// Signs in; answers the language the user chose, if any, for the page to switch to.
 #[server(endpoint = "login")]
-pub async fn login(email: String, password: String) -> Result<Option<String>, AppError> {
+pub async fn login(email: String, password: String) -> Result<Option<crate::language::Locale>, AppError> {
     crate::error::ssr::respond(ssr::login(&email, &password).await)
 }
 
@@ -120,9 +120,7 @@ pub fn LoginPage() -> impl IntoView {
     let query = leptos_router::hooks::use_query_map();
     // The pages after sign-in speak the language this user chose, wherever they chose it.
     Effect::new(move |_| {
-        if let Some(Ok(Some(code))) = login.value().get()
-            && let Some(language) = crate::language::parse(&code)
-        {
+        if let Some(Ok(Some(language))) = login.value().get() {
             i18n.set_locale(language);
         }
     });

@@ -8,11 +8,11 @@ mod live;
 pub mod ssr;
 pub mod status;
 
-pub use status::{CertNotice, NodeStatus, SmtpHealth};
+pub use status::{CertNotice, NodeStatus, SmtpHealth, StatusSource};
 
 use crate::{
     i18n::{t_string, td_string, use_i18n},
-    language::{Locale, format_time},
+    language::format_time,
 };
 use leptos::prelude::*;
 
@@ -46,16 +46,6 @@ pub fn SidebarWarning() -> impl IntoView {
     }
 }
 
-/// Who saw the failure, in the reader's language (stored in English).
-fn source_name(locale: Locale, source: &str) -> String {
-    match source {
-        "start-up check" => td_string!(locale, health.source_startup).to_owned(),
-        "post-save check" => td_string!(locale, health.source_post_save).to_owned(),
-        "delivery" => td_string!(locale, health.source_delivery).to_owned(),
-        other => other.to_owned(),
-    }
-}
-
 /// The warning on the SMTP page.
 #[component]
 pub fn HealthBanner() -> impl IntoView {
@@ -80,7 +70,7 @@ pub fn HealthBanner() -> impl IntoView {
         let node = health.failing()?.clone();
         let locale = i18n.get_locale();
         let (message, hint) = node.describe(locale);
-        let (source, when) = (source_name(locale, &node.source), format_time(locale, node.checked_at));
+        let (source, when) = (node.source.name(locale), format_time(locale, node.checked_at));
         let seen = if health.node_count > 1 {
             td_string!(locale, health.seen_by_on_node, source = source, when = when, node = &node.node).to_string()
         } else {

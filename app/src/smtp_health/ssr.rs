@@ -2,7 +2,7 @@
 //! feed: a SurrealDB `LIVE SELECT` on the status table feeds a broadcast channel that every
 //! open admin stream listens to, so a status written by any node reaches admins on every node.
 
-use super::{NodeStatus, SmtpHealth};
+use super::{NodeStatus, SmtpHealth, StatusSource};
 use crate::{
     auth::ssr::{admin_of, session_is_admin},
     db::now_ms,
@@ -31,11 +31,6 @@ use surrealdb::types::{RecordId, SurrealValue};
 use tokio_stream::wrappers::BroadcastStream;
 use tower_sessions::Session;
 
-pub const POST_SAVE_CHECK: &str = "post-save check";
-/// Each node checks the saved settings when it starts, so every live node has a status.
-pub const STARTUP_CHECK: &str = "start-up check";
-pub const DELIVERY: &str = "delivery";
-
 /// Every node's status; a node whose heartbeat is older than `stale_after` (database clock) is
 /// marked stale and no longer counts.
 pub async fn load_health(db: &Db, stale_after: Duration) -> Result<SmtpHealth, surrealdb::Error> {
@@ -55,7 +50,7 @@ pub async fn load_health(db: &Db, stale_after: Duration) -> Result<SmtpHealth, s
 
 /// Writes this node's status: the outcome of a check or of a delivery — only if it is about the
 /// settings saved now (a slow check of older settings must not overwrite a newer status).
-pub async fn record(state: &AppState, source: &str, settings_version: i64, result: &Result<(), SmtpFailure>) {
+pub async fn record(state: &AppState, source: StatusSource, settings_version: i64, result: &Result<(), SmtpFailure>) {
     let node = state.settings().node_id.clone();
     let status = NodeStatus {
         node: node.clone(),
@@ -63,7 +58,7 @@ pub async fn record(state: &AppState, source: &str, settings_version: i64, resul
         message: result.as_ref().err().map(ToString::to_string),
         hint: result.as_ref().err().map(SmtpFailure::hint),
         failure: result.as_ref().err().and_then(SmtpFailure::to_json),
-        source: source.to_owned(),
+        source,
         checked_at: now_ms(),
         settings_version,
         heartbeat_at: None,
@@ -86,9 +81,9 @@ pub async fn record(state: &AppState, source: &str, settings_version: i64, resul
         .and_then(|mut r| r.take::<Option<bool>>(2));
     *state.shared.last_status.lock().await = Some((settings_version, result.is_ok()));
     match written {
-        Ok(Some(true)) => tracing::info!(node = %node, source, ok = result.is_ok(), "SMTP status recorded"),
+        Ok(Some(true)) => tracing::info!(node = %node, source = %source, ok = result.is_ok(), "SMTP status recorded"),
         Ok(_) => {
-            tracing::info!(node = %node, source, settings_version, "SMTP status not recorded: newer settings were saved")
+            tracing::info!(node = %node, source = %source, settings_version, "SMTP status not recorded: newer settings were saved")
         }
         Err(err) => tracing::error!(error = %err, "cannot record the SMTP status"),
     }
@@ -102,7 +97,7 @@ struct StoredStatus {
     message: Option<String>,
     hint: Option<String>,
     failure: Option<String>,
-    source: String,
+    source: StatusSource,
     checked_at: i64,
     settings_version: i64,
 }
@@ -115,7 +110,7 @@ impl From<&NodeStatus> for StoredStatus {
             message: status.message.clone(),
             hint: status.hint.clone(),
             failure: status.failure.clone(),
-            source: status.source.clone(),
+            source: status.source,
             checked_at: status.checked_at,
             settings_version: status.settings_version,
         }
@@ -139,7 +134,7 @@ pub async fn heartbeat(state: &AppState) {
 /// older settings than the last status never overwrites it.
 pub async fn record_if_changed(
     state: &AppState,
-    source: &str,
+    source: StatusSource,
     settings_version: i64,
     result: &Result<(), SmtpFailure>,
 ) {
@@ -155,7 +150,7 @@ pub async fn record_if_changed(
 /// background and records the result as `source`; once per settings version on each node (the
 /// node that saved starts it, and every node starts it when it sees the new version, whichever is
 /// first).
-pub fn spawn_check(state: AppState, source: &'static str, settings: StoredSettings) {
+pub fn spawn_check(state: AppState, source: StatusSource, settings: StoredSettings) {
     let checked = state.shared.checked_version.fetch_max(settings.version, std::sync::atomic::Ordering::SeqCst);
     if checked >= settings.version {
         return;

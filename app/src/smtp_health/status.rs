@@ -23,8 +23,7 @@ pub struct NodeStatus {
     /// `message` and `hint` stay for the logs, the API and rows written before it existed.
     #[serde(default)]
     pub failure: Option<String>,
-    /// "start-up check", "post-save check" or "delivery".
-    pub source: String,
+    pub source: StatusSource,
     pub checked_at: i64,
     pub settings_version: i64,
     /// The node's last heartbeat (ms, database clock).
@@ -34,6 +33,40 @@ pub struct NodeStatus {
     /// probably gone, and its status no longer counts.
     #[serde(default)]
     pub stale: bool,
+}
+
+/// What wrote a node's status; stored and sent as "start-up check", "post-save check" or
+/// "delivery".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(SurrealValue), surreal(untagged))]
+pub enum StatusSource {
+    /// Each node checks the saved settings when it starts, so every live node has a status.
+    #[serde(rename = "start-up check")]
+    #[cfg_attr(feature = "ssr", surreal(rename = "start-up check"))]
+    StartUpCheck,
+    #[serde(rename = "post-save check")]
+    #[cfg_attr(feature = "ssr", surreal(rename = "post-save check"))]
+    PostSaveCheck,
+    #[serde(rename = "delivery")]
+    #[cfg_attr(feature = "ssr", surreal(rename = "delivery"))]
+    Delivery,
+}
+
+impl StatusSource {
+    /// Who saw the status, in the reader's language.
+    pub fn name(self, locale: Locale) -> &'static str {
+        match self {
+            Self::StartUpCheck => td_string!(locale, health.source_startup),
+            Self::PostSaveCheck => td_string!(locale, health.source_post_save),
+            Self::Delivery => td_string!(locale, health.source_delivery),
+        }
+    }
+}
+
+impl std::fmt::Display for StatusSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name(Locale::en))
+    }
 }
 
 impl NodeStatus {

@@ -10,7 +10,7 @@
 //! it was away is not missed.
 
 use crate::{
-    smtp_health::ssr::{POST_SAVE_CHECK, STARTUP_CHECK, spawn_check},
+    smtp_health::{StatusSource, ssr::spawn_check},
     smtp_settings::ssr::load_stored,
     state::AppState,
 };
@@ -27,7 +27,7 @@ pub async fn follow_settings(state: AppState) {
     let mut seen = match load_stored(state.db()).await {
         Ok(stored) => {
             let stored = stored.unwrap_or_default();
-            spawn_check(state.clone(), STARTUP_CHECK, stored.clone());
+            spawn_check(state.clone(), StatusSource::StartUpCheck, stored.clone());
             Some(stored.version)
         }
         Err(err) => {
@@ -76,6 +76,6 @@ async fn catch_up(state: &AppState, seen: Option<i64>) -> Option<i64> {
     state.shared.mailers.invalidate().await;
     crate::outbox::ssr::wake(state);
     // Unless the save on this node has started it already.
-    spawn_check(state.clone(), POST_SAVE_CHECK, stored.clone());
+    spawn_check(state.clone(), StatusSource::PostSaveCheck, stored.clone());
     Some(stored.version)
 }

@@ -386,17 +386,9 @@ fn SettingsForm(initial: SmtpSettingsView) -> impl IntoView {
 /// The line under the buttons for a failed save: a re-entry demand is named outright.
 fn summary(err: &AppError, locale: Locale) -> String {
     match err {
-        AppError::Validation(errors) => [field::PASSWORD, field::CLIENT_SECRET, field::SERVICE_ACCOUNT_KEY]
-            .iter()
-            .filter_map(|name| errors.get(name))
-            .find(|m| demands_reentry(m))
-            .map_or_else(|| td_string!(locale, smtp.needs_attention).to_owned(), str::to_owned),
+        AppError::Validation(errors) => {
+            errors.demanded_secret().map_or_else(|| td_string!(locale, smtp.needs_attention).to_owned(), str::to_owned)
+        }
         other => other.message_in(locale),
     }
-}
-
-/// Whether a secret field's message asks for the secret again (the server words it so in both
-/// languages: "Re-enter …" / "Enter the …", "Masukkan ulang …" / "Masukkan …").
-fn demands_reentry(message: &str) -> bool {
-    ["Re-enter", "Enter the", "Masukkan"].iter().any(|start| message.starts_with(start))
 }

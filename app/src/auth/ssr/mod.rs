@@ -241,7 +241,7 @@ async fn start_session(user: &CurrentUser) -> Result<(), AppError> {
 }
 
 /// Signs in and sends an admin to the SMTP page, anyone else home.
-pub async fn login(email: &str, password: &str) -> Result<Option<String>, AppError> {
+pub async fn login(email: &str, password: &str) -> Result<Option<crate::language::Locale>, AppError> {
     let user = sign_in(email, password).await?;
     // The pages after sign-in speak the language this user chose, wherever they chose it:
     // the cookie for the pages the server renders, the answer for the page that asked.
@@ -249,25 +249,22 @@ pub async fn login(email: &str, password: &str) -> Result<Option<String>, AppErr
         remember_language(language);
     }
     leptos_axum::redirect(if user.is_admin() { "/admin/smtp" } else { "/" });
-    Ok(user.language.map(|language| crate::language::code(language).to_owned()))
+    Ok(user.language)
 }
 
 /// Sets the language cookie on the current response (the cookie the pages' switch keeps).
 pub fn remember_language(language: crate::language::Locale) {
-    if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
-        let cookie = format!(
-            "{}={}; Path=/; Max-Age=31536000; SameSite=Lax",
-            crate::language::COOKIE,
-            crate::language::code(language)
-        );
-        if let Ok(value) = http::HeaderValue::from_str(&cookie) {
-            response.append_header(http::header::SET_COOKIE, value);
-        }
+    if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>()
+        && let Ok(value) = http::HeaderValue::from_str(&crate::language::ssr::set_cookie(language))
+    {
+        response.append_header(http::header::SET_COOKIE, value);
     }
 }
 
 /// Keeps the signed-in user's language (the switch calls this; before sign-in only the cookie
 /// remembers it, and this does nothing).
+/// The code is parsed here, not by serde: leptos_i18n's `Locale` deserializes any unknown code
+/// as English, and an unknown code must be refused.
 pub async fn set_language(code: &str) -> Result<(), AppError> {
     bounded("Language", code, 8)?;
     let language =

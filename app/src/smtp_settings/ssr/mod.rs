@@ -103,7 +103,7 @@ pub fn next_settings(
         },
         Ok(SecretSource::NotNeeded) => None,
         Err((field, message)) => {
-            errors.add(field, message);
+            errors.demand_secret(field, message);
             None
         }
     };
@@ -213,7 +213,7 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
     tracing::info!(admin = %admin.id, version = next.version, fields = ?changed, "SMTP settings saved");
     state.shared.mailers.invalidate().await;
     crate::outbox::ssr::wake(&state);
-    crate::smtp_health::ssr::spawn_check(state.clone(), crate::smtp_health::ssr::POST_SAVE_CHECK, next.clone());
+    crate::smtp_health::ssr::spawn_check(state.clone(), crate::smtp_health::StatusSource::PostSaveCheck, next.clone());
     Ok(outcome(&next, changed))
 }
 
@@ -268,19 +268,20 @@ pub fn target_from(stored: &StoredSettings, key: &[u8; 32]) -> Result<SmtpTarget
         AuthSettings::Basic { username } => TargetAuth::Basic {
             username: username.clone(),
             password: secret(&stored.password_enc, PASSWORD_PURPOSE)?
-                .ok_or_else(|| AppError::field(field::PASSWORD, "Enter the password."))?,
+                .ok_or_else(|| AppError::secret_demanded(field::PASSWORD, "Enter the password."))?,
         },
         AuthSettings::OAuth2 { username, client_id, token_url, scopes } => TargetAuth::OAuth2 {
             username: username.clone(),
             client_id: client_id.clone(),
             client_secret: secret(&stored.client_secret_enc, CLIENT_SECRET_PURPOSE)?
-                .ok_or_else(|| AppError::field(field::CLIENT_SECRET, "Enter the client secret."))?,
+                .ok_or_else(|| AppError::secret_demanded(field::CLIENT_SECRET, "Enter the client secret."))?,
             token_url: token_url.clone(),
             scopes: scopes.clone(),
         },
         AuthSettings::Google { send_as } => {
-            let text = secret(&stored.service_key_enc, SERVICE_KEY_PURPOSE)?
-                .ok_or_else(|| AppError::field(field::SERVICE_ACCOUNT_KEY, "Enter the service account key."))?;
+            let text = secret(&stored.service_key_enc, SERVICE_KEY_PURPOSE)?.ok_or_else(|| {
+                AppError::secret_demanded(field::SERVICE_ACCOUNT_KEY, "Enter the service account key.")
+            })?;
             let key = google_key(crate::language::Locale::en, text.expose_secret())
                 .map_err(|message| AppError::field(field::SERVICE_ACCOUNT_KEY, message))?;
             TargetAuth::Google {

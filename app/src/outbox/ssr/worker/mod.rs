@@ -25,7 +25,7 @@ use crate::{
         ssr::{Mailer, OutgoingMessage, TargetAuth, mailer::Prepared},
     },
     shared::{email::EmailAddress, seal::decrypt},
-    smtp_health::ssr::{DELIVERY, record_if_changed},
+    smtp_health::{StatusSource, ssr::record_if_changed},
     smtp_settings::{
         ssr::{load_stored, target_from},
         types::Mode,
@@ -284,7 +284,7 @@ pub async fn work_once(state: &AppState) -> Pass {
         Ok(active) => active,
         Err(NotReady::Database(cause)) => return Pass::DatabaseFailed(cause),
         Err(NotReady::Failure(failure)) => {
-            record_if_changed(state, DELIVERY, version, &Err(failure.clone())).await;
+            record_if_changed(state, StatusSource::Delivery, version, &Err(failure.clone())).await;
             return match hold_queue(state, &failure, version, hold.as_ref()).await {
                 Ok(wait) => Pass::Waiting(wait),
                 Err(err) => Pass::DatabaseFailed(err.to_string()),
@@ -320,7 +320,7 @@ pub async fn work_once(state: &AppState) -> Pass {
                             batch.hold(failure.clone());
                         }
                         if result.as_ref().err().is_none_or(SmtpFailure::is_about_the_server) {
-                            record_if_changed(state, DELIVERY, active.version, &result).await;
+                            record_if_changed(state, StatusSource::Delivery, active.version, &result).await;
                         }
                         if result.is_ok() {
                             batch.sent();
