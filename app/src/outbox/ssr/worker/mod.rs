@@ -32,7 +32,7 @@ use crate::{
     },
     state::AppState,
 };
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use lettre::message::Mailbox;
 use secrecy::ExposeSecret;
 use std::{
@@ -249,27 +249,7 @@ pub async fn work_once(state: &AppState) -> Pass {
     };
     // A probe sends one message: if the cause is still there, it costs one connection.
     let limit = if probing { 1 } else { claim_size(policy) as i64 };
-    // Two queries, each an index scan of `outbox_due` (status, next_attempt_at): the waiting
-    // messages that are due, oldest first, and the leases that ran out. One query with OR
-    // between them is planned as a scan of the whole table, every body included.
-    let due = state
-        .db()
-        .query(format!(
-            "SELECT record::id(id) AS id FROM outbox
-                 WHERE status IN $waiting AND next_attempt_at <= $now ORDER BY next_attempt_at LIMIT $limit;
-             SELECT record::id(id) AS id FROM outbox
-                 WHERE status = 'sending' AND lease_until < {DB_NOW_MS} LIMIT $limit;"
-        ))
-        .bind(("now", now))
-        .bind(("waiting", WAITING))
-        .bind(("limit", limit))
-        .await
-        .and_then(|mut r| {
-            let mut due = r.take::<Vec<Due>>(1)?;
-            due.extend(r.take::<Vec<Due>>(0)?);
-            due.truncate(limit as usize);
-            Ok(due)
-        });
+    let due = due_ids(state, limit).await;
     let due = match due {
         Ok(due) if due.is_empty() => {
             if probing && let Err(err) = lift_hold(state).await {
@@ -293,51 +273,68 @@ pub async fn work_once(state: &AppState) -> Pass {
     };
     // One transaction claims the whole batch; outcomes are settled in groups as they come.
     let claimed_at = Instant::now();
-    let claimed = match claim(state, due.into_iter().map(|due| due.id).collect(), policy).await {
+    let mut claimed = match claim(state, due, policy).await {
         Ok(claimed) => claimed,
         Err(cause) => return Pass::DatabaseFailed(cause),
     };
-    let tried = claimed.len();
-    let batch = Batch::default();
+    let mut tried = 0;
+    // Each send is a task of its own and so is the settler, so a drain spreads over every core
+    // (the embedded database runs its queries on the task that asks).
+    let batch = Arc::new(Batch::default());
     let stopping = state.shared.stopping.subscribe();
     let (outcomes, settling) = tokio::sync::mpsc::unbounded_channel();
-    let sending = async {
-        futures::stream::iter(claimed)
-            .for_each_concurrent(policy.concurrency.max(1), |claimed| {
-                let (active, batch, stopping, outcomes) = (&active, &batch, stopping.clone(), outcomes.clone());
-                async move {
-                    // A held queue or a stopping server sends nothing more, nor does a lease too
-                    // short for one more send: what it claimed goes back.
-                    let outcome = if let Some(failure) = batch.held() {
-                        Attempt::Released(Some(failure))
-                    } else if *stopping.borrow() || !lease_outlasts_a_send(claimed_at, policy, &state.settings().mail) {
-                        Attempt::Released(None)
-                    } else {
-                        let result = send(&active.mailer, state, &claimed.row, active.from.clone()).await;
-                        if let Err(failure) = &result
-                            && failure.holds_queue()
-                        {
-                            batch.hold(failure.clone());
-                        }
-                        if result.as_ref().err().is_none_or(SmtpFailure::is_about_the_server) {
-                            record_if_changed(state, StatusSource::Delivery, active.version, &result).await;
-                        }
-                        if result.is_ok() {
-                            batch.sent();
-                        }
-                        Attempt::Tried(result)
-                    };
-                    // The settler outlives every sender: it ends when they have all sent.
-                    let _ = outcomes.send((claimed, outcome));
-                }
-            })
-            .await;
-        drop(outcomes);
+    let settler = tokio::spawn({
+        let state = state.clone();
+        async move { settle_as_they_come(&state, settling).await }
+    });
+    let active = Arc::new(active);
+    let connections = Arc::new(tokio::sync::Semaphore::new(policy.concurrency.max(1)));
+    let mut sends = tokio::task::JoinSet::new();
+    let mut claimed_at = claimed_at;
+    loop {
+        tried += claimed.len();
+        for claimed in claimed {
+            let permit = connections.clone().acquire_owned().await.expect("the semaphore is never closed");
+            let (state, active, batch, stopping, outcomes) =
+                (state.clone(), active.clone(), batch.clone(), stopping.clone(), outcomes.clone());
+            sends.spawn(async move {
+                let _permit = permit;
+                let outcome = attempt(&state, &active, &batch, &stopping, claimed_at, &claimed.row).await;
+                // The settler outlives every sender: it ends when they have all sent.
+                let _ = outcomes.send((claimed, outcome));
+            });
+            while let Some(joined) = sends.try_join_next() {
+                rethrow_panic(joined);
+            }
+        }
+        // Every message of the batch has a connection: the next batch is claimed while the
+        // last ones are sent, so the connections do not wait for the claim.
+        if probing {
+            break;
+        }
+        let next_at = Instant::now();
+        match next_batch(state, &active, &batch, &stopping).await {
+            Ok(Some(next)) => (claimed, claimed_at) = (next, next_at),
+            Ok(None) => break,
+            Err(cause) => {
+                batch.database_failed(cause);
+                break;
+            }
+        }
+    }
+    drop(outcomes);
+    while let Some(joined) = sends.join_next().await {
+        rethrow_panic(joined);
+    }
+    let settle_failure = match settler.await {
+        Ok(failure) => failure,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => Some(err.to_string()),
     };
-    let ((), settle_failure) = tokio::join!(sending, settle_as_they_come(state, settling));
     if let Some(cause) = settle_failure {
         batch.database_failed(cause);
     }
+    let batch = Arc::into_inner(batch).expect("every send has ended");
     let outcome = batch.into_outcome();
     let settled = match (&outcome.held, probing) {
         (Some(failure), _) => hold_queue(state, failure, active.version, hold.as_ref()).await.map(Some),
@@ -349,6 +346,94 @@ pub async fn work_once(state: &AppState) -> Pass {
         (Ok(_), Some(cause)) if outcome.sent == 0 => Pass::DatabaseFailed(cause),
         (Ok(Some(wait)), _) => Pass::Waiting(wait),
         (Ok(None), _) => Pass::Worked(tried),
+    }
+}
+
+/// The due messages, oldest first, at most `limit`: two queries, each an index scan of
+/// `outbox_due` (status, next_attempt_at): the waiting messages that are due and the leases that
+/// ran out. One query with OR between them is planned as a scan of the whole table, every body
+/// included.
+async fn due_ids(state: &AppState, limit: i64) -> Result<Vec<String>, surrealdb::Error> {
+    let mut response = state
+        .db()
+        .query(format!(
+            "SELECT record::id(id) AS id FROM outbox
+                 WHERE status IN $waiting AND next_attempt_at <= $now ORDER BY next_attempt_at LIMIT $limit;
+             SELECT record::id(id) AS id FROM outbox
+                 WHERE status = 'sending' AND lease_until < {DB_NOW_MS} LIMIT $limit;"
+        ))
+        .bind(("now", now_ms()))
+        .bind(("waiting", WAITING))
+        .bind(("limit", limit))
+        .await?;
+    let mut due = response.take::<Vec<Due>>(1)?;
+    due.extend(response.take::<Vec<Due>>(0)?);
+    due.truncate(limit as usize);
+    Ok(due.into_iter().map(|due| due.id).collect())
+}
+
+/// The next batch of a pass, claimed while the last one is still being sent; none once the
+/// queue is empty, held (by this batch or another node), stopping, or the settings changed
+/// (the next pass builds the new Mailer).
+async fn next_batch(
+    state: &AppState,
+    active: &Active,
+    batch: &Batch,
+    stopping: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<Vec<Claimed>>, String> {
+    if batch.held().is_some() || *stopping.borrow() {
+        return Ok(None);
+    }
+    let (hold, version) = hold_and_version(state).await.map_err(|err| err.to_string())?;
+    if hold.is_some() || version != active.version {
+        return Ok(None);
+    }
+    let policy = &state.settings().outbox;
+    let due = due_ids(state, claim_size(policy) as i64).await.map_err(|err| err.to_string())?;
+    if due.is_empty() {
+        return Ok(None);
+    }
+    let claimed = claim(state, due, policy).await?;
+    Ok((!claimed.is_empty()).then_some(claimed))
+}
+
+/// Sends one claimed message, unless the queue is held (by this failure), the server is
+/// stopping or the lease is too short for one more send: then it goes back.
+async fn attempt(
+    state: &AppState,
+    active: &Active,
+    batch: &Batch,
+    stopping: &tokio::sync::watch::Receiver<bool>,
+    claimed_at: Instant,
+    row: &OutboxRow,
+) -> Attempt {
+    if let Some(failure) = batch.held() {
+        return Attempt::Released(Some(failure));
+    }
+    if *stopping.borrow() || !lease_outlasts_a_send(claimed_at, &state.settings().outbox, &state.settings().mail) {
+        return Attempt::Released(None);
+    }
+    let result = send(&active.mailer, state, row, active.from.clone()).await;
+    if let Err(failure) = &result
+        && failure.holds_queue()
+    {
+        batch.hold(failure.clone());
+    }
+    if result.as_ref().err().is_none_or(SmtpFailure::is_about_the_server) {
+        record_if_changed(state, StatusSource::Delivery, active.version, &result).await;
+    }
+    if result.is_ok() {
+        batch.sent();
+    }
+    Attempt::Tried(result)
+}
+
+/// A panic outside the send (which catches its own) restarts the worker, as before.
+fn rethrow_panic(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(err) = joined
+        && err.is_panic()
+    {
+        std::panic::resume_unwind(err.into_panic());
     }
 }
 

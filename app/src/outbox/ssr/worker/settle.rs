@@ -50,6 +50,24 @@ pub(super) struct Settlement {
     pub(super) ok: bool,
 }
 
+impl Settlement {
+    /// Whether `other` writes the same next state under the same lease (the attempt's own
+    /// fields aside).
+    fn same_as(&self, other: &Settlement) -> bool {
+        (&self.token, self.status, self.attempts, self.next_at, &self.error, &self.hint, &self.failure, self.sent_at)
+            == (
+                &other.token,
+                other.status,
+                other.attempts,
+                other.next_at,
+                &other.error,
+                &other.hint,
+                &other.failure,
+                other.sent_at,
+            )
+    }
+}
+
 pub(super) fn settlement(policy: &OutboxPolicy, row: &OutboxRow, attempt: &Attempt, now: i64) -> Settlement {
     let token = row.lease_token.clone();
     let result = match attempt {
@@ -88,41 +106,82 @@ pub(super) fn settlement(policy: &OutboxPolicy, row: &OutboxRow, attempt: &Attem
     }
 }
 
-/// The fenced group settle: each message changes (and its attempt is recorded) only if its
-/// lease is still the one its claim took; answers the keys that changed.
-pub(super) const SETTLE: &str = "BEGIN TRANSACTION;
-    LET $mine = (UPDATE $ids SET status = $o[record::id(id)].status, attempts = $o[record::id(id)].attempts,
-            next_attempt_at = $o[record::id(id)].next_at, lease_owner = NONE, lease_token = NONE, lease_until = NONE,
-            last_error = $o[record::id(id)].error, last_hint = $o[record::id(id)].hint,
-            last_failure = $o[record::id(id)].failure,
-            sent_at = $o[record::id(id)].sent_at ?? sent_at
-        WHERE status = 'sending' AND lease_owner = $node AND lease_token = $o[record::id(id)].token
-        RETURN VALUE record::id(id));
-    FOR $key IN $mine {
-        IF $o[$key].attempt {
-            CREATE outbox_attempt CONTENT { outbox: $key, at: $now, node: $node, ok: $o[$key].ok, error: $o[$key].error };
-        };
-    };
-    COMMIT TRANSACTION;
-    RETURN $mine;";
+/// One UPDATE per distinct next state: in a drain nearly every message of a group settles the
+/// same way under the same claim, so a group of 50 is one statement over 50 records, not 50
+/// lookups of each message's own values. Each message changes only if its lease is still the one
+/// its claim took.
+fn update_statement(n: usize) -> String {
+    format!(
+        "LET $m{n} = (UPDATE $g{n}.ids SET status = $g{n}.s.status, attempts = $g{n}.s.attempts,
+             next_attempt_at = $g{n}.s.next_at, lease_owner = NONE, lease_token = NONE, lease_until = NONE,
+             last_error = $g{n}.s.error, last_hint = $g{n}.s.hint, last_failure = $g{n}.s.failure,
+             sent_at = $g{n}.s.sent_at ?? sent_at
+         WHERE status = 'sending' AND lease_owner = $node AND lease_token = $g{n}.s.token
+         RETURN VALUE record::id(id));\n"
+    )
+}
 
+/// Messages that settle the same way under the same lease token.
+#[derive(Debug, SurrealValue)]
+struct SameSettlement {
+    ids: Vec<RecordId>,
+    s: Settlement,
+}
+
+/// The attempt record of one message tried: written only for the messages whose lease held.
+#[derive(Debug, SurrealValue)]
+struct AttemptRecord {
+    outbox: String,
+    at: i64,
+    node: String,
+    ok: bool,
+    error: Option<String>,
+}
+
+/// The fenced group settle, in one transaction: each message changes (and its attempt is
+/// recorded) only if its lease is still the one its claim took; answers the keys that changed,
+/// in order.
 pub(super) async fn write_settlements(
     db: &crate::state::Db,
     node: &str,
     now: i64,
     settlements: BTreeMap<String, Settlement>,
 ) -> Result<Vec<String>, surrealdb::Error> {
-    let ids: Vec<RecordId> = settlements.keys().map(|key| RecordId::new("outbox", key.as_str())).collect();
-    let mut response = db
-        .query(SETTLE)
-        .bind(("ids", ids))
-        .bind(("o", settlements))
-        .bind(("node", node.to_owned()))
-        .bind(("now", now))
-        .await
-        .and_then(crate::db::check_transaction)?;
+    let attempts: Vec<AttemptRecord> = settlements
+        .iter()
+        .filter(|(_, s)| s.attempt)
+        .map(|(key, s)| AttemptRecord { outbox: key.clone(), at: now, node: node.to_owned(), ok: s.ok, error: s.error.clone() })
+        .collect();
+    let mut groups: Vec<SameSettlement> = Vec::new();
+    for (key, settlement) in settlements {
+        let id = RecordId::new("outbox", key);
+        match groups.iter_mut().find(|group| group.s.same_as(&settlement)) {
+            Some(group) => group.ids.push(id),
+            None => groups.push(SameSettlement { ids: vec![id], s: settlement }),
+        }
+    }
+    let mut query = String::from("BEGIN TRANSACTION;\n");
+    for n in 0..groups.len() {
+        query.push_str(&update_statement(n));
+    }
+    let changed: Vec<String> = (0..groups.len()).map(|n| format!("$m{n}")).collect();
+    query.push_str(&format!(
+        "LET $mine = array::flatten([{}]);
+         LET $tried = $attempts[WHERE outbox INSIDE $mine];
+         IF array::len($tried) > 0 {{ INSERT INTO outbox_attempt $tried; }};
+         COMMIT TRANSACTION;
+         RETURN $mine;",
+        changed.join(", ")
+    ));
+    let mut request = db.query(query).bind(("node", node.to_owned())).bind(("attempts", attempts));
+    for (n, group) in groups.into_iter().enumerate() {
+        request = request.bind((format!("g{n}"), group));
+    }
+    let mut response = request.await.and_then(crate::db::check_transaction)?;
     let last = response.num_statements().saturating_sub(1);
-    response.take::<Vec<String>>(last)
+    let mut mine = response.take::<Vec<String>>(last)?;
+    mine.sort();
+    Ok(mine)
 }
 
 /// Records the attempts and the messages' next states — each only while its lease is ours.
