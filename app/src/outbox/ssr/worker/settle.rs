@@ -150,7 +150,13 @@ pub(super) async fn write_settlements(
     let attempts: Vec<AttemptRecord> = settlements
         .iter()
         .filter(|(_, s)| s.attempt)
-        .map(|(key, s)| AttemptRecord { outbox: key.clone(), at: now, node: node.to_owned(), ok: s.ok, error: s.error.clone() })
+        .map(|(key, s)| AttemptRecord {
+            outbox: key.clone(),
+            at: now,
+            node: node.to_owned(),
+            ok: s.ok,
+            error: s.error.clone(),
+        })
         .collect();
     let mut groups: Vec<SameSettlement> = Vec::new();
     for (key, settlement) in settlements {
