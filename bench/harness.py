@@ -152,6 +152,13 @@ async def raw_ceiling(port, connections, total, size=0):
     return (total // connections * connections) / (time.perf_counter() - start)
 
 
+def cpu_seconds(pid):
+    """CPU time (user + system, every thread) a process has used so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def record(path, bench, case, value, unit, ceiling=None, ceiling_name="", lower_is_better=False, **extra):
     """Appends one result to the JSON-lines file `path` (bench/all's table), if given. `ratio` is
     value / ceiling (ceiling / value when lower is better), so 1.0 means at the ceiling."""

@@ -7,7 +7,9 @@ held while 8 HTTP clients create N users (each creation commits the user, its on
 its invitation in one transaction). Then settings pointing at the sink are saved: the worker
 probes with one message, lifts the hold and drains the queue. Delivery rate = messages / (last
 arrival at the sink - first arrival). The server logs each claim and settle transaction
-(debug), so the database commits per message are counted, not estimated.
+(debug) with its duration, so the database commits per message are counted, not estimated, and
+the time spent in them is summed; the CPU time of the server and of the sink over the drain (from
+/proc) says which of them a message costs more.
 
 The sink's own ceiling is measured in the same run with a raw asyncio client that pipelines
 MAIL/RCPT/DATA over the same number of persistent connections.
@@ -18,12 +20,13 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import tempfile
 import threading
 import time
 import urllib.parse
 
-from harness import Mbox, free_port, plain_form, raw_ceiling, record, sign_in, start_server, start_sink, stop, post
+from harness import Mbox, cpu_seconds, free_port, plain_form, raw_ceiling, record, sign_in, start_server, start_sink, stop, post
 
 HOME = os.path.expanduser("~")
 parser = argparse.ArgumentParser()
@@ -65,6 +68,7 @@ def run(pool):
         expected = args.messages + 2  # the invitations and the admin notices about the two saves
         queued_log = open(log).read()
         mbox = Mbox(f"{work}/mbox.jsonl")
+        cpu_before = cpu_seconds(server.pid), cpu_seconds(sink.pid)
         save(opener, base, plain_form(sink_port))
         deadline = time.perf_counter() + 600
         while mbox.read() < expected:
@@ -72,10 +76,14 @@ def run(pool):
                 raise SystemExit(f"pool {pool}: only {len(set(mbox.ids))} of {expected} arrived in 10 minutes")
             time.sleep(0.02)
         first, last = mbox.seen[0], mbox.seen[-1]
+        cpu_after = cpu_seconds(server.pid), cpu_seconds(sink.pid)
         time.sleep(1)  # the last settles commit after the last arrival
-        drained_log = open(log).read()[len(queued_log):]
+        drained_log = re.sub(r"\x1b\[[0-9;]*m", "", open(log).read()[len(queued_log):])
         claims = drained_log.count("outbox claim")
         settles = drained_log.count("outbox settle")
+        spent = {kind: sum(float(ms) for ms in re.findall(rf"outbox {kind} count=\d+ ms=([0-9.]+)", drained_log))
+                 for kind in ("due scan", "claim", "settle")}
+        server_cpu, sink_cpu = ((after - before) * 1e3 / expected for before, after in zip(cpu_before, cpu_after))
         rate = (expected - 1) / (last - first)
         sizes = sorted(json.loads(line)["size"] for line in open(f"{work}/mbox.jsonl"))
         size = sizes[len(sizes) // 2]
@@ -85,11 +93,14 @@ def run(pool):
         print(f"pool {pool:2d}: {expected} messages, delivery {rate:7.1f} msg/s (first to last arrival "
               f"{last - first:6.2f} s); {claims} claims + {settles} settles = {commits:.3f} commits/message; "
               f"sink ceiling, raw pipelined client on {pool} connection(s), {size}-byte messages: {ceiling:7.1f} msg/s "
-              f"({rate / ceiling:.2f}x)",
+              f"({rate / ceiling:.2f}x); per message: server CPU {server_cpu:.3f} ms, sink CPU {sink_cpu:.3f} ms, "
+              f"in the worker's transactions {spent['due scan'] / expected:.3f} ms due scan + "
+              f"{spent['claim'] / expected:.3f} ms claim + {spent['settle'] / expected:.3f} ms settle",
               flush=True)
         record(args.json, "outbox", f"delivery, {pool} connection(s)", rate, "msg/s", ceiling,
                f"raw pipelined client, {pool} connection(s)", messages=expected, message_bytes=size,
-               commits_per_message=commits)
+               commits_per_message=commits, server_cpu_ms_per_message=server_cpu,
+               sink_cpu_ms_per_message=sink_cpu)
     finally:
         stop(server)
         stop(sink)

@@ -34,6 +34,7 @@ pub(super) struct Claimed {
 /// node. A claim that collides with another node's takes nothing; the next pass looks again.
 pub(super) async fn claim(state: &AppState, ids: Vec<String>, policy: &OutboxPolicy) -> Result<Vec<Claimed>, String> {
     let ids: Vec<RecordId> = ids.into_iter().map(|id| RecordId::new("outbox", id)).collect();
+    let started = Instant::now();
     let claimed = state
         .db()
         .query(format!(
@@ -52,7 +53,7 @@ pub(super) async fn claim(state: &AppState, ids: Vec<String>, policy: &OutboxPol
         .and_then(|mut r| r.take::<Vec<Claimed>>(0));
     match claimed {
         Ok(claimed) => {
-            tracing::debug!(count = claimed.len(), "outbox claim");
+            tracing::debug!(count = claimed.len(), ms = started.elapsed().as_secs_f64() * 1e3, "outbox claim");
             Ok(claimed)
         }
         Err(err) if is_conflict(&err) => Ok(Vec::new()),

@@ -147,9 +147,10 @@ pub async fn run_worker(state: AppState) {
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// A task that ends with its handle: a worker, or a claim made ahead for a pass that ended.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -223,9 +224,11 @@ const WAITING: [OutboxStatus; 3] = [OutboxStatus::Queued, OutboxStatus::Retrying
 /// The longest pause for an unreachable server: mail flows within this long of its return.
 const MAX_SERVER_PAUSE: Duration = Duration::from_secs(30);
 
+/// A due message: its key, and when it became due (its lease's end, for a lease that ran out).
 #[derive(Debug, SurrealValue)]
 struct Due {
     id: String,
+    at: i64,
 }
 
 /// Claims what is due and sends it.
@@ -292,6 +295,15 @@ pub async fn work_once(state: &AppState) -> Pass {
     let mut sends = tokio::task::JoinSet::new();
     let mut claimed_at = claimed_at;
     loop {
+        // The next batch is claimed while this one waits for connections and is sent, so no
+        // connection waits for a claim: one batch ahead, never more (a probe claims none).
+        let ahead = (!probing).then(|| {
+            let (state, active, batch, stopping) = (state.clone(), active.clone(), batch.clone(), stopping.clone());
+            AbortOnDrop(tokio::spawn(async move {
+                let at = Instant::now();
+                next_batch(&state, &active, &batch, &stopping).await.map(|next| next.map(|next| (next, at)))
+            }))
+        });
         tried += claimed.len();
         for claimed in claimed {
             let permit = connections.clone().acquire_owned().await.expect("the semaphore is never closed");
@@ -307,17 +319,17 @@ pub async fn work_once(state: &AppState) -> Pass {
                 rethrow_panic(joined);
             }
         }
-        // Every message of the batch has a connection: the next batch is claimed while the
-        // last ones are sent, so the connections do not wait for the claim.
-        if probing {
-            break;
-        }
-        let next_at = Instant::now();
-        match next_batch(state, &active, &batch, &stopping).await {
-            Ok(Some(next)) => (claimed, claimed_at) = (next, next_at),
-            Ok(None) => break,
-            Err(cause) => {
+        let Some(mut ahead) = ahead else { break };
+        match (&mut ahead.0).await {
+            Ok(Ok(Some(next))) => (claimed, claimed_at) = next,
+            Ok(Ok(None)) => break,
+            Ok(Err(cause)) => {
                 batch.database_failed(cause);
+                break;
+            }
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(err) => {
+                batch.database_failed(err.to_string());
                 break;
             }
         }
@@ -349,26 +361,38 @@ pub async fn work_once(state: &AppState) -> Pass {
     }
 }
 
-/// The due messages, oldest first, at most `limit`: two queries, each an index scan of
-/// `outbox_due` (status, next_attempt_at): the waiting messages that are due and the leases that
-/// ran out. One query with OR between them is planned as a scan of the whole table, every body
+/// The due messages, at most `limit`: leases that ran out first, then the waiting messages
+/// that are due, oldest first. Each is an index scan of `outbox_due` (status, next_attempt_at),
+/// one per status: one query with `status IN` is planned as a merge of three index scans that
+/// each read a thousand entries ahead (8x the time of one status's scan for a batch of 256,
+/// measured with `EXPLAIN ANALYZE`), and one with OR as a scan of the whole table, every body
 /// included.
 async fn due_ids(state: &AppState, limit: i64) -> Result<Vec<String>, surrealdb::Error> {
-    let mut response = state
-        .db()
-        .query(format!(
-            "SELECT record::id(id) AS id FROM outbox
-                 WHERE status IN $waiting AND next_attempt_at <= $now ORDER BY next_attempt_at LIMIT $limit;
-             SELECT record::id(id) AS id FROM outbox
-                 WHERE status = 'sending' AND lease_until < {DB_NOW_MS} LIMIT $limit;"
-        ))
-        .bind(("now", now_ms()))
-        .bind(("waiting", WAITING))
-        .bind(("limit", limit))
-        .await?;
-    let mut due = response.take::<Vec<Due>>(1)?;
-    due.extend(response.take::<Vec<Due>>(0)?);
+    let started = Instant::now();
+    let mut query = format!(
+        "SELECT record::id(id) AS id, lease_until AS at FROM outbox
+             WHERE status = 'sending' AND lease_until < {DB_NOW_MS} LIMIT $limit;"
+    );
+    for n in 0..WAITING.len() {
+        query.push_str(&format!(
+            "SELECT record::id(id) AS id, next_attempt_at AS at FROM outbox
+                 WHERE status = $waiting{n} AND next_attempt_at <= $now ORDER BY next_attempt_at LIMIT $limit;"
+        ));
+    }
+    let mut request = state.db().query(query).bind(("now", now_ms())).bind(("limit", limit));
+    for (n, status) in WAITING.into_iter().enumerate() {
+        request = request.bind((format!("waiting{n}"), status));
+    }
+    let mut response = request.await?;
+    let mut due = response.take::<Vec<Due>>(0)?;
+    let mut waiting = Vec::new();
+    for n in 1..=WAITING.len() {
+        waiting.extend(response.take::<Vec<Due>>(n)?);
+    }
+    waiting.sort_by_key(|due| due.at);
+    due.extend(waiting);
     due.truncate(limit as usize);
+    tracing::debug!(count = due.len(), ms = started.elapsed().as_secs_f64() * 1e3, "outbox due scan");
     Ok(due.into_iter().map(|due| due.id).collect())
 }
 

@@ -53,7 +53,7 @@ pub(super) struct Settlement {
 impl Settlement {
     /// Whether `other` writes the same next state under the same lease (the attempt's own
     /// fields aside).
-    fn same_as(&self, other: &Settlement) -> bool {
+    pub(super) fn same_as(&self, other: &Settlement) -> bool {
         (&self.token, self.status, self.attempts, self.next_at, &self.error, &self.hint, &self.failure, self.sent_at)
             == (
                 &other.token,
@@ -194,6 +194,7 @@ pub(super) async fn write_settlements(
 pub(super) async fn settle(state: &AppState, group: &[(Claimed, Attempt)]) -> Result<(), String> {
     let policy = &state.settings().outbox;
     let now = now_ms();
+    let started = Instant::now();
     let settlements: BTreeMap<String, Settlement> = group
         .iter()
         .map(|(claimed, attempt)| (claimed.key.clone(), settlement(policy, &claimed.row, attempt, now)))
@@ -207,7 +208,7 @@ pub(super) async fn settle(state: &AppState, group: &[(Claimed, Attempt)]) -> Re
     .await
     {
         Ok(mine) => {
-            tracing::debug!(count = group.len(), "outbox settle");
+            tracing::debug!(count = group.len(), ms = started.elapsed().as_secs_f64() * 1e3, "outbox settle");
             mine.into_iter().collect()
         }
         Err(err) => {

@@ -146,6 +146,50 @@ async fn one_group_settle_changes_each_message_by_its_own_lease() {
 }
 
 #[tokio::test]
+async fn one_update_for_a_claim_that_settles_alike_still_skips_the_stolen_message() {
+    let db = memory_db().await;
+    let policy = OutboxPolicy::default();
+    let now = now_ms();
+    let mut rows = BTreeMap::new();
+    // One claim leased all three under one token; every one was sent.
+    for key in ["a", "b", "c"] {
+        let mut leased = row(0, now);
+        leased.status = OutboxStatus::Sending;
+        leased.lease_owner = Some("node-a".into());
+        leased.lease_token = Some("claim-1".into());
+        db.query("CREATE type::record('outbox', $key) CONTENT $row")
+            .bind(("key", key))
+            .bind(("row", leased.clone()))
+            .await
+            .unwrap()
+            .check()
+            .unwrap();
+        rows.insert(key, leased);
+    }
+    db.query("UPDATE outbox:b SET lease_owner = 'node-b', lease_token = 'theirs'").await.unwrap().check().unwrap();
+    let settlements: BTreeMap<String, Settlement> = rows
+        .iter()
+        .map(|(key, row)| (key.to_string(), settlement(&policy, row, &Attempt::Tried(Ok(())), now)))
+        .collect();
+    assert!(settlements["a"].same_as(&settlements["b"]) && settlements["b"].same_as(&settlements["c"]), "one group");
+    let mine = write_settlements(&db, "node-a", now, settlements).await.unwrap();
+    assert_eq!(mine, ["a", "c"]);
+    let states: Vec<(String, String, Option<String>)> = db
+        .query("SELECT VALUE [record::id(id), status, lease_token] FROM outbox ORDER BY id")
+        .await
+        .unwrap()
+        .take(0)
+        .unwrap();
+    let expected = [("a", "sent", None), ("b", "sending", Some("theirs")), ("c", "sent", None)];
+    let expected: Vec<(String, String, Option<String>)> =
+        expected.iter().map(|(k, s, t)| (k.to_string(), s.to_string(), t.map(str::to_owned))).collect();
+    assert_eq!(states, expected, "the other node's message keeps its lease and its state");
+    let attempts: Vec<String> =
+        db.query("SELECT VALUE outbox FROM outbox_attempt ORDER BY outbox").await.unwrap().take(0).unwrap();
+    assert_eq!(attempts, ["a", "c"], "no attempt recorded for the message this node no longer held");
+}
+
+#[tokio::test]
 async fn a_stored_address_that_no_longer_parses_fails_its_message_alone() {
     let db = memory_db().await;
     let good = row(0, now_ms());
