@@ -20,6 +20,22 @@ async fn memory_db() -> crate::state::Db {
     crate::db::connect(options).await.unwrap()
 }
 
+/// Stores `outbox:<key>` as node-a's claim left it: sending, leased under `token`.
+async fn leased(db: &crate::state::Db, key: &str, token: &str, attempts: i64, now: i64) -> OutboxRow {
+    let mut leased = row(attempts, now);
+    leased.status = OutboxStatus::Sending;
+    leased.lease_owner = Some("node-a".into());
+    leased.lease_token = Some(token.into());
+    db.query("CREATE type::record('outbox', $key) CONTENT $row")
+        .bind(("key", key.to_owned()))
+        .bind(("row", leased.clone()))
+        .await
+        .unwrap()
+        .check()
+        .unwrap();
+    leased
+}
+
 #[test]
 fn each_class_moves_the_message_its_own_way() {
     let policy = OutboxPolicy::default();
@@ -98,18 +114,7 @@ async fn one_group_settle_changes_each_message_by_its_own_lease() {
     let now = now_ms();
     let mut rows = BTreeMap::new();
     for (key, token) in [("sent", "t1"), ("stolen", "t2"), ("released", "t3"), ("refused", "t4")] {
-        let mut leased = row(1, now);
-        leased.status = OutboxStatus::Sending;
-        leased.lease_owner = Some("node-a".into());
-        leased.lease_token = Some(token.into());
-        db.query("CREATE type::record('outbox', $key) CONTENT $row")
-            .bind(("key", key))
-            .bind(("row", leased.clone()))
-            .await
-            .unwrap()
-            .check()
-            .unwrap();
-        rows.insert(key, leased);
+        rows.insert(key, leased(&db, key, token, 1, now).await);
     }
     // Another node took this one after our lease ran out.
     db.query("UPDATE outbox:stolen SET lease_token = 'theirs'").await.unwrap().check().unwrap();
@@ -153,18 +158,7 @@ async fn one_update_for_a_claim_that_settles_alike_still_skips_the_stolen_messag
     let mut rows = BTreeMap::new();
     // One claim leased all three under one token; every one was sent.
     for key in ["a", "b", "c"] {
-        let mut leased = row(0, now);
-        leased.status = OutboxStatus::Sending;
-        leased.lease_owner = Some("node-a".into());
-        leased.lease_token = Some("claim-1".into());
-        db.query("CREATE type::record('outbox', $key) CONTENT $row")
-            .bind(("key", key))
-            .bind(("row", leased.clone()))
-            .await
-            .unwrap()
-            .check()
-            .unwrap();
-        rows.insert(key, leased);
+        rows.insert(key, leased(&db, key, "claim-1", 0, now).await);
     }
     db.query("UPDATE outbox:b SET lease_owner = 'node-b', lease_token = 'theirs'").await.unwrap().check().unwrap();
     let settlements: BTreeMap<String, Settlement> = rows
