@@ -252,7 +252,7 @@ pub async fn work_once(state: &AppState) -> Pass {
     };
     // A probe sends one message: if the cause is still there, it costs one connection.
     let limit = if probing { 1 } else { claim_size(policy) as i64 };
-    let due = due_ids(state, limit).await;
+    let due = due_ids(state.db(), limit).await;
     let due = match due {
         Ok(due) if due.is_empty() => {
             if probing && let Err(err) = lift_hold(state).await {
@@ -366,7 +366,7 @@ pub async fn work_once(state: &AppState) -> Pass {
 /// one per status: one query with `status IN` is planned as a merge of three index scans that
 /// each read a thousand entries ahead (`EXPLAIN FULL`; it took 8x the time of one status's scan
 /// for a batch of 256), and one with OR as a scan of the whole table, every body included.
-async fn due_ids(state: &AppState, limit: i64) -> Result<Vec<String>, surrealdb::Error> {
+async fn due_ids(db: &crate::state::Db, limit: i64) -> Result<Vec<String>, surrealdb::Error> {
     let started = Instant::now();
     let mut query = format!(
         "SELECT record::id(id) AS id, lease_until AS at FROM outbox
@@ -378,7 +378,7 @@ async fn due_ids(state: &AppState, limit: i64) -> Result<Vec<String>, surrealdb:
                  WHERE status = $waiting{n} AND next_attempt_at <= $now ORDER BY next_attempt_at LIMIT $limit;"
         ));
     }
-    let mut request = state.db().query(query).bind(("now", now_ms())).bind(("limit", limit));
+    let mut request = db.query(query).bind(("now", now_ms())).bind(("limit", limit));
     for (n, status) in WAITING.into_iter().enumerate() {
         request = request.bind((format!("waiting{n}"), status));
     }
@@ -412,7 +412,7 @@ async fn next_batch(
         return Ok(None);
     }
     let policy = &state.settings().outbox;
-    let due = due_ids(state, claim_size(policy) as i64).await.map_err(|err| err.to_string())?;
+    let due = due_ids(state.db(), claim_size(policy) as i64).await.map_err(|err| err.to_string())?;
     if due.is_empty() {
         return Ok(None);
     }

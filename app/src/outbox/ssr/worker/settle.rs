@@ -31,21 +31,35 @@ pub(super) async fn settle_as_they_come(
 ) -> Option<String> {
     let mut failure = None;
     let mut group = Vec::with_capacity(SETTLE_GROUP);
-    while settling.recv_many(&mut group, SETTLE_GROUP).await > 0 {
-        let deadline = tokio::time::Instant::now() + SETTLE_LINGER;
-        while group.len() < SETTLE_GROUP {
-            let room = SETTLE_GROUP - group.len();
-            match tokio::time::timeout_at(deadline, settling.recv_many(&mut group, room)).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
+    while gather(&mut settling, &mut group, SETTLE_LINGER).await > 0 {
         if let Err(cause) = settle(state, &group).await {
             failure.get_or_insert(cause);
         }
         group.clear();
     }
     failure
+}
+
+/// Waits for an outcome, then gathers more into `group` for `linger` (or until it holds
+/// [`SETTLE_GROUP`], or the channel is closed). Answers how many it holds; 0 once every sender
+/// has ended and nothing is left.
+pub(super) async fn gather<T>(
+    settling: &mut tokio::sync::mpsc::UnboundedReceiver<T>,
+    group: &mut Vec<T>,
+    linger: Duration,
+) -> usize {
+    if settling.recv_many(group, SETTLE_GROUP).await == 0 {
+        return 0;
+    }
+    let deadline = tokio::time::Instant::now() + linger;
+    while group.len() < SETTLE_GROUP {
+        let room = SETTLE_GROUP - group.len();
+        match tokio::time::timeout_at(deadline, settling.recv_many(group, room)).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    group.len()
 }
 
 /// One message's next state, as the settle writes it.

@@ -184,6 +184,65 @@ async fn one_update_for_a_claim_that_settles_alike_still_skips_the_stolen_messag
 }
 
 #[tokio::test]
+async fn a_settle_gathers_what_arrives_within_its_linger_and_no_longer() {
+    let (outcomes, mut settling) = tokio::sync::mpsc::unbounded_channel();
+    outcomes.send(1).unwrap();
+    let late = outcomes.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        late.send(2).unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        late.send(3).unwrap();
+    });
+    let mut group = Vec::new();
+    assert_eq!(gather(&mut settling, &mut group, Duration::from_millis(200)).await, 2, "one commit for both");
+    assert_eq!(group, [1, 2]);
+    group.clear();
+    drop(outcomes);
+    // The senders have ended: the last group is written at once, not after another linger.
+    let started = Instant::now();
+    assert_eq!(gather(&mut settling, &mut group, Duration::from_secs(30)).await, 1);
+    assert_eq!(group, [3]);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    group.clear();
+    assert_eq!(gather(&mut settling, &mut group, Duration::from_secs(30)).await, 0);
+}
+
+#[tokio::test]
+async fn due_messages_are_expired_leases_then_the_waiting_oldest_first_across_statuses() {
+    let db = memory_db().await;
+    let now = now_ms();
+    let mut expired = row(1, now);
+    expired.status = OutboxStatus::Sending;
+    expired.lease_until = Some(0);
+    let mut leased = expired.clone();
+    leased.lease_until = Some(now + 600_000);
+    let at = |status, next_attempt_at| OutboxRow { status, next_attempt_at, ..row(0, now) };
+    let rows = [
+        ("queued-new", at(OutboxStatus::Queued, now - 10)),
+        ("retrying-old", at(OutboxStatus::Retrying, now - 300)),
+        ("held-mid", at(OutboxStatus::Held, now - 200)),
+        ("queued-old", at(OutboxStatus::Queued, now - 250)),
+        ("retrying-later", at(OutboxStatus::Retrying, now + 600_000)),
+        ("sent", at(OutboxStatus::Sent, now - 1_000)),
+        ("expired", expired),
+        ("leased", leased),
+    ];
+    for (key, row) in rows {
+        db.query("CREATE type::record('outbox', $key) CONTENT $row")
+            .bind(("key", key))
+            .bind(("row", row))
+            .await
+            .unwrap()
+            .check()
+            .unwrap();
+    }
+    let all = due_ids(&db, 10).await.unwrap();
+    assert_eq!(all, ["expired", "retrying-old", "queued-old", "held-mid", "queued-new"]);
+    assert_eq!(due_ids(&db, 3).await.unwrap(), ["expired", "retrying-old", "queued-old"], "the limit keeps the oldest");
+}
+
+#[tokio::test]
 async fn a_stored_address_that_no_longer_parses_fails_its_message_alone() {
     let db = memory_db().await;
     let good = row(0, now_ms());
