@@ -15,12 +15,15 @@ The sink's own ceiling is measured in the same run with a raw asyncio client tha
 MAIL/RCPT/DATA over the same number of persistent connections.
 
     python3 bench/outbox_throughput.py [--messages 2000] [--pools 1 4 16 64] [--json results.jsonl]
+                                       [--perf FILE]   (perf record of the server over each drain)
 """
 import argparse
 import asyncio
 import json
 import os
 import re
+import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -35,6 +38,7 @@ parser.add_argument("--pools", type=int, nargs="+", default=[1, 4, 16, 64])
 parser.add_argument("--server", default=os.environ.get("MAILROOM_SERVER_BIN", f"{HOME}/.cache/mailroom/target/debug/server"))
 parser.add_argument("--python", default=os.environ.get("MAILROOM_TEST_PYTHON", f"{HOME}/.cache/mailroom/venv/bin/python"))
 parser.add_argument("--no-pipelining", action="store_true", help="the sink does not offer PIPELINING")
+parser.add_argument("--perf", default="", help="profile the server over each drain into FILE.<pool> (perf record --call-graph dwarf)")
 parser.add_argument("--json", default="")
 args = parser.parse_args()
 
@@ -69,6 +73,11 @@ def run(pool):
         queued_log = open(log).read()
         mbox = Mbox(f"{work}/mbox.jsonl")
         cpu_before = cpu_seconds(server.pid), cpu_seconds(sink.pid)
+        profiler = None
+        if args.perf:  # the server's CPU over the drain alone, for `perf report -i FILE`
+            profiler = subprocess.Popen(["perf", "record", "-F", "299", "--call-graph", "dwarf,16384", "-o", f"{args.perf}.{pool}",
+                                         "-p", str(server.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
         save(opener, base, plain_form(sink_port))
         deadline = time.perf_counter() + 600
         while mbox.read() < expected:
@@ -77,6 +86,9 @@ def run(pool):
             time.sleep(0.02)
         first, last = mbox.seen[0], mbox.seen[-1]
         cpu_after = cpu_seconds(server.pid), cpu_seconds(sink.pid)
+        if profiler:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=60)
         time.sleep(1)  # the last settles commit after the last arrival
         drained_log = re.sub(r"\x1b\[[0-9;]*m", "", open(log).read()[len(queued_log):])
         claims = drained_log.count("outbox claim")

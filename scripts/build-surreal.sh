@@ -17,7 +17,7 @@ case "$SURREAL_PROFILE" in
 esac
 SURREAL_STAMP="$SURREAL_BIN.stamp"
 # Its own target directory: nothing in it is shared with the app's build, and the app's
-# `cargo leptos build` never waits for it.
+# site build never waits for it.
 SURREAL_TARGET_DIR="${MAILROOM_SURREAL_TARGET_DIR:-$SURREAL_CACHE/surreal-target}"
 
 surreal_version="$(sed -n 's/^surrealdb-server = { version = "=\([^"]*\)".*/\1/p' tools/surreal/Cargo.toml)"

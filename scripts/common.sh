@@ -50,19 +50,25 @@ check_system() {
     fi
 }
 
+# What every build of the site needs: the WASM target and wasm-bindgen-cli at the version of
+# the wasm-bindgen crate in Cargo.lock.
 install_rust_tools() {
     if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
         log "adding the wasm32-unknown-unknown target"
         rustup target add wasm32-unknown-unknown
     fi
+    if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
+        log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 3 minutes, once)"
+        # Not --locked: its lock file pins a crate this registry lacks.
+        cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+    fi
+}
+
+# cargo-leptos, for the release build only (bench/all): its install compiles about 700 crates.
+install_cargo_leptos() {
     if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
         log "installing cargo-leptos $CARGO_LEPTOS_VERSION (about 20 minutes, once)"
         cargo install cargo-leptos --locked --version "$CARGO_LEPTOS_VERSION"
-    fi
-    if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
-        log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
-        # Not --locked: its lock file pins a crate this registry lacks.
-        cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
     fi
 }
 
@@ -98,9 +104,26 @@ install_test_peers() {
     command -v openssl >/dev/null || { as_root apt-get update -qq; DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq openssl; }
 }
 
+# What `cargo leptos build` (debug) runs, step for step and with the same LEPTOS_* variables
+# and target directories, so the two share every artifact: the WASM library and its JS
+# bindings, the stylesheet, the server. Without cargo-leptos, whose one-time install was a third
+# of a cold CI run. One difference: the stylesheet is copied as written, where cargo-leptos
+# passes it through lightningcss (minified and with fallbacks for old browsers in release, which
+# bench/all still builds with cargo-leptos).
+LEPTOS_BUILD_ENV=(LEPTOS_OUTPUT_NAME=mailroom LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg
+    LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_RELOAD_PORT=3001 LEPTOS_LIB_DIR=frontend LEPTOS_BIN_DIR=server
+    LEPTOS_JS_MINIFY=false LEPTOS_HASH_FILES=false)
 build_site() {
-    log "building the site (cargo leptos build, debug)"
-    cargo leptos build
+    log "building the site (debug): the WASM and its bindings, the stylesheet, the server"
+    env "${LEPTOS_BUILD_ENV[@]}" cargo build --package=frontend --lib --target-dir="$CARGO_TARGET_DIR/front" \
+        --target=wasm32-unknown-unknown --no-default-features
+    mkdir -p target/site/pkg
+    wasm-bindgen --target=web --out-name=mailroom --out-dir=target/site/pkg \
+        "$CARGO_TARGET_DIR/front/wasm32-unknown-unknown/debug/frontend.wasm"
+    # The name leptos' HydrationScripts asks for.
+    mv -f target/site/pkg/mailroom_bg.wasm target/site/pkg/mailroom.wasm
+    cp style/main.css target/site/pkg/mailroom.css
+    env "${LEPTOS_BUILD_ENV[@]}" cargo build --package=server --bin=server --no-default-features
 }
 
 # What bench/all needs beyond the tests: wrk (HTTP load), brotli (precompressed assets) and,
@@ -126,6 +149,7 @@ install_wasm_opt() {
 }
 
 build_release_site() {
+    install_cargo_leptos
     install_wasm_opt
     log "building the site (cargo leptos build --release)"
     PATH="$BINARYEN_DIR/node_modules/.bin:$PATH" cargo leptos build --release
