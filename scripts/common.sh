@@ -114,7 +114,16 @@ LEPTOS_BUILD_ENV=(LEPTOS_OUTPUT_NAME=mailroom LEPTOS_SITE_ROOT=target/site LEPTO
     LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_RELOAD_PORT=3001 LEPTOS_LIB_DIR=frontend LEPTOS_BIN_DIR=server
     LEPTOS_JS_MINIFY=false LEPTOS_HASH_FILES=false)
 build_site() {
-    log "building the site (debug): the WASM and its bindings, the stylesheet, the server"
+    build_front
+    log "building the server (debug)"
+    env "${LEPTOS_BUILD_ENV[@]}" cargo build --package=server --bin=server --no-default-features
+}
+
+# The browser's half: the WASM library, its bindings, the stylesheet. test.sh runs this alone:
+# `cargo test` has just built the server binary, and building it again here (without the test
+# dependencies' features, which change reqwest's and so SurrealDB's) would compile both again.
+build_front() {
+    log "building the site (debug): the WASM and its bindings, the stylesheet"
     env "${LEPTOS_BUILD_ENV[@]}" cargo build --package=frontend --lib --target-dir="$CARGO_TARGET_DIR/front" \
         --target=wasm32-unknown-unknown --no-default-features
     mkdir -p target/site/pkg
@@ -123,7 +132,6 @@ build_site() {
     # The name leptos' HydrationScripts asks for.
     mv -f target/site/pkg/mailroom_bg.wasm target/site/pkg/mailroom.wasm
     cp style/main.css target/site/pkg/mailroom.css
-    env "${LEPTOS_BUILD_ENV[@]}" cargo build --package=server --bin=server --no-default-features
 }
 
 # What bench/all needs beyond the tests: wrk (HTTP load), brotli (precompressed assets) and,

@@ -41,7 +41,8 @@ rm -f "$surreal_log" "$surreal_log.path"
 log "unit and integration tests"
 cargo test -p app -p server --features app/ssr
 
-build_site
+# The server binary the Playwright runs start is the one `cargo test` just built and tested.
+build_front
 
 log "Playwright"
 export MAILROOM_SERVER_BIN="$CARGO_TARGET_DIR/debug/server"
