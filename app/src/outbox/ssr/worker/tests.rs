@@ -20,19 +20,24 @@ async fn memory_db() -> crate::state::Db {
     crate::db::connect(options).await.unwrap()
 }
 
+/// Stores `row` as `outbox:<key>`.
+async fn store(db: &crate::state::Db, key: &str, row: OutboxRow) {
+    db.query("CREATE type::record('outbox', $key) CONTENT $row")
+        .bind(("key", key.to_owned()))
+        .bind(("row", row))
+        .await
+        .unwrap()
+        .check()
+        .unwrap();
+}
+
 /// Stores `outbox:<key>` as node-a's claim left it: sending, leased under `token`.
 async fn leased(db: &crate::state::Db, key: &str, token: &str, attempts: i64, now: i64) -> OutboxRow {
     let mut leased = row(attempts, now);
     leased.status = OutboxStatus::Sending;
     leased.lease_owner = Some("node-a".into());
     leased.lease_token = Some(token.into());
-    db.query("CREATE type::record('outbox', $key) CONTENT $row")
-        .bind(("key", key.to_owned()))
-        .bind(("row", leased.clone()))
-        .await
-        .unwrap()
-        .check()
-        .unwrap();
+    store(db, key, leased.clone()).await;
     leased
 }
 
@@ -229,13 +234,7 @@ async fn due_messages_are_expired_leases_then_the_waiting_oldest_first_across_st
         ("leased", leased),
     ];
     for (key, row) in rows {
-        db.query("CREATE type::record('outbox', $key) CONTENT $row")
-            .bind(("key", key))
-            .bind(("row", row))
-            .await
-            .unwrap()
-            .check()
-            .unwrap();
+        store(&db, key, row).await;
     }
     let all = due_ids(&db, 10).await.unwrap();
     assert_eq!(all, ["expired", "retrying-old", "queued-old", "held-mid", "queued-new"]);
@@ -247,14 +246,8 @@ async fn a_stored_address_that_no_longer_parses_fails_its_message_alone() {
     let db = memory_db().await;
     let good = row(0, now_ms());
     let bad = OutboxRow { to_addr: "not an address".into(), ..row(0, now_ms()) };
-    for (id, row) in [("good", good), ("bad", bad)] {
-        db.query("CREATE type::record('outbox', $id) CONTENT $row")
-            .bind(("id", id))
-            .bind(("row", row))
-            .await
-            .unwrap()
-            .check()
-            .unwrap();
+    for (key, row) in [("good", good), ("bad", bad)] {
+        store(&db, key, row).await;
     }
     // Read as a claim reads its batch: both rows come back.
     let claimed: Vec<claim::Claimed> =
