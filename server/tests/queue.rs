@@ -190,6 +190,16 @@ async fn a_settle_after_the_lease_was_taken_over_changes_nothing() {
     peer.pause(true);
     app.queue_mail(1, "fenced").await;
     app.wait_rows("test", 10, |rows| count_status(rows, "sending") == 1).await;
+    // The claim made the message due again when its lease runs out: the scan for expired
+    // leases reads the due index, not every message being sent.
+    let mut leased = app
+        .state
+        .db()
+        .query("SELECT VALUE next_attempt_at = lease_until AND lease_until > time::unix(time::now()) * 1000 FROM outbox WHERE kind = 'test'")
+        .await
+        .unwrap();
+    let leased: Vec<bool> = leased.take(0).unwrap();
+    assert_eq!(leased, [true], "next_attempt_at is the lease's end");
     // Another node takes the message over, as it would after this lease ran out.
     app.state
         .db()
@@ -212,6 +222,18 @@ async fn a_settle_after_the_lease_was_taken_over_changes_nothing() {
         .unwrap();
     let counted: Option<i64> = attempts.take((0, "n")).unwrap();
     assert_eq!(counted, Some(1), "only the admin notice's attempt was recorded");
+    // Its key is [message, time, claim]: the message's attempts are a range of keys.
+    let mut keyed = app
+        .state
+        .db()
+        .query(
+            "LET $notice = (SELECT VALUE record::id(id) FROM ONLY outbox WHERE kind = 'admin_notice' LIMIT 1);
+             SELECT VALUE ok FROM outbox_attempt:[$notice, NONE]..=[$notice, ..];",
+        )
+        .await
+        .unwrap();
+    let ok: Vec<bool> = keyed.take(1).unwrap();
+    assert_eq!(ok, [true], "the notice's one attempt, found by its key");
 }
 
 #[tokio::test]

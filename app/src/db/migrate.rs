@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(2, "0002", "google_and_private_relays"),
     migration!(3, "0003", "stored_enums_asserted"),
     migration!(4, "0004", "languages"),
+    migration!(5, "0005", "attempts_keyed_by_message"),
 ];
 
 /// The bookkeeping table itself, defined before anything is read from it.
@@ -287,5 +288,41 @@ mod tests {
         let stored = crate::smtp_settings::ssr::load_stored(&db).await.unwrap().expect("the saved settings");
         assert_eq!((stored.version, stored.host.as_str()), (3, "smtp.example.com"));
         assert!(stored.certificates.is_empty() && stored.service_key_enc.is_none());
+    }
+
+    /// Attempts recorded before migration 5 (random keys, found through an index) take the key
+    /// [message, time, old key]: a message's attempts are then a range of keys, in time order.
+    #[tokio::test]
+    async fn attempts_recorded_before_migration_5_are_keyed_by_their_message() {
+        let db = fresh().await;
+        migrate(&db, &MIGRATIONS[..4]).await.unwrap();
+        db.query(
+            "CREATE outbox_attempt:old1 CONTENT { outbox: 'm1', at: 20, node: 'n', ok: false, error: 'greylisted' };
+             CREATE outbox_attempt:old2 CONTENT { outbox: 'm1', at: 10, node: 'n', ok: false, error: 'refused' };
+             CREATE outbox_attempt:old3 CONTENT { outbox: 'm2', at: 15, node: 'n', ok: true };",
+        )
+        .await
+        .unwrap()
+        .check()
+        .unwrap();
+        assert_eq!(migrate(&db, MIGRATIONS).await.unwrap(), vec![5]);
+
+        let mut response = db
+            .query(
+                "SELECT VALUE [record::id(id), error] FROM outbox_attempt:['m1', NONE]..=['m1', ..];
+                 RETURN count(SELECT id FROM outbox_attempt);
+                 INFO FOR TABLE outbox_attempt;",
+            )
+            .await
+            .unwrap();
+        let m1: Vec<surrealdb::types::Value> = response.take(0).unwrap();
+        let m1 = format!("{m1:?}");
+        let (first, second) = (m1.find("refused").unwrap(), m1.find("greylisted").unwrap());
+        assert!(first < second && m1.contains("old2") && m1.contains("old1"), "{m1}");
+        assert!(!m1.contains("old3"), "only m1's attempts: {m1}");
+        let total: Option<i64> = response.take(1).unwrap();
+        assert_eq!(total, Some(3), "none lost, none doubled");
+        let info: surrealdb::types::Value = response.take(2).unwrap();
+        assert!(!format!("{info:?}").contains("outbox_attempt_outbox"), "the index is gone: {info:?}");
     }
 }

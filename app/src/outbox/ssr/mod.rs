@@ -90,6 +90,16 @@ impl NewMail {
 
 pub(crate) const BODY_PURPOSE: &str = "outbox.body";
 
+/// An attempt record's key: `outbox_attempt:[message, time, claim]`, so a message's attempts are
+/// a range of keys in time order (`outbox_attempt:['k', NONE]..=['k', ..]`) with no index to
+/// write beside each. The claim's lease token tells apart two attempts in one millisecond; a
+/// send with no lease (Send Test Email) takes a random one.
+pub(crate) fn attempt_id(message: &str, at: i64, claim: Option<&str>) -> RecordId {
+    let claim = claim.map_or_else(|| crate::shared::token::random_token(8), str::to_owned);
+    let key = surrealdb::types::Array::from(vec![message.to_owned().into_value(), at.into_value(), claim.into_value()]);
+    RecordId::new("outbox_attempt", key)
+}
+
 /// Wakes this node's worker after a commit that queued mail.
 pub fn wake(state: &AppState) {
     state.shared.outbox_wake.notify_one();
@@ -199,16 +209,20 @@ pub async fn record_sent_now(state: &AppState, mail: NewMail, result: &Result<()
             row.last_failure = failure.to_json();
         }
     }
+    let (message, now) = (crate::shared::token::random_token(10), now_ms());
+    let attempt = attempt_id(&message, now, None);
     let written = state
         .db()
         .query(
             "BEGIN TRANSACTION;
-             LET $created = (CREATE outbox CONTENT $row RETURN VALUE record::id(id))[0];
-             CREATE outbox_attempt CONTENT { outbox: $created, at: $now, node: $node, ok: $ok, error: $error };
+             CREATE $outbox CONTENT $row;
+             CREATE $attempt CONTENT { outbox: record::id($outbox), at: $now, node: $node, ok: $ok, error: $error };
              COMMIT TRANSACTION;",
         )
+        .bind(("outbox", RecordId::new("outbox", message)))
+        .bind(("attempt", attempt))
         .bind(("row", row.clone()))
-        .bind(("now", now_ms()))
+        .bind(("now", now))
         .bind(("node", state.settings().node_id.clone()))
         .bind(("ok", result.is_ok()))
         .bind(("error", row.last_error.clone()))

@@ -32,14 +32,18 @@ pub(super) struct Claimed {
 
 /// Takes, in one transaction, those of `ids` that are still due: the rest went to another
 /// node. A claim that collides with another node's takes nothing; the next pass looks again.
+/// A claimed message is due again when its lease runs out (`next_attempt_at` = `lease_until`),
+/// so the scan for expired leases is a range of the `outbox_due` index, not a read of every
+/// message being sent.
 pub(super) async fn claim(state: &AppState, ids: Vec<String>, policy: &OutboxPolicy) -> Result<Vec<Claimed>, String> {
     let ids: Vec<RecordId> = ids.into_iter().map(|id| RecordId::new("outbox", id)).collect();
     let started = Instant::now();
     let claimed = state
         .db()
         .query(format!(
-            "UPDATE $ids SET status = 'sending', lease_owner = $node, lease_token = $claim_token,
-                 lease_until = {DB_NOW_MS} + $lease_ms
+            "LET $lease_until = {DB_NOW_MS} + $lease_ms;
+             UPDATE $ids SET status = 'sending', lease_owner = $node, lease_token = $claim_token,
+                 lease_until = $lease_until, next_attempt_at = $lease_until
              WHERE (status IN $waiting AND next_attempt_at <= $now) OR (status = 'sending' AND lease_until < {DB_NOW_MS})
              RETURN record::id(id) AS key, $after AS row"
         ))
@@ -50,7 +54,7 @@ pub(super) async fn claim(state: &AppState, ids: Vec<String>, policy: &OutboxPol
         .bind(("waiting", WAITING))
         .bind(("now", now_ms()))
         .await
-        .and_then(|mut r| r.take::<Vec<Claimed>>(0));
+        .and_then(|mut r| r.take::<Vec<Claimed>>(1));
     match claimed {
         Ok(claimed) => {
             tracing::debug!(count = claimed.len(), ms = started.elapsed().as_secs_f64() * 1e3, "outbox claim");

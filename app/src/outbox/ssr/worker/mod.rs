@@ -368,9 +368,13 @@ pub async fn work_once(state: &AppState) -> Pass {
 /// for a batch of 256), and one with OR as a scan of the whole table, every body included.
 async fn due_ids(db: &crate::state::Db, limit: i64) -> Result<Vec<String>, surrealdb::Error> {
     let started = Instant::now();
+    // A message being sent is due again when its lease runs out: its claim set next_attempt_at
+    // to lease_until (a message claimed by an earlier release did not: lease_until decides).
     let mut query = format!(
-        "SELECT record::id(id) AS id, lease_until AS at FROM outbox
-             WHERE status = 'sending' AND lease_until < {DB_NOW_MS} LIMIT $limit;"
+        "LET $db_now = {DB_NOW_MS};
+         SELECT record::id(id) AS id, lease_until AS at FROM outbox
+             WHERE status = 'sending' AND next_attempt_at < $db_now AND lease_until < $db_now
+             ORDER BY next_attempt_at LIMIT $limit;"
     );
     for n in 0..WAITING.len() {
         query.push_str(&format!(
@@ -383,9 +387,9 @@ async fn due_ids(db: &crate::state::Db, limit: i64) -> Result<Vec<String>, surre
         request = request.bind((format!("waiting{n}"), status));
     }
     let mut response = request.await?;
-    let mut due = response.take::<Vec<Due>>(0)?;
+    let mut due = response.take::<Vec<Due>>(1)?;
     let mut waiting = Vec::new();
-    for n in 1..=WAITING.len() {
+    for n in 2..=WAITING.len() + 1 {
         waiting.extend(response.take::<Vec<Due>>(n)?);
     }
     waiting.sort_by_key(|due| due.at);

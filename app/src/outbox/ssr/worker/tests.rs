@@ -118,7 +118,7 @@ async fn one_group_settle_changes_each_message_by_its_own_lease() {
     let policy = OutboxPolicy::default();
     let now = now_ms();
     let mut rows = BTreeMap::new();
-    for (key, token) in [("sent", "t1"), ("stolen", "t2"), ("released", "t3"), ("refused", "t4")] {
+    for (key, token) in [("sent", "t1"), ("stolen", "t2"), ("released", "t3"), ("refused", "t4"), ("held", "t3")] {
         rows.insert(key, leased(&db, key, token, 1, now).await);
     }
     // Another node took this one after our lease ran out.
@@ -128,15 +128,17 @@ async fn one_group_settle_changes_each_message_by_its_own_lease() {
     let outcomes = [
         ("sent", Attempt::Tried(Ok(()))),
         ("stolen", Attempt::Tried(Ok(()))),
-        ("released", Attempt::Released(Some(auth))),
+        ("released", Attempt::Released(Some(auth.clone()))),
         ("refused", Attempt::Tried(Err(unknown))),
+        // Its next state is the released one's, but it was tried: its attempt is recorded.
+        ("held", Attempt::Tried(Err(auth))),
     ];
     let settlements = outcomes
         .iter()
         .map(|(key, attempt)| (key.to_string(), settlement(&policy, &rows[key], attempt, now)))
         .collect();
     let mine = write_settlements(&db, "node-a", now, settlements).await.unwrap();
-    assert_eq!(mine, ["refused", "released", "sent"], "every message whose lease was ours, and only those");
+    assert_eq!(mine, ["held", "refused", "released", "sent"], "every message whose lease was ours, and only those");
 
     let states: Vec<(String, String, i64)> = db
         .query("SELECT VALUE [record::id(id), status, attempts] FROM outbox ORDER BY id")
@@ -144,13 +146,20 @@ async fn one_group_settle_changes_each_message_by_its_own_lease() {
         .unwrap()
         .take(0)
         .unwrap();
-    let expected = [("refused", "failed", 2), ("released", "held", 1), ("sent", "sent", 2), ("stolen", "sending", 1)];
+    let expected = [
+        ("held", "held", 1),
+        ("refused", "failed", 2),
+        ("released", "held", 1),
+        ("sent", "sent", 2),
+        ("stolen", "sending", 1),
+    ];
     let expected: Vec<(String, String, i64)> =
         expected.iter().map(|(k, s, a)| (k.to_string(), s.to_string(), *a)).collect();
     assert_eq!(states, expected, "a released message keeps its attempts; a stolen one is untouched");
     let attempts: Vec<(String, bool)> =
         db.query("SELECT VALUE [outbox, ok] FROM outbox_attempt ORDER BY outbox").await.unwrap().take(0).unwrap();
-    assert_eq!(attempts, [("refused".to_owned(), false), ("sent".to_owned(), true)], "an attempt per message tried");
+    let tried = [("held".to_owned(), false), ("refused".to_owned(), false), ("sent".to_owned(), true)];
+    assert_eq!(attempts, tried, "an attempt per message tried");
     let sent_at: Option<i64> = db.query("SELECT VALUE sent_at FROM ONLY outbox:sent").await.unwrap().take(0).unwrap();
     assert_eq!(sent_at, Some(now));
 }
@@ -186,6 +195,14 @@ async fn one_update_for_a_claim_that_settles_alike_still_skips_the_stolen_messag
     let attempts: Vec<String> =
         db.query("SELECT VALUE outbox FROM outbox_attempt ORDER BY outbox").await.unwrap().take(0).unwrap();
     assert_eq!(attempts, ["a", "c"], "no attempt recorded for the message this node no longer held");
+    // Keyed [message, time, claim]: the attempts of "a" are a range of keys.
+    let keys: Vec<(String, i64, String)> = db
+        .query("SELECT VALUE record::id(id) FROM outbox_attempt:['a', NONE]..=['a', ..]")
+        .await
+        .unwrap()
+        .take(0)
+        .unwrap();
+    assert_eq!(keys, [("a".to_owned(), now, "claim-1".to_owned())]);
 }
 
 #[tokio::test]
@@ -217,11 +234,17 @@ async fn a_settle_gathers_what_arrives_within_its_linger_and_no_longer() {
 async fn due_messages_are_expired_leases_then_the_waiting_oldest_first_across_statuses() {
     let db = memory_db().await;
     let now = now_ms();
-    let mut expired = row(1, now);
-    expired.status = OutboxStatus::Sending;
-    expired.lease_until = Some(0);
-    let mut leased = expired.clone();
-    leased.lease_until = Some(now + 600_000);
+    // As a claim leaves a message: due again when its lease runs out.
+    let sending = |lease_until: i64, next_attempt_at: i64| OutboxRow {
+        status: OutboxStatus::Sending,
+        lease_until: Some(lease_until),
+        next_attempt_at,
+        ..row(1, now)
+    };
+    let (expired, leased) = (sending(0, 0), sending(now + 600_000, now + 600_000));
+    // Claimed by an earlier release, which left next_attempt_at as it was: lease_until decides.
+    let (expired_before, leased_before) =
+        (sending(now - 100_000, now - 700_000), sending(now + 600_000, now - 700_000));
     let at = |status, next_attempt_at| OutboxRow { status, next_attempt_at, ..row(0, now) };
     let rows = [
         ("queued-new", at(OutboxStatus::Queued, now - 10)),
@@ -232,13 +255,19 @@ async fn due_messages_are_expired_leases_then_the_waiting_oldest_first_across_st
         ("sent", at(OutboxStatus::Sent, now - 1_000)),
         ("expired", expired),
         ("leased", leased),
+        ("expired-before", expired_before),
+        ("leased-before", leased_before),
     ];
     for (key, row) in rows {
         store(&db, key, row).await;
     }
     let all = due_ids(&db, 10).await.unwrap();
-    assert_eq!(all, ["expired", "retrying-old", "queued-old", "held-mid", "queued-new"]);
-    assert_eq!(due_ids(&db, 3).await.unwrap(), ["expired", "retrying-old", "queued-old"], "the limit keeps the oldest");
+    assert_eq!(all, ["expired", "expired-before", "retrying-old", "queued-old", "held-mid", "queued-new"]);
+    assert_eq!(
+        due_ids(&db, 3).await.unwrap(),
+        ["expired", "expired-before", "retrying-old"],
+        "the limit keeps the oldest"
+    );
 }
 
 #[tokio::test]
