@@ -134,8 +134,8 @@ pub(super) fn settlement(policy: &OutboxPolicy, row: &OutboxRow, attempt: &Attem
 /// its claim took, and the messages that changed get their attempt record.
 ///
 /// Every value is a parameter of its own: SurrealDB clones a parameter's whole value each time
-/// an expression reads it, so `$group.state.status` over a group that also held the 256 ids
-/// cost a copy of the ids per field per message (a fifth of the server's time in a drain).
+/// an expression reads it, so reading `$group.state.status` from one parameter that also held
+/// the group's ids copied up to 256 ids per field per message (BENCHMARKS.md, fifth round).
 fn group_statements(n: usize, records_attempts: bool) -> String {
     let mut sql = format!(
         "LET $m{n} = (UPDATE $ids{n} SET status = $status{n}, attempts = $attempts{n},
