@@ -17,6 +17,7 @@ MAIL/RCPT/DATA over the same number of persistent connections.
     python3 bench/outbox_throughput.py [--messages 2000] [--pools 1 4 16 64] [--repeat 3]
                                        [--json results.jsonl]
                                        [--perf FILE]   (perf record of the server over each drain)
+                                       [--pin]   (diagnostic: the sink on a core of its own)
 """
 import argparse
 import asyncio
@@ -40,6 +41,8 @@ parser.add_argument("--server", default=os.environ.get("MAILROOM_SERVER_BIN", f"
 parser.add_argument("--python", default=os.environ.get("MAILROOM_TEST_PYTHON", f"{HOME}/.cache/mailroom/venv/bin/python"))
 parser.add_argument("--no-pipelining", action="store_true", help="the sink does not offer PIPELINING")
 parser.add_argument("--perf", default="", help="profile the server over each drain into FILE.<pool> (perf record --call-graph dwarf)")
+parser.add_argument("--pin", action="store_true",
+                    help="diagnostic: the sink on CPU 1, the server and the clients on CPU 0 (not how bench/all measures)")
 parser.add_argument("--repeat", type=int, default=1, help="runs per pool; the table keeps the one with the median ratio")
 parser.add_argument("--json", default="")
 args = parser.parse_args()
@@ -51,12 +54,22 @@ def save(opener, base, form):
     post(opener, f"{base}/api/smtp_save", body, **{"Content-Type": "application/json"})
 
 
+def pin(pid, cpu):
+    """Every thread of process `pid`, and those it starts later, on `cpu` alone."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), {cpu})
+
+
 def run(pool):
     work = tempfile.mkdtemp(prefix="mailroom-throughput-")
     sink, sink_port = start_sink(args.python, work, lean=True, pipelining=not args.no_pipelining)
     log = f"{work}/server.log"
     server, base = start_server(args.server, work, log=log, MAILROOM_DATABASE_URL=f"surrealkv://{work}/db",
                                 MAILROOM_OUTBOX_CONCURRENCY=str(pool), RUST_LOG="warn,app::outbox::ssr::worker=debug")
+    if args.pin:
+        pin(sink.pid, 1)
+        pin(server.pid, 0)
+        os.sched_setaffinity(0, {0})
     try:
         opener, _ = sign_in(base)
         save(opener, base, plain_form(free_port()))  # nothing listens there: the queue holds
