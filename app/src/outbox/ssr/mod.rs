@@ -90,16 +90,6 @@ impl NewMail {
 
 pub(crate) const BODY_PURPOSE: &str = "outbox.body";
 
-/// An attempt record's key: `outbox_attempt:[message, time, claim]`, so a message's attempts are
-/// a range of keys in time order (`outbox_attempt:['k', NONE]..=['k', ..]`) with no index to
-/// write beside each. The claim's lease token tells apart two attempts in one millisecond; a
-/// send with no lease (Send Test Email) takes a random one.
-pub(crate) fn attempt_id(message: &str, at: i64, claim: Option<&str>) -> RecordId {
-    let claim = claim.map_or_else(|| crate::shared::token::random_token(8), str::to_owned);
-    let key = surrealdb::types::Array::from(vec![message.to_owned().into_value(), at.into_value(), claim.into_value()]);
-    RecordId::new("outbox_attempt", key)
-}
-
 /// Wakes this node's worker after a commit that queued mail.
 pub fn wake(state: &AppState) {
     state.shared.outbox_wake.notify_one();
@@ -209,20 +199,20 @@ pub async fn record_sent_now(state: &AppState, mail: NewMail, result: &Result<()
             row.last_failure = failure.to_json();
         }
     }
-    let (message, now) = (crate::shared::token::random_token(10), now_ms());
-    let attempt = attempt_id(&message, now, None);
     let written = state
         .db()
         .query(
             "BEGIN TRANSACTION;
-             CREATE $outbox CONTENT $row;
-             CREATE $attempt CONTENT { outbox: record::id($outbox), at: $now, node: $node, ok: $ok, error: $error };
+             LET $created = (CREATE outbox CONTENT $row RETURN VALUE record::id(id))[0];
+             -- Keyed [message, time, claim] as the worker's attempts are (migration 5); with no
+             -- lease to name, a random claim.
+             CREATE type::record('outbox_attempt', [$created, $now, $claim])
+                 CONTENT { outbox: $created, at: $now, node: $node, ok: $ok, error: $error };
              COMMIT TRANSACTION;",
         )
-        .bind(("outbox", RecordId::new("outbox", message)))
-        .bind(("attempt", attempt))
+        .bind(("claim", crate::shared::token::random_token(8)))
         .bind(("row", row.clone()))
-        .bind(("now", now))
+        .bind(("now", now_ms()))
         .bind(("node", state.settings().node_id.clone()))
         .bind(("ok", result.is_ok()))
         .bind(("error", row.last_error.clone()))

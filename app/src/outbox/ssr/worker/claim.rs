@@ -41,10 +41,11 @@ pub(super) async fn claim(state: &AppState, ids: Vec<String>, policy: &OutboxPol
     let claimed = state
         .db()
         .query(format!(
-            "LET $lease_until = {DB_NOW_MS} + $lease_ms;
+            "LET $db_now = {DB_NOW_MS};
+             LET $lease_until = $db_now + $lease_ms;
              UPDATE $ids SET status = 'sending', lease_owner = $node, lease_token = $claim_token,
                  lease_until = $lease_until, next_attempt_at = $lease_until
-             WHERE (status IN $waiting AND next_attempt_at <= $now) OR (status = 'sending' AND lease_until < {DB_NOW_MS})
+             WHERE (status IN $waiting AND next_attempt_at <= $now) OR (status = 'sending' AND lease_until < $db_now)
              RETURN record::id(id) AS key, $after AS row"
         ))
         .bind(("ids", ids))
@@ -54,7 +55,7 @@ pub(super) async fn claim(state: &AppState, ids: Vec<String>, policy: &OutboxPol
         .bind(("waiting", WAITING))
         .bind(("now", now_ms()))
         .await
-        .and_then(|mut r| r.take::<Vec<Claimed>>(1));
+        .and_then(|mut r| r.take::<Vec<Claimed>>(2));
     match claimed {
         Ok(claimed) => {
             tracing::debug!(count = claimed.len(), ms = started.elapsed().as_secs_f64() * 1e3, "outbox claim");

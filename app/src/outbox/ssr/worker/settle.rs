@@ -146,7 +146,7 @@ fn group_statements(n: usize, records_attempts: bool) -> String {
          RETURN VALUE record::id(id));\n"
     );
     if records_attempts {
-        // Keyed [message, time, claim] (`attempt_id`): no index to write beside each record.
+        // Keyed [message, time, claim] (migration 5): no index to write beside each record.
         sql.push_str(&format!(
             "IF array::len($m{n}) > 0 {{
                  INSERT INTO outbox_attempt array::map($m{n}, |$key| {{
