@@ -1,6 +1,7 @@
 //! Server state shared by every request: the database, the instance settings and the limiters.
 
 use crate::{
+    db::follow::{self, Followed},
     error::AppError,
     limits::{Limiter, SharedQuota},
 };
@@ -82,6 +83,13 @@ pub struct Shared {
     pub reset_by_ip: Limiter,
     /// An admin exists (see `auth::ssr::admin_seen`); never goes back to false.
     pub admin_seen: std::sync::atomic::AtomicBool,
+    /// What this node last read of the sessions, the users and the saved SMTP settings, kept
+    /// only while a live query says nothing changed (see `db::follow`).
+    pub sessions: Arc<Followed<tower_sessions::session::Record>>,
+    pub users: Arc<Followed<crate::auth::CurrentUser>>,
+    pub smtp_settings: Arc<Followed<Option<crate::smtp_settings::ssr::StoredSettings>>>,
+    /// Every node's status as this node last read it, with when (ms).
+    pub health: Arc<Followed<(i64, crate::smtp_health::status::SmtpHealth)>>,
 }
 
 impl AppState {
@@ -110,6 +118,10 @@ impl AppState {
                     settings.reset_per_hour.saturating_mul(NonZeroU32::new(5).expect("5 is not zero")),
                 ),
                 admin_seen: Default::default(),
+                sessions: Arc::new(Followed::new("session", follow::DEFAULT_CAPACITY)),
+                users: Arc::new(Followed::new("user", follow::DEFAULT_CAPACITY)),
+                smtp_settings: Arc::new(Followed::new("smtp_settings", 1)),
+                health: Arc::new(Followed::new("smtp_status", 1)),
                 settings,
             }),
         }
@@ -121,6 +133,19 @@ impl AppState {
 
     pub fn settings(&self) -> &Settings {
         &self.shared.settings
+    }
+
+    /// Keeps this node's copies of the followed tables true until the task is aborted (one
+    /// live query per table).
+    pub async fn follow_tables(self) {
+        let db = self.db().clone();
+        let shared = &self.shared;
+        tokio::join!(
+            follow::follow(db.clone(), shared.sessions.clone()),
+            follow::follow(db.clone(), shared.users.clone()),
+            follow::follow(db.clone(), shared.smtp_settings.clone()),
+            follow::follow(db, shared.health.clone()),
+        );
     }
 
     /// Forgets keys whose quota has fully refilled; call now and then.

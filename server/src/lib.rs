@@ -135,7 +135,7 @@ impl Server {
             max_streams_per_session: config.max_streams_per_session,
             status_stale_after: Duration::from_secs(config.status_stale_secs),
         };
-        let state = AppState::new(leptos_options, db.clone(), settings, secret_key);
+        let state = AppState::new(leptos_options, db, settings, secret_key);
 
         if let Some((email, password)) = &config.first_admin
             && ensure_first_admin(&state, email, password.expose_secret()).await.map_err(StartupError::FirstAdmin)?
@@ -155,7 +155,7 @@ impl Server {
         };
 
         let hosts = origin::AllowedHosts::new(config.public_url.as_deref(), addr);
-        let router = router(state.clone(), SurrealSessionStore::new(db), &config.limits, hosts, assets);
+        let router = router(state.clone(), SurrealSessionStore::new(&state), &config.limits, hosts, assets);
         Ok(Self { listener, router, state, limits: config.limits.clone(), setup_code })
     }
 
@@ -183,6 +183,7 @@ impl Server {
         app::smtp_health::ssr::heartbeat(&state).await;
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
         let feed = tokio::spawn(app::smtp_health::ssr::run_feed(state.clone()));
+        let tables = tokio::spawn(state.clone().follow_tables());
         let settings = tokio::spawn(app::smtp_settings::follow::follow_settings(state.clone()));
         let mut worker = tokio::spawn(app::outbox::ssr::run_worker(state.clone()));
         let stopping = state.shared.stopping.clone();
@@ -203,6 +204,7 @@ impl Server {
         let (result, ()) = tokio::join!(listener::serve(self.listener, self.router, &self.limits, shutdown), drain);
         housekeeping.abort();
         feed.abort();
+        tables.abort();
         settings.abort();
         result
     }
@@ -287,7 +289,7 @@ async fn status_follows_error(response: Response) -> Response {
 /// Writes this node's heartbeat every minute (more often when stale nodes are judged sooner);
 /// prunes rate-limiter keys and expired sessions every five minutes.
 async fn housekeeping(state: AppState) {
-    let store = SurrealSessionStore::new(state.db().clone());
+    let store = SurrealSessionStore::new(&state);
     let beat = (state.settings().status_stale_after / 4).min(Duration::from_secs(60));
     let mut tick = tokio::time::interval(beat);
     let mut last_prune = std::time::Instant::now();

@@ -175,3 +175,50 @@ async fn the_first_admin_page_works_once_and_only_without_an_admin() {
     let page = app.client().get(app.url("/setup")).header("Accept", "text/html").send().await.unwrap();
     assert_eq!(page.headers().get("location").unwrap(), "/login", "the page is gone");
 }
+
+/// Polls until `done` holds, for at most `secs`; answers whether it did.
+async fn within(secs: u64, mut done: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_session_this_node_keeps_a_copy_of_ends_when_another_writer_deletes_it() {
+    let app = spawn_app().await;
+    let shared = app.state.shared.clone();
+    let admin = app.admin_client().await;
+    // The sign-in's own write reaches the live query a moment later and drops every copy: from
+    // then on, a request leaves a copy of its session.
+    let copied = within(5, async || {
+        assert_eq!(app.call(&admin, "admin_context", &[]).await.status(), StatusCode::OK);
+        shared.sessions.len() == 1
+    });
+    assert!(copied.await, "no signed-in request left a copy of its session");
+    assert_eq!(app.call(&admin, "admin_context", &[]).await.status(), StatusCode::OK, "answered from the copy");
+
+    // Another node (here: a write that bypasses this node's store) ends every session.
+    app.state.db().query("DELETE session").await.unwrap().check().unwrap();
+    let refused = within(2, async || app.call(&admin, "admin_context", &[]).await.status() == StatusCode::UNAUTHORIZED);
+    assert!(refused.await, "the deleted session still let the admin in two seconds later");
+    assert!(shared.sessions.is_empty());
+}
+
+#[tokio::test]
+async fn a_user_changed_by_another_writer_is_read_again() {
+    let app = spawn_app().await;
+    let admin = app.admin_client().await;
+    let name = async || -> String {
+        let me: serde_json::Value = app.call(&admin, "current_user", &[]).await.json().await.unwrap();
+        me["name"].as_str().unwrap().to_owned()
+    };
+    let before = name().await;
+    assert_eq!(name().await, before);
+    app.state.db().query("UPDATE user SET name = 'Renamed Admin'").await.unwrap().check().unwrap();
+    assert!(within(2, async || name().await == "Renamed Admin").await, "still {before:?} two seconds later");
+}

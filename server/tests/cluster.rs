@@ -166,6 +166,29 @@ async fn sessions_settings_and_limits_hold_across_three_node_processes() {
     let refused = stranger.on(b).get(b.url("/api/smtp_status")).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "without the cookie, no session");
 
+    // Another sign-in, used on B and C (which keep a copy of the session), then ended on A: B and
+    // C refuse its cookie as soon as the deletion reaches their live queries.
+    let leaving = Browser::default();
+    assert_eq!(leaving.sign_in(a, ADMIN_PASSWORD).await, StatusCode::OK);
+    let cookie = leaving.cookie(a);
+    let with_cookie = |node: &Node| {
+        reqwest::Client::new().get(node.url("/api/smtp_status")).header(reqwest::header::COOKIE, cookie.clone())
+    };
+    for node in [b, c] {
+        for _ in 0..3 {
+            assert_eq!(with_cookie(node).send().await.unwrap().status(), StatusCode::OK, "{} lets it in", node.name);
+        }
+    }
+    let out = leaving.on(a).post(a.url("/api/logout")).send().await.unwrap();
+    assert!(out.status().is_success() || out.status().is_redirection(), "sign-out: {}", out.status());
+    for node in [b, c] {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while with_cookie(node).send().await.unwrap().status() != StatusCode::UNAUTHORIZED {
+            assert!(Instant::now() < deadline, "{} still lets the signed-out session in after 3 s", node.name);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     // Every node checked the settings when it started: the one status lists all three.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -1,6 +1,7 @@
 //! The SurrealDB connection (the `any` engine: `surrealkv://`, `mem://` or `ws://`) and the
 //! schema, migrated at every start-up ([`migrate`]). Every query binds its values as `$params`.
 
+pub mod follow;
 pub mod migrate;
 
 use surrealdb::{Surreal, engine::any::Any, opt::auth::Root};

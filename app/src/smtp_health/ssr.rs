@@ -317,7 +317,25 @@ pub async fn status_stream(State(state): State<AppState>, session: Session) -> R
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
 }
 
-/// Used by [`AppError`]-returning server functions.
+/// How old this node's copy of the health may be when a page shows it. A change to the status
+/// table drops the copy at once (see [`crate::db::follow`]); what no write announces (a node's
+/// heartbeat growing old, a certificate summary from a save whose check has not reported yet) is
+/// seen this much later at most. The page's live stream starts from the database itself.
+const HEALTH_COPY_MS: i64 = 1_000;
+
+/// The health for the Admin area's frame (server functions), from this node's copy when it is
+/// fresh enough.
 pub async fn current(state: &AppState) -> Result<SmtpHealth, AppError> {
-    Ok(load_health(state.db(), state.settings().status_stale_after).await?)
+    const KEY: &str = "all";
+    let copies = &state.shared.health;
+    let now = now_ms();
+    if let Some((at, health)) = copies.get(KEY)
+        && now.saturating_sub(at) < HEALTH_COPY_MS
+    {
+        return Ok(health);
+    }
+    let ticket = copies.ticket();
+    let health = load_health(state.db(), state.settings().status_stale_after).await?;
+    copies.keep(ticket, KEY, (now, health.clone()));
+    Ok(health)
 }

@@ -180,7 +180,7 @@ pub async fn set_password_from_link(token: String, password: String) -> Result<(
         Ok(_) => {
             tracing::info!(user = %link.user, "password set through a link; other sessions and links ended");
             // Sessions saved by requests that were in flight during the transaction.
-            end_sessions_of(state.db(), &link.user).await?;
+            end_sessions_of(&state, &link.user).await?;
             leptos_axum::redirect("/login?password=set");
             Ok(())
         }

@@ -211,6 +211,12 @@ impl Browser {
             .unwrap()
     }
 
+    /// The `Cookie` header this browser sends to `node`.
+    pub fn cookie(&self, node: &Node) -> reqwest::header::HeaderValue {
+        use reqwest::cookie::CookieStore;
+        self.jar.cookies(&node.base.parse().unwrap()).expect("a cookie for the node")
+    }
+
     pub async fn sign_in(&self, node: &Node, password: &str) -> reqwest::StatusCode {
         let form = [("email", ADMIN_EMAIL), ("password", password)];
         self.on(node).post(node.url("/api/login")).form(&form).send().await.unwrap().status()

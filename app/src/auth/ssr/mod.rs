@@ -68,6 +68,20 @@ async fn find_by_email(db: &Db, email: &str) -> Result<Option<UserRow>, AppError
     Ok(response.take::<Option<UserRow>>(0)?)
 }
 
+/// The user with this id, from this node's copy when it has one (see [`crate::db::follow`]).
+async fn user_by_id(state: &AppState, uid: &str) -> Result<Option<CurrentUser>, AppError> {
+    let copies = &state.shared.users;
+    if let Some(user) = copies.get(uid) {
+        return Ok(Some(user));
+    }
+    let ticket = copies.ticket();
+    let user = find_by_id(state.db(), uid).await?.map(UserRow::into_current);
+    if let Some(user) = &user {
+        copies.keep(ticket, uid, user.clone());
+    }
+    Ok(user)
+}
+
 async fn find_by_id(db: &Db, uid: &str) -> Result<Option<UserRow>, AppError> {
     let mut response =
         db.query(format!("SELECT {USER_FIELDS} FROM $id")).bind(("id", RecordId::new("user", uid))).await?;
@@ -280,6 +294,7 @@ pub async fn set_language(code: &str) -> Result<(), AppError> {
         .bind(("language", crate::language::code(language).to_owned()))
         .await?
         .check()?;
+    state.shared.users.changed();
     if let Some(memo) = leptos::prelude::use_context::<RequestUser>() {
         memo.keep(CurrentUser { language: Some(language), ..user });
     }
@@ -320,7 +335,7 @@ pub async fn user_from_session(state: &AppState, session: &Session) -> Result<Op
     if let Some(user) = memo.as_ref().and_then(|memo| memo.get(&uid)) {
         return Ok(Some(user));
     }
-    let user = find_by_id(state.db(), &uid).await?.map(UserRow::into_current);
+    let user = user_by_id(state, &uid).await?;
     if let (Some(memo), Some(user)) = (memo, &user) {
         memo.keep(user.clone());
     }
@@ -335,13 +350,13 @@ fn within_lifetime(state: &AppState, signed_in_at: Option<i64>) -> bool {
 /// Whether the session with this id still belongs to an admin (and is within its lifetime):
 /// the check an open status stream repeats.
 pub async fn session_is_admin(state: &AppState, id: &Id) -> Result<bool, AppError> {
-    let store = SurrealSessionStore::new(state.db().clone());
+    let store = SurrealSessionStore::new(state);
     let record = store.load(id).await.map_err(|err| internal("cannot read the session", &err))?;
     let Some(record) = record else { return Ok(false) };
     let uid = record.data.get(USER_KEY).and_then(|v| v.as_str());
     let signed_in_at = record.data.get(SIGNED_IN_AT).and_then(serde_json::Value::as_i64);
     let (Some(uid), true) = (uid, within_lifetime(state, signed_in_at)) else { return Ok(false) };
-    Ok(find_by_id(state.db(), uid).await?.is_some_and(|row| row.into_current().is_admin()))
+    Ok(user_by_id(state, uid).await?.is_some_and(|user| user.is_admin()))
 }
 
 /// The signed-in user, or 401.
@@ -360,9 +375,13 @@ pub async fn admin_of(state: &AppState, session: &Session) -> Result<CurrentUser
     if user.role == Role::Admin { Ok(user) } else { Err(AppError::Forbidden) }
 }
 
-/// Ends every session of a user (after a password change through a link).
-pub async fn end_sessions_of(db: &Db, uid: &str) -> Result<(), AppError> {
-    db.query("DELETE session WHERE user = $uid").bind(("uid", uid.to_owned())).await?.check()?;
+/// Ends every session of a user (after a password change through a link): on this node at once,
+/// on the others when the change reaches their live queries.
+pub async fn end_sessions_of(state: &AppState, uid: &str) -> Result<(), AppError> {
+    state.shared.sessions.changed();
+    state.shared.users.changed();
+    state.db().query("DELETE session WHERE user = $uid").bind(("uid", uid.to_owned())).await?.check()?;
+    state.shared.sessions.changed();
     Ok(())
 }
 

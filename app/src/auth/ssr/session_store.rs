@@ -1,10 +1,16 @@
 //! Sessions kept in SurrealDB behind tower-sessions: they survive restarts and are shared by
-//! every node.
+//! every node. Each node keeps a copy of the sessions it has read, dropped on every change to
+//! the table (see [`crate::db::follow`]), so a signed-in request reads no session from the
+//! database.
 
 use super::USER_KEY;
 use crate::shared::token::fingerprint;
-use crate::{db::now_ms, state::Db};
+use crate::{
+    db::{follow::Followed, now_ms},
+    state::{AppState, Db},
+};
 use async_trait::async_trait;
+use std::sync::Arc;
 use surrealdb::types::{RecordId, SurrealValue};
 use tower_sessions::{
     SessionStore,
@@ -16,6 +22,7 @@ use tower_sessions::{
 #[derive(Clone)]
 pub struct SurrealSessionStore {
     db: Db,
+    copies: Arc<Followed<Record>>,
 }
 
 impl std::fmt::Debug for SurrealSessionStore {
@@ -36,19 +43,30 @@ fn session_user(record: &Record) -> Option<String> {
 }
 
 impl SurrealSessionStore {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(state: &AppState) -> Self {
+        Self { db: state.db().clone(), copies: state.shared.sessions.clone() }
+    }
+
+    /// The record key: a hash of the id, so the database never holds a usable session id.
+    fn key_of(id: &Id) -> String {
+        fingerprint(&id.to_string())
     }
 
     fn key(id: &Id) -> RecordId {
-        RecordId::new("session", fingerprint(&id.to_string()))
+        RecordId::new("session", Self::key_of(id))
     }
 
     /// Deletes expired sessions.
     pub async fn delete_expired(&self) -> Result<(), surrealdb::Error> {
-        self.db.query("DELETE session WHERE expires_at < $now").bind(("now", now_ms())).await?.check()?;
+        let now = now_ms();
+        self.db.query("DELETE session WHERE expires_at < $now").bind(("now", now)).await?.check()?;
+        self.copies.drop_where(|record| !unexpired(record, now));
         Ok(())
     }
+}
+
+fn unexpired(record: &Record, now: i64) -> bool {
+    record.expiry_date.unix_timestamp_nanos() / 1_000_000 > i128::from(now)
 }
 
 fn backend(err: impl std::fmt::Display) -> session_store::Error {
@@ -72,7 +90,10 @@ impl SessionStore for SurrealSessionStore {
                 .await
                 .and_then(|r| r.check());
             match created {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.copies.changed();
+                    return Ok(());
+                }
                 Err(err) if crate::db::record_exists(&err) => record.id = Id::default(),
                 Err(err) => return Err(backend(err)),
             }
@@ -92,15 +113,22 @@ impl SessionStore for SurrealSessionStore {
             .await
             .and_then(|r| r.check())
             .map_err(backend)?;
+        self.copies.changed();
         Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let key = Self::key_of(id);
+        let now = now_ms();
+        if let Some(record) = self.copies.get(&key).filter(|record| unexpired(record, now)) {
+            return Ok(Some(Record { id: *id, ..record }));
+        }
+        let ticket = self.copies.ticket();
         let mut response = self
             .db
             .query("SELECT data, expires_at FROM $id WHERE expires_at > $now")
             .bind(("id", Self::key(id)))
-            .bind(("now", now_ms()))
+            .bind(("now", now))
             .await
             .map_err(backend)?;
         let row: Option<SessionRow> = response.take(0).map_err(backend)?;
@@ -108,11 +136,16 @@ impl SessionStore for SurrealSessionStore {
         let data = serde_json::from_str(&row.data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
         let expiry_date = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.expires_at) * 1_000_000)
             .map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        Ok(Some(Record { id: *id, data, expiry_date }))
+        let record = Record { id: *id, data, expiry_date };
+        self.copies.keep(ticket, &key, record.clone());
+        Ok(Some(record))
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        // Dropped before and after: no request on this node uses the session once this returns.
+        self.copies.changed();
         self.db.query("DELETE $id").bind(("id", Self::key(id))).await.and_then(|r| r.check()).map_err(backend)?;
+        self.copies.changed();
         Ok(())
     }
 }

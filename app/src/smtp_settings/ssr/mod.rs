@@ -38,6 +38,21 @@ pub async fn load_stored(db: &Db) -> Result<Option<StoredSettings>, AppError> {
     Ok(response.take::<Option<StoredSettings>>(0)?)
 }
 
+/// The saved settings for showing them, from this node's copy when it has one (see
+/// [`crate::db::follow`]). Save and Send Test Email read the database itself: what they write or
+/// send must follow from the very version they read.
+pub async fn shown_settings(state: &AppState) -> Result<Option<StoredSettings>, AppError> {
+    const KEY: &str = "current";
+    let copies = &state.shared.smtp_settings;
+    if let Some(stored) = copies.get(KEY) {
+        return Ok(stored);
+    }
+    let ticket = copies.ticket();
+    let stored = load_stored(state.db()).await?;
+    copies.keep(ticket, KEY, stored.clone());
+    Ok(stored)
+}
+
 fn view_of(stored: Option<StoredSettings>, state: &AppState) -> SmtpSettingsView {
     let stored = stored.unwrap_or_default();
     let default_service = match &state.settings().mail.default_relay {
@@ -59,7 +74,7 @@ fn view_of(stored: Option<StoredSettings>, state: &AppState) -> SmtpSettingsView
 pub async fn load() -> Result<SmtpSettingsView, AppError> {
     require_admin().await?;
     let state = app_state()?;
-    Ok(view_of(load_stored(state.db()).await?, &state))
+    Ok(view_of(shown_settings(&state).await?, &state))
 }
 
 /// Every SMTP action (save, test) counts against the admin's and the instance's quota, on
@@ -211,6 +226,7 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
         return Err(err.into());
     }
     tracing::info!(admin = %admin.id, version = next.version, fields = ?changed, "SMTP settings saved");
+    state.shared.smtp_settings.changed();
     state.shared.mailers.invalidate().await;
     crate::outbox::ssr::wake(&state);
     crate::smtp_health::ssr::spawn_check(state.clone(), crate::smtp_health::StatusSource::PostSaveCheck, next.clone());
