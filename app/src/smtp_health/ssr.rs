@@ -318,9 +318,10 @@ pub async fn status_stream(State(state): State<AppState>, session: Session) -> R
 }
 
 /// How old this node's copy of the health may be when a page shows it. A change to the status
-/// table drops the copy at once (see [`crate::db::follow`]); what no write announces (a node's
-/// heartbeat growing old, a certificate summary from a save whose check has not reported yet) is
-/// seen this much later at most. The page's live stream starts from the database itself.
+/// table drops the copy at once (see [`crate::db::follow`]), and so does a save on this node (the
+/// health shows the saved certificates); what no write to the table announces (a node's
+/// heartbeat growing old, certificates saved on another node before its check reports) is seen
+/// this much later at most. The page's live stream starts from the database itself.
 const HEALTH_COPY_MS: i64 = 1_000;
 
 /// The health for the Admin area's frame (server functions), from this node's copy when it is

@@ -226,7 +226,9 @@ pub async fn save(form: SmtpForm, expected_version: u64) -> Result<SaveOutcome, 
         return Err(err.into());
     }
     tracing::info!(admin = %admin.id, version = next.version, fields = ?changed, "SMTP settings saved");
+    // The health shows the saved certificates too: both copies go.
     state.shared.smtp_settings.changed();
+    state.shared.health.changed();
     state.shared.mailers.invalidate().await;
     crate::outbox::ssr::wake(&state);
     crate::smtp_health::ssr::spawn_check(state.clone(), crate::smtp_health::StatusSource::PostSaveCheck, next.clone());
