@@ -1,5 +1,6 @@
 //! Node-local copies of small tables that every signed-in request reads (sessions, users, the
-//! SMTP settings), kept true by a `LIVE SELECT` on each table.
+//! SMTP settings, every node's status), kept true by a `LIVE SELECT` on each table; and
+//! [`on_changes`], the subscription loop every follower of a table runs on.
 //!
 //! The rule that keeps a copy from going stale:
 //! - a copy is used only while its table's live query is subscribed; when the subscription ends
@@ -52,7 +53,7 @@ impl<V: Clone> Followed<V> {
     }
 
     /// The copy of `key`, if this node has one it may use.
-    pub fn get(&self, key: &str) -> Option<V> {
+    fn get(&self, key: &str) -> Option<V> {
         let copies = self.lock();
         if !copies.live {
             return None;
@@ -60,14 +61,33 @@ impl<V: Clone> Followed<V> {
         copies.values.get(key).cloned()
     }
 
+    /// This node's copy of `key` if it has one that `usable` accepts; else what `read` finds in
+    /// the database, kept when it found something and the table did not change meanwhile.
+    pub async fn get_or_read<E>(
+        &self,
+        key: &str,
+        usable: impl FnOnce(&V) -> bool,
+        read: impl Future<Output = Result<Option<V>, E>>,
+    ) -> Result<Option<V>, E> {
+        if let Some(value) = self.get(key).filter(usable) {
+            return Ok(Some(value));
+        }
+        let ticket = self.ticket();
+        let value = read.await?;
+        if let Some(value) = &value {
+            self.keep(ticket, key, value.clone());
+        }
+        Ok(value)
+    }
+
     /// Before reading `key` from the database: `None` when nothing read now could be kept.
-    pub fn ticket(&self) -> Option<Ticket> {
+    fn ticket(&self) -> Option<Ticket> {
         let copies = self.lock();
         copies.live.then_some(Ticket(copies.generation))
     }
 
     /// Keeps what was read under `ticket`, unless the table changed since it was taken.
-    pub fn keep(&self, ticket: Option<Ticket>, key: &str, value: V) {
+    fn keep(&self, ticket: Option<Ticket>, key: &str, value: V) {
         let Some(Ticket(generation)) = ticket else { return };
         let mut copies = self.lock();
         if !copies.live || copies.generation != generation {
@@ -108,33 +128,57 @@ impl<V: Clone> Followed<V> {
     }
 }
 
-/// Follows the table until the task is aborted: every notification drops the copies; a
-/// subscription that ends drops them too, and reads go to the database until it is back.
-pub async fn follow<V: Clone>(db: Db, followed: std::sync::Arc<Followed<V>>) {
+/// What [`on_changes`] tells its handler.
+pub enum TableEvent {
+    /// The live query is subscribed: whatever changed before now is in the database, later
+    /// changes arrive as notifications.
+    Subscribed,
+    /// A record of the table changed, on any node.
+    Changed,
+    /// The subscription ended (the database connection dropped): no notification arrives until
+    /// the next `Subscribed`.
+    Ended,
+}
+
+/// Follows `table` with a `LIVE SELECT` until the task is aborted. A live query lives on one
+/// database connection: when it drops (the database server restarted), the stream ends and this
+/// loop subscribes again, backing off from 250 ms to 4 s between attempts.
+pub async fn on_changes<F: Future<Output = ()>>(db: &Db, table: &'static str, mut handle: impl FnMut(TableEvent) -> F) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        match db.select::<Vec<surrealdb::types::Value>>(followed.table).live().await {
+        match db.select::<Vec<surrealdb::types::Value>>(table).live().await {
             Ok(mut changes) => {
                 backoff = Duration::from_millis(250);
-                followed.set_live(true);
+                handle(TableEvent::Subscribed).await;
                 while let Some(change) = changes.next().await {
                     if let Err(err) = change {
-                        tracing::warn!(table = followed.table, error = %err, "live query failed");
+                        tracing::warn!(table, error = %err, "live query failed");
                         break;
                     }
-                    followed.changed();
+                    handle(TableEvent::Changed).await;
                 }
-                followed.set_live(false);
-                tracing::info!(
-                    table = followed.table,
-                    "live query ended (database connection lost?); subscribing again"
-                );
+                handle(TableEvent::Ended).await;
+                tracing::info!(table, "live query ended (database connection lost?); subscribing again");
             }
-            Err(err) => tracing::warn!(table = followed.table, error = %err, "cannot start a live query"),
+            Err(err) => tracing::warn!(table, error = %err, "cannot start a live query"),
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(4));
     }
+}
+
+/// Keeps `followed` true until the task is aborted: every notification drops the copies; a
+/// subscription that ends drops them too, and reads go to the database until it is back.
+pub async fn follow<V: Clone>(db: Db, followed: std::sync::Arc<Followed<V>>) {
+    on_changes(&db, followed.table, |event| {
+        match event {
+            TableEvent::Subscribed => followed.set_live(true),
+            TableEvent::Changed => followed.changed(),
+            TableEvent::Ended => followed.set_live(false),
+        }
+        std::future::ready(())
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -176,26 +176,13 @@ async fn check(state: &AppState, settings: &StoredSettings) -> Result<(), SmtpFa
 /// restarted), the stream ends and this loop subscribes again and re-reads the table, so a
 /// change made meanwhile still reaches every open admin page.
 pub async fn run_feed(state: AppState) {
-    let mut backoff = Duration::from_millis(250);
-    loop {
-        match state.db().select::<Vec<surrealdb::types::Value>>("smtp_status").live().await {
-            Ok(mut changes) => {
-                backoff = Duration::from_millis(250);
-                publish(&state).await;
-                while let Some(change) = changes.next().await {
-                    if let Err(err) = change {
-                        tracing::warn!(error = %err, "SMTP status live query failed");
-                        break;
-                    }
-                    publish(&state).await;
-                }
-                tracing::info!("SMTP status live query ended (database connection lost?); subscribing again");
-            }
-            Err(err) => tracing::warn!(error = %err, "cannot start the SMTP status live query"),
+    let state = &state;
+    crate::db::follow::on_changes(state.db(), "smtp_status", |event| async move {
+        if !matches!(event, crate::db::follow::TableEvent::Ended) {
+            publish(state).await;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(4));
-    }
+    })
+    .await;
 }
 
 async fn publish(state: &AppState) {
@@ -327,16 +314,11 @@ const HEALTH_COPY_MS: i64 = 1_000;
 /// The health for the Admin area's frame (server functions), from this node's copy when it is
 /// fresh enough.
 pub async fn current(state: &AppState) -> Result<SmtpHealth, AppError> {
-    const KEY: &str = "all";
-    let copies = &state.shared.health;
     let now = now_ms();
-    if let Some((at, health)) = copies.get(KEY)
-        && now.saturating_sub(at) < HEALTH_COPY_MS
-    {
-        return Ok(health);
-    }
-    let ticket = copies.ticket();
-    let health = load_health(state.db(), state.settings().status_stale_after).await?;
-    copies.keep(ticket, KEY, (now, health.clone()));
-    Ok(health)
+    let read = async {
+        Ok::<_, surrealdb::Error>(Some((now, load_health(state.db(), state.settings().status_stale_after).await?)))
+    };
+    let kept = state.shared.health.get_or_read("all", |(at, _)| now.saturating_sub(*at) < HEALTH_COPY_MS, read).await?;
+    // The read always finds a health (an empty one when no node has reported).
+    Ok(kept.map(|(_, health)| health).unwrap_or_default())
 }

@@ -14,17 +14,12 @@ use crate::{
     smtp_settings::ssr::load_stored,
     state::AppState,
 };
-use futures::StreamExt;
-use std::time::Duration;
-
-/// The longest wait between two attempts to subscribe.
-const MAX_BACKOFF: Duration = Duration::from_secs(4);
 
 /// Follows the saved settings until the server stops (the task is aborted).
 pub async fn follow_settings(state: AppState) {
     // What this node starts with: the settings saved before it started, checked once now so
     // every live node has a status of its own.
-    let mut seen = match load_stored(state.db()).await {
+    let seen = match load_stored(state.db()).await {
         Ok(stored) => {
             let stored = stored.unwrap_or_default();
             spawn_check(state.clone(), StatusSource::StartUpCheck, stored.clone());
@@ -35,28 +30,17 @@ pub async fn follow_settings(state: AppState) {
             None
         }
     };
-    let mut backoff = Duration::from_millis(250);
-    loop {
-        match state.db().select::<Vec<surrealdb::types::Value>>("smtp_settings").live().await {
-            Ok(mut changes) => {
-                backoff = Duration::from_millis(250);
-                // Subscribed: whatever was saved before now is read here, later saves arrive
-                // as notifications.
-                seen = catch_up(&state, seen).await;
-                while let Some(change) = changes.next().await {
-                    if let Err(err) = change {
-                        tracing::warn!(error = %err, "SMTP settings live query failed");
-                        break;
-                    }
-                    seen = catch_up(&state, seen).await;
-                }
-                tracing::info!("SMTP settings live query ended (database connection lost?); subscribing again");
-            }
-            Err(err) => tracing::warn!(error = %err, "cannot start the SMTP settings live query"),
+    // On subscribing, whatever was saved before now is read; later saves arrive as notifications.
+    // Events come one at a time; the mutex only lets each handler's future borrow `seen`.
+    let (state, seen) = (&state, &std::sync::Mutex::new(seen));
+    crate::db::follow::on_changes(state.db(), "smtp_settings", |event| async move {
+        if !matches!(event, crate::db::follow::TableEvent::Ended) {
+            let before = *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = catch_up(state, before).await;
+            *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = now;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
+    })
+    .await;
 }
 
 /// Reads the saved version; if it is not the one this node works with, applies it. Answers the

@@ -70,16 +70,8 @@ async fn find_by_email(db: &Db, email: &str) -> Result<Option<UserRow>, AppError
 
 /// The user with this id, from this node's copy when it has one (see [`crate::db::follow`]).
 async fn user_by_id(state: &AppState, uid: &str) -> Result<Option<CurrentUser>, AppError> {
-    let copies = &state.shared.users;
-    if let Some(user) = copies.get(uid) {
-        return Ok(Some(user));
-    }
-    let ticket = copies.ticket();
-    let user = find_by_id(state.db(), uid).await?.map(UserRow::into_current);
-    if let Some(user) = &user {
-        copies.keep(ticket, uid, user.clone());
-    }
-    Ok(user)
+    let read = async { Ok(find_by_id(state.db(), uid).await?.map(UserRow::into_current)) };
+    state.shared.users.get_or_read(uid, |_| true, read).await
 }
 
 async fn find_by_id(db: &Db, uid: &str) -> Result<Option<UserRow>, AppError> {

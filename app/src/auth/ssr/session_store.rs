@@ -118,27 +118,24 @@ impl SessionStore for SurrealSessionStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let key = Self::key_of(id);
         let now = now_ms();
-        if let Some(record) = self.copies.get(&key).filter(|record| unexpired(record, now)) {
-            return Ok(Some(Record { id: *id, ..record }));
-        }
-        let ticket = self.copies.ticket();
-        let mut response = self
-            .db
-            .query("SELECT data, expires_at FROM $id WHERE expires_at > $now")
-            .bind(("id", Self::key(id)))
-            .bind(("now", now))
-            .await
-            .map_err(backend)?;
-        let row: Option<SessionRow> = response.take(0).map_err(backend)?;
-        let Some(row) = row else { return Ok(None) };
-        let data = serde_json::from_str(&row.data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        let expiry_date = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.expires_at) * 1_000_000)
-            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        let record = Record { id: *id, data, expiry_date };
-        self.copies.keep(ticket, &key, record.clone());
-        Ok(Some(record))
+        let read = async {
+            let mut response = self
+                .db
+                .query("SELECT data, expires_at FROM $id WHERE expires_at > $now")
+                .bind(("id", Self::key(id)))
+                .bind(("now", now))
+                .await
+                .map_err(backend)?;
+            let row: Option<SessionRow> = response.take(0).map_err(backend)?;
+            let Some(row) = row else { return Ok(None) };
+            let data = serde_json::from_str(&row.data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+            let expiry_date = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.expires_at) * 1_000_000)
+                .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+            Ok(Some(Record { id: *id, data, expiry_date }))
+        };
+        let record = self.copies.get_or_read(&Self::key_of(id), |record| unexpired(record, now), read).await?;
+        Ok(record.map(|record| Record { id: *id, ..record }))
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {

@@ -42,15 +42,9 @@ pub async fn load_stored(db: &Db) -> Result<Option<StoredSettings>, AppError> {
 /// [`crate::db::follow`]). Save and Send Test Email read the database itself: what they write or
 /// send must follow from the very version they read.
 pub async fn shown_settings(state: &AppState) -> Result<Option<StoredSettings>, AppError> {
-    const KEY: &str = "current";
-    let copies = &state.shared.smtp_settings;
-    if let Some(stored) = copies.get(KEY) {
-        return Ok(stored);
-    }
-    let ticket = copies.ticket();
-    let stored = load_stored(state.db()).await?;
-    copies.keep(ticket, KEY, stored.clone());
-    Ok(stored)
+    // Kept as read, none saved yet included.
+    let read = async { load_stored(state.db()).await.map(Some) };
+    Ok(state.shared.smtp_settings.get_or_read("current", |_| true, read).await?.flatten())
 }
 
 fn view_of(stored: Option<StoredSettings>, state: &AppState) -> SmtpSettingsView {
