@@ -5,7 +5,7 @@ pub mod policy;
 mod worker;
 
 pub use policy::OutboxPolicy;
-pub use worker::{active_mailer, release_own_leases, run_worker, work_once};
+pub use worker::{active_mailer, release_own_leases, run_worker, statements, work_once};
 
 use super::{Delivery, OutboxEntry, OutboxStatus};
 use crate::{

@@ -30,6 +30,19 @@ pub(super) struct Claimed {
     pub(super) row: OutboxRow,
 }
 
+/// The claim as it runs: `$ids` (the candidates), `$node`, `$claim_token`, `$lease_ms`,
+/// `$waiting` and `$now` bound; its third result is the [`Claimed`] messages.
+pub(crate) fn claim_statement() -> String {
+    format!(
+        "LET $db_now = {DB_NOW_MS};
+         LET $lease_until = $db_now + $lease_ms;
+         UPDATE $ids SET status = 'sending', lease_owner = $node, lease_token = $claim_token,
+             lease_until = $lease_until, next_attempt_at = $lease_until
+         WHERE (status IN $waiting AND next_attempt_at <= $now) OR (status = 'sending' AND lease_until < $db_now)
+         RETURN record::id(id) AS key, $after AS row"
+    )
+}
+
 /// Takes, in one transaction, those of `ids` that are still due: the rest went to another
 /// node. A claim that collides with another node's takes nothing; the next pass looks again.
 /// A claimed message is due again when its lease runs out (`next_attempt_at` = `lease_until`),
@@ -40,14 +53,7 @@ pub(super) async fn claim(state: &AppState, ids: Vec<String>, policy: &OutboxPol
     let started = Instant::now();
     let claimed = state
         .db()
-        .query(format!(
-            "LET $db_now = {DB_NOW_MS};
-             LET $lease_until = $db_now + $lease_ms;
-             UPDATE $ids SET status = 'sending', lease_owner = $node, lease_token = $claim_token,
-                 lease_until = $lease_until, next_attempt_at = $lease_until
-             WHERE (status IN $waiting AND next_attempt_at <= $now) OR (status = 'sending' AND lease_until < $db_now)
-             RETURN record::id(id) AS key, $after AS row"
-        ))
+        .query(claim_statement())
         .bind(("ids", ids))
         .bind(("node", state.settings().node_id.clone()))
         .bind(("claim_token", crate::shared::token::random_token(16)))

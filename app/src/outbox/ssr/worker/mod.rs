@@ -50,6 +50,12 @@ pub use hold::release_own_leases;
 use hold::*;
 use settle::*;
 
+/// The claim and the settle (of one group of sent messages) exactly as the worker runs them,
+/// for `bench/outbox_statements.surql`, which measures what they cost the database.
+pub fn statements() -> (String, String) {
+    (claim_statement(), settle_statement(&[true]))
+}
+
 /// The database's clock in milliseconds, for leases: every node compares against one clock.
 const DB_NOW_MS: &str = "(time::unix(time::now()) * 1000)";
 

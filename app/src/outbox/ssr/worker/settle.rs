@@ -158,6 +158,18 @@ fn group_statements(n: usize, records_attempts: bool) -> String {
     sql
 }
 
+/// The settle as it runs, for groups that each record an attempt or not: per group `n`,
+/// `$ids{n}` and its next state (`$status{n}`, `$token{n}`, …) bound, and `$node` and `$now`.
+pub(crate) fn settle_statement(attempts: &[bool]) -> String {
+    let mut query = String::from("BEGIN TRANSACTION;\n");
+    for (n, attempt) in attempts.iter().enumerate() {
+        query.push_str(&group_statements(n, *attempt));
+    }
+    let changed: Vec<String> = (0..attempts.len()).map(|n| format!("$m{n}")).collect();
+    query.push_str(&format!("COMMIT TRANSACTION;\nRETURN array::flatten([{}]);", changed.join(", ")));
+    query
+}
+
 /// The fenced group settle, in one transaction: each message changes (and its attempt is
 /// recorded) only if its lease is still the one its claim took; answers the keys that changed,
 /// in order.
@@ -175,13 +187,8 @@ pub(super) async fn write_settlements(
             None => groups.push((vec![id], settlement)),
         }
     }
-    let mut query = String::from("BEGIN TRANSACTION;\n");
-    for (n, (_, s)) in groups.iter().enumerate() {
-        query.push_str(&group_statements(n, s.attempt));
-    }
-    let changed: Vec<String> = (0..groups.len()).map(|n| format!("$m{n}")).collect();
-    query.push_str(&format!("COMMIT TRANSACTION;\nRETURN array::flatten([{}]);", changed.join(", ")));
-    let mut request = db.query(query).bind(("node", node.to_owned())).bind(("now", now));
+    let attempts: Vec<bool> = groups.iter().map(|(_, s)| s.attempt).collect();
+    let mut request = db.query(settle_statement(&attempts)).bind(("node", node.to_owned())).bind(("now", now));
     for (n, (ids, s)) in groups.into_iter().enumerate() {
         request = request
             .bind((format!("ids{n}"), ids))
