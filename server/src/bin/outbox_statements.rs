@@ -60,7 +60,7 @@ async fn main() {
             other => file = Some(other.to_owned()),
         }
     }
-    let file = file.expect("usage: outbox_statements [--rows N] [--batch N] VARIANTS.surql");
+    let file = file.expect("usage: outbox_statements [--rows N] [--batch N] [--repeat N] VARIANTS.surql");
     let variants = parse(&std::fs::read_to_string(&file).expect("read the variants file"));
     let key = [7u8; 32];
     let text = "Hello,\n\nYou have been invited to Mailroom. Open the link below to set your password:\n\n".repeat(3);
