@@ -94,9 +94,14 @@ def wait_ready(name, url, process, log, seconds):
 def start_sink(python, work, lean=False, pipelining=False):
     """The aiosmtpd sink (server/tests/support/smtp_peer.py) appending to WORK/mbox.jsonl; the
     process and its port. `lean`: it records only Message-ID and size (no MIME parsing), so
-    the sink is not what a throughput benchmark measures; `pipelining`: it offers PIPELINING."""
+    the sink is not what a throughput benchmark measures, and keeps the first messages it takes
+    in WORK/samples (see `sample_message`); `pipelining`: it offers PIPELINING."""
+    samples = []
+    if lean:
+        os.makedirs(f"{work}/samples", exist_ok=True)
+        samples = ["--lean", "--samples", f"{work}/samples"]
     sink = subprocess.Popen([python, f"{ROOT}/server/tests/support/smtp_peer.py", "--mbox", f"{work}/mbox.jsonl"]
-                            + (["--lean"] if lean else []) + (["--pipelining"] if pipelining else []),
+                            + samples + (["--pipelining"] if pipelining else []),
                             stdout=subprocess.PIPE, text=True)
     return sink, int(sink.stdout.readline().split()[1])
 
@@ -124,12 +129,27 @@ class Mbox:
         return len(set(self.ids))
 
 
-async def raw_ceiling(port, connections, total, size=0):
-    """The sink's own rate: MAIL/RCPT/DATA pipelined over `connections` persistent connections,
-    each message `size` bytes (padded with text lines) so the sink reads what it reads from us."""
-    head = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: raw\r\n\r\n"
-    lines = max(0, size - len(head)) // 78
-    body = head + b"".join(b"x" * 76 + b"\r\n" for _ in range(lines)) + b"hello\r\n.\r\n"
+def sample_message(work, size):
+    """Of the messages a lean sink kept in WORK/samples, the one whose size is nearest `size`;
+    None if it kept none."""
+    kept = [open(f"{work}/samples/{name}", "rb").read() for name in sorted(os.listdir(f"{work}/samples"))] \
+        if os.path.isdir(f"{work}/samples") else []
+    return min(kept, key=lambda message: abs(len(message) - size), default=None)
+
+
+async def raw_ceiling(port, connections, total, size=0, message=None):
+    """The sink's own rate: MAIL/RCPT/DATA pipelined over `connections` persistent connections.
+    Each message is `message` (bytes as a sink received them: one Mailroom sent, so the sink
+    parses the same lines), else `size` bytes of 76-character text lines."""
+    if message is not None:
+        message = message if message.endswith(b"\r\n") else message + b"\r\n"
+        # Dot-stuffed again, as on the wire.
+        body = b"".join(b"." + line if line.startswith(b".") else line
+                        for line in message.splitlines(keepends=True)) + b".\r\n"
+    else:
+        head = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: raw\r\n\r\n"
+        lines = max(0, size - len(head)) // 78
+        body = head + b"".join(b"x" * 76 + b"\r\n" for _ in range(lines)) + b"hello\r\n.\r\n"
 
     async def one_connection(count):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

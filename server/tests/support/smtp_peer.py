@@ -35,6 +35,9 @@ parser.add_argument("--tempfail-reply", default="421 4.7.0 Try again later, clos
 parser.add_argument("--pipelining", action="store_true", help="advertise PIPELINING (RFC 2920) in the EHLO reply")
 parser.add_argument("--lean", action="store_true",
                     help="record only each message's Message-ID and size (a benchmark sink: no MIME parsing)")
+parser.add_argument("--samples", default="",
+                    help="with --lean: keep the first 8 messages as they arrived (SAMPLES/0.eml, ...), so a "
+                         "benchmark's raw client can send the sink the same bytes")
 parser.add_argument("--mbox", required=True)
 args = parser.parse_args()
 
@@ -49,6 +52,7 @@ mechanisms = [m.strip().upper() for m in args.auth.split(",") if m.strip()]
 
 class Handler:
     tempfails_left = args.tempfail_first
+    samples_kept = 0
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname  # what aiosmtpd does itself when no handler answers EHLO
@@ -81,6 +85,10 @@ class Handler:
             record = {"message_id": found.group(1).decode() if found else "", "size": len(envelope.original_content or b"")}
             with open(args.mbox, "a", encoding="utf-8") as out:
                 out.write(json.dumps(record) + "\n")
+            if args.samples and Handler.samples_kept < 8:
+                with open(f"{args.samples}/{Handler.samples_kept}.eml", "wb") as out:
+                    out.write(envelope.original_content or b"")
+                Handler.samples_kept += 1
             return "250 2.0.0 Message accepted for delivery"
         parsed = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
         plain = parsed.get_body(preferencelist=("plain",))
