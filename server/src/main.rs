@@ -4,7 +4,7 @@ use tracing_subscriber::EnvFilter;
 
 /// jemalloc rather than the system's allocator: rendering a page allocates and frees many small
 /// objects from two threads, and glibc's malloc spent a quarter of `/admin/smtp`'s CPU on that
-/// (BENCHMARKS.md, sixth round: 3,700 → 5,600 pages/s, p99 30 → 24 ms; idle RSS about 3 MB more).
+/// (BENCHMARKS.md, sixth round: 3,355 → 5,229 pages/s, p99 33.4 → 24.9 ms; idle RSS 5 MB more).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
