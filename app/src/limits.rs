@@ -44,10 +44,11 @@ impl Limiter {
 /// nodes serve it. For the rare, costly actions only: the per-client limits on hot paths stay in
 /// each node's memory ([`Limiter`]).
 ///
-/// A sliding window: each key counts per calendar minute (one record per key and minute), and an
-/// action is refused when this minute's count plus the share of the previous minute's that still
-/// lies within the last 60 seconds exceeds the quota. Fixed windows alone would let twice the
-/// quota through across a minute boundary.
+/// A sliding window: each key counts per calendar minute, and an action is refused when this
+/// minute's count plus the share of the previous minute's that still lies within the last 60
+/// seconds exceeds the quota. Fixed windows alone would let twice the quota through across a
+/// minute boundary. One record per key holds both counts (`n` for `minute`, `previous` for the
+/// minute before it), so counting is one write and no second read.
 pub struct SharedQuota {
     name: &'static str,
     per_minute: NonZeroU32,
@@ -58,9 +59,9 @@ impl SharedQuota {
         Self { name, per_minute }
     }
 
-    fn record(&self, key: &str, window: i64) -> surrealdb::types::RecordId {
+    fn record(&self, key: &str) -> surrealdb::types::RecordId {
         let hashed = hex::encode(limiter_key(key));
-        surrealdb::types::RecordId::new("quota", format!("{}-{hashed}-{window}", self.name))
+        surrealdb::types::RecordId::new("quota", format!("{}-{hashed}", self.name))
     }
 
     /// Whether this minute's count plus the part of the previous minute's still inside the
@@ -95,31 +96,45 @@ struct QuotaCount {
 /// counted only while every one before it allows the action, so an admin past their own quota
 /// does not spend the instance's. The first refusal is the answer.
 pub async fn check_quotas(db: &Db, quotas: &[(&SharedQuota, &str)]) -> Result<(), AppError> {
-    let now = crate::db::now_ms();
+    check_quotas_at(db, quotas, crate::db::now_ms()).await
+}
+
+/// [`check_quotas`] at a given time (milliseconds since the Unix epoch).
+async fn check_quotas_at(db: &Db, quotas: &[(&SharedQuota, &str)], now: i64) -> Result<(), AppError> {
     let window = now / 60_000;
     let into_window = (now % 60_000) as f64 / 60_000.0;
     // The same comparison as `SharedQuota::verdict`, so a later quota is counted exactly when
     // the earlier ones pass there.
     // One transaction: a conflict (two nodes counting the same key at once) undoes every
     // count, and the whole chain is counted again.
+    //
+    // Each UPSERT rolls the key's record into this minute first: the count of the minute before
+    // becomes `previous` (0 when the record is older), then this action is counted in `n`. The
+    // assignments run in order, each seeing the ones before it.
     let mut sql = String::from("BEGIN TRANSACTION; LET $go = true;");
     for i in 0..quotas.len() {
         sql.push_str(&format!(
-            "LET $c{i} = IF $go {{ (UPSERT $id{i} SET n = (n ?? 0) + 1, expires_at = $expires RETURN VALUE n)[0] }} ELSE {{ NONE }};
-             LET $p{i} = (SELECT VALUE n FROM $previous{i})[0] ?? 0;
-             LET $go = $go AND $c{i} + $p{i} * $remaining <= $quota{i};"
+            "LET $c{i} = IF $go {{ (UPSERT $id{i} SET
+                 previous = IF minute = $minute {{ previous }} ELSE IF minute = $minute - 1 {{ n }} ELSE {{ 0 }},
+                 n = IF minute = $minute {{ n + 1 }} ELSE {{ 1 }},
+                 minute = $minute, expires_at = $expires
+               RETURN n, previous)[0] }} ELSE {{ NONE }};
+             LET $go = $go AND $c{i}.n + $c{i}.previous * $remaining <= $quota{i};"
         ));
     }
-    let counts: Vec<String> = (0..quotas.len()).map(|i| format!("{{ current: $c{i}, previous: $p{i} }}")).collect();
+    let counts: Vec<String> =
+        (0..quotas.len()).map(|i| format!("{{ current: $c{i}.n, previous: $c{i}.previous ?? 0 }}")).collect();
     sql.push_str(&format!("LET $counted = [{}]; COMMIT TRANSACTION; RETURN $counted;", counts.join(", ")));
     let mut last = None;
     for _ in 0..5 {
-        let mut query =
-            db.query(sql.as_str()).bind(("expires", (window + 2) * 60_000)).bind(("remaining", 1.0 - into_window));
+        let mut query = db
+            .query(sql.as_str())
+            .bind(("minute", window))
+            .bind(("expires", (window + 2) * 60_000))
+            .bind(("remaining", 1.0 - into_window));
         for (i, (quota, key)) in quotas.iter().enumerate() {
             query = query
-                .bind((format!("id{i}"), quota.record(key, window)))
-                .bind((format!("previous{i}"), quota.record(key, window - 1)))
+                .bind((format!("id{i}"), quota.record(key)))
                 .bind((format!("quota{i}"), i64::from(quota.per_minute.get())));
         }
         let counted = query.await.and_then(crate::db::check_transaction).and_then(|mut response| {
@@ -182,5 +197,37 @@ mod tests {
             Err(AppError::RateLimited { retry_after_secs }) => assert!((1..=120).contains(&retry_after_secs)),
             other => panic!("expected the instance quota to refuse, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn the_previous_minute_counts_for_the_part_of_it_still_within_the_last_sixty_seconds() {
+        let options = crate::db::DbOptions { url: "mem://", namespace: "test", database: "test", credentials: None };
+        let db = crate::db::connect(options).await.unwrap();
+        let quota = SharedQuota::per_minute("q", NonZeroU32::new(4).unwrap());
+        let at = |minute: i64, seconds: i64| minute * 60_000 + seconds * 1_000;
+        let act = |now: i64| {
+            let (db, quota) = (&db, &quota);
+            async move { check_quotas_at(db, &[(quota, "k")], now).await }
+        };
+        let minute = 29_000_000;
+        for _ in 0..4 {
+            assert!(act(at(minute, 50)).await.is_ok());
+        }
+        assert!(matches!(act(at(minute, 55)).await, Err(AppError::RateLimited { .. })), "the fifth in one minute");
+        // A quarter into the next minute, three quarters of the previous minute's five still
+        // count (3.75): none fits.
+        match act(at(minute + 1, 15)).await {
+            Err(AppError::RateLimited { retry_after_secs }) => assert!((1..=60).contains(&retry_after_secs)),
+            other => panic!("expected the previous minute to count, got {other:?}"),
+        }
+        // Three quarters into it, a quarter of them (1.25), the refused try above (counted in
+        // this minute) and this one make 3.25: it fits. The next makes 4.2 and does not.
+        assert!(act(at(minute + 1, 45)).await.is_ok());
+        assert!(matches!(act(at(minute + 1, 46)).await, Err(AppError::RateLimited { .. })));
+        // A minute with no action in between: nothing before counts.
+        for _ in 0..4 {
+            assert!(act(at(minute + 3, 1)).await.is_ok());
+        }
+        assert!(matches!(act(at(minute + 3, 2)).await, Err(AppError::RateLimited { .. })));
     }
 }

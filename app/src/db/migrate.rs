@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "0003", "stored_enums_asserted"),
     migration!(4, "0004", "languages"),
     migration!(5, "0005", "attempts_keyed_by_message"),
+    migration!(6, "0006", "quota_per_key"),
 ];
 
 /// The bookkeeping table itself, defined before anything is read from it.
@@ -290,6 +291,34 @@ mod tests {
         assert!(stored.certificates.is_empty() && stored.service_key_enc.is_none());
     }
 
+    /// Quota counts of the old shape (a record per key and minute) are dropped by migration 6;
+    /// the new shape (a record per key, this minute's and the previous minute's counts) fits the
+    /// table.
+    #[tokio::test]
+    async fn quota_records_per_minute_are_dropped_by_migration_6() {
+        let db = fresh().await;
+        migrate(&db, &MIGRATIONS[..5]).await.unwrap();
+        db.query("CREATE quota:`smtp_admin-00ff-29000000` CONTENT { n: 3, expires_at: 1 };")
+            .await
+            .unwrap()
+            .check()
+            .unwrap();
+        assert_eq!(migrate(&db, MIGRATIONS).await.unwrap(), vec![6]);
+        let mut response = db
+            .query(
+                "RETURN count(SELECT id FROM quota);
+                 CREATE quota:`smtp_admin-00ff` CONTENT { n: 1, previous: 3, minute: 29000001, expires_at: 1 };
+                 SELECT VALUE [n, previous, minute] FROM quota;",
+            )
+            .await
+            .unwrap()
+            .check()
+            .unwrap();
+        let before: Option<i64> = response.take(0).unwrap();
+        let after: Vec<Vec<i64>> = response.take(2).unwrap();
+        assert_eq!((before, after), (Some(0), vec![vec![1, 3, 29_000_001]]));
+    }
+
     /// Attempts recorded before migration 5 (random keys, found through an index) take the key
     /// [message, time, old key]: a message's attempts are then a range of keys, in time order.
     #[tokio::test]
@@ -305,7 +334,7 @@ mod tests {
         .unwrap()
         .check()
         .unwrap();
-        assert_eq!(migrate(&db, MIGRATIONS).await.unwrap(), vec![5]);
+        assert_eq!(migrate(&db, MIGRATIONS).await.unwrap(), vec![5, 6]);
 
         let mut response = db
             .query(
