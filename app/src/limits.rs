@@ -105,20 +105,25 @@ async fn check_quotas_at(db: &Db, quotas: &[(&SharedQuota, &str)], now: i64) -> 
     let into_window = (now % 60_000) as f64 / 60_000.0;
     // The same comparison as `SharedQuota::verdict`, so a later quota is counted exactly when
     // the earlier ones pass there.
-    // One transaction: a conflict (two nodes counting the same key at once) undoes every
-    // count, and the whole chain is counted again.
+    // One transaction: a conflict (two nodes counting the same key at once, or creating its
+    // record at once) undoes every count, and the whole chain is counted again.
     //
-    // Each UPSERT rolls the key's record into this minute first: the count of the minute before
+    // Each UPDATE rolls the key's record into this minute first: the count of the minute before
     // becomes `previous` (0 when the record is older), then this action is counted in `n`. The
-    // assignments run in order, each seeing the ones before it.
+    // assignments run in order, each seeing the ones before it. A key with no record yet gets
+    // one by CREATE. Not UPSERT: on a record that exists, SurrealDB 3's UPSERT first tries to
+    // create it (every SET evaluated, the schema checked, the write refused), then updates it.
     let mut sql = String::from("BEGIN TRANSACTION; LET $go = true;");
     for i in 0..quotas.len() {
         sql.push_str(&format!(
-            "LET $c{i} = IF $go {{ (UPSERT $id{i} SET
-                 previous = IF minute = $minute {{ previous }} ELSE IF minute = $minute - 1 {{ n }} ELSE {{ 0 }},
-                 n = IF minute = $minute {{ n + 1 }} ELSE {{ 1 }},
-                 minute = $minute, expires_at = $expires
-               RETURN n, previous)[0] }} ELSE {{ NONE }};
+            "LET $c{i} = IF $go {{
+                 (UPDATE $id{i} SET
+                     previous = IF minute = $minute {{ previous }} ELSE IF minute = $minute - 1 {{ n }} ELSE {{ 0 }},
+                     n = IF minute = $minute {{ n + 1 }} ELSE {{ 1 }},
+                     minute = $minute, expires_at = $expires
+                   RETURN n, previous)[0]
+                 ?? (CREATE $id{i} SET previous = 0, n = 1, minute = $minute, expires_at = $expires RETURN n, previous)[0]
+               }} ELSE {{ NONE }};
              LET $go = $go AND $c{i}.n + $c{i}.previous * $remaining <= $quota{i};"
         ));
     }
@@ -197,6 +202,34 @@ mod tests {
             Err(AppError::RateLimited { retry_after_secs }) => assert!((1..=120).contains(&retry_after_secs)),
             other => panic!("expected the instance quota to refuse, got {other:?}"),
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn first_counts_of_a_new_key_at_once_are_each_counted() {
+        let options = crate::db::DbOptions { url: "mem://", namespace: "test", database: "test", credentials: None };
+        let db = crate::db::connect(options).await.unwrap();
+        let quota = std::sync::Arc::new(SharedQuota::per_minute("q", NonZeroU32::new(4).unwrap()));
+        let now = 29_000_000 * 60_000;
+        // Four at once on a key with no record: their CREATEs conflict, and the losers count
+        // again against the record the winner made. At most four rounds, within the five tries.
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(4));
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let (db, quota, start) = (db.clone(), quota.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    check_quotas_at(&db, &[(&quota, "k")], now).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            let counted = task.await.unwrap();
+            assert!(counted.is_ok(), "{counted:?}");
+        }
+        assert!(matches!(check_quotas_at(&db, &[(&quota, "k")], now).await, Err(AppError::RateLimited { .. })));
+        let n: Option<i64> =
+            db.query("SELECT VALUE n FROM ONLY $id").bind(("id", quota.record("k"))).await.unwrap().take(0).unwrap();
+        assert_eq!(n, Some(5), "four counted, then the refused fifth");
     }
 
     #[tokio::test]
