@@ -113,19 +113,29 @@ async fn check_quotas_at(db: &Db, quotas: &[(&SharedQuota, &str)], now: i64) -> 
     // assignments run in order, each seeing the ones before it. A key with no record yet gets
     // one by CREATE. Not UPSERT: on a record that exists, SurrealDB 3's UPSERT first tries to
     // create it (every SET evaluated, the schema checked, the write refused), then updates it.
-    let mut sql = String::from("BEGIN TRANSACTION; LET $go = true;");
+    //
+    // The first quota is always counted; each later one only while every one before it allows
+    // the action (`$go`).
+    let mut sql = String::from("BEGIN TRANSACTION;");
     for i in 0..quotas.len() {
-        sql.push_str(&format!(
-            "LET $c{i} = IF $go {{
-                 (UPDATE $id{i} SET
-                     previous = IF minute = $minute {{ previous }} ELSE IF minute = $minute - 1 {{ n }} ELSE {{ 0 }},
-                     n = IF minute = $minute {{ n + 1 }} ELSE {{ 1 }},
-                     minute = $minute, expires_at = $expires
-                   RETURN n, previous)[0]
-                 ?? (CREATE $id{i} SET previous = 0, n = 1, minute = $minute, expires_at = $expires RETURN n, previous)[0]
-               }} ELSE {{ NONE }};
-             LET $go = $go AND $c{i}.n + $c{i}.previous * $remaining <= $quota{i};"
-        ));
+        let count = format!(
+            "(UPDATE $id{i} SET
+                 previous = IF minute = $minute {{ previous }} ELSE IF minute = $minute - 1 {{ n }} ELSE {{ 0 }},
+                 n = IF minute = $minute {{ n + 1 }} ELSE {{ 1 }},
+                 minute = $minute, expires_at = $expires
+               RETURN n, previous)[0]
+             ?? (CREATE $id{i} SET previous = 0, n = 1, minute = $minute, expires_at = $expires RETURN n, previous)[0]"
+        );
+        let allows = format!("$c{i}.n + $c{i}.previous * $remaining <= $quota{i}");
+        match i {
+            0 => sql.push_str(&format!("LET $c0 = {count};")),
+            _ => sql.push_str(&format!("LET $c{i} = IF $go {{ {count} }};")),
+        }
+        match i {
+            _ if i + 1 == quotas.len() => {}
+            0 => sql.push_str(&format!("LET $go = {allows};")),
+            _ => sql.push_str(&format!("LET $go = $go AND {allows};")),
+        }
     }
     let counts: Vec<String> =
         (0..quotas.len()).map(|i| format!("{{ current: $c{i}.n, previous: $c{i}.previous ?? 0 }}")).collect();

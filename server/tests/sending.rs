@@ -109,6 +109,19 @@ async fn plaintext_without_auth_delivers_the_test_mail() {
     let recorded =
         outbox.as_array().unwrap().iter().find(|m| m["kind"] == "test").expect("the test email is in the outbox");
     assert_eq!((recorded["status"].as_str(), recorded["attempts"].as_i64()), (Some("sent"), Some(1)));
+    // Its one attempt is keyed [message, time, claim], as the worker's are.
+    let mut keyed = case
+        .app
+        .state
+        .db()
+        .query(
+            "LET $test = (SELECT VALUE record::id(id) FROM ONLY outbox WHERE kind = 'test' LIMIT 1);
+             SELECT VALUE ok FROM outbox_attempt:[$test, NONE]..=[$test, ..];",
+        )
+        .await
+        .unwrap();
+    let ok: Vec<bool> = keyed.take(1).unwrap();
+    assert_eq!(ok, [true], "the test email's attempt, found by its key");
 
     let refused = closed_port();
     failure(&case, &plain_smtp_form(refused)).await;

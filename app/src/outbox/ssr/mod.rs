@@ -199,23 +199,28 @@ pub async fn record_sent_now(state: &AppState, mail: NewMail, result: &Result<()
             row.last_failure = failure.to_json();
         }
     }
+    // The key is made here (20 random characters, as SurrealDB's own), so the two records are
+    // written by plain CREATEs that return nothing.
+    let key = crate::shared::token::random_token(10);
+    let error = row.last_error.clone();
     let written = state
         .db()
         .query(
             "BEGIN TRANSACTION;
-             LET $created = (CREATE outbox CONTENT $row RETURN VALUE record::id(id))[0];
+             CREATE type::record('outbox', $key) CONTENT $row RETURN NONE;
              -- Keyed [message, time, claim] as the worker's attempts are (migration 5); with no
              -- lease to name, a random claim.
-             CREATE type::record('outbox_attempt', [$created, $now, $claim])
-                 CONTENT { outbox: $created, at: $now, node: $node, ok: $ok, error: $error };
+             CREATE type::record('outbox_attempt', [$key, $now, $claim])
+                 CONTENT { outbox: $key, at: $now, node: $node, ok: $ok, error: $error } RETURN NONE;
              COMMIT TRANSACTION;",
         )
+        .bind(("key", key))
         .bind(("claim", crate::shared::token::random_token(8)))
-        .bind(("row", row.clone()))
+        .bind(("row", row))
         .bind(("now", now_ms()))
         .bind(("node", state.settings().node_id.clone()))
         .bind(("ok", result.is_ok()))
-        .bind(("error", row.last_error.clone()))
+        .bind(("error", error))
         .await
         .and_then(crate::db::check_transaction);
     if let Err(err) = written {
