@@ -127,14 +127,13 @@ async fn check_quotas_at(db: &Db, quotas: &[(&SharedQuota, &str)], now: i64) -> 
              ?? (CREATE $id{i} SET previous = 0, n = 1, minute = $minute, expires_at = $expires RETURN n, previous)[0]"
         );
         let allows = format!("$c{i}.n + $c{i}.previous * $remaining <= $quota{i}");
-        match i {
-            0 => sql.push_str(&format!("LET $c0 = {count};")),
-            _ => sql.push_str(&format!("LET $c{i} = IF $go {{ {count} }};")),
-        }
-        match i {
-            _ if i + 1 == quotas.len() => {}
-            0 => sql.push_str(&format!("LET $go = {allows};")),
-            _ => sql.push_str(&format!("LET $go = $go AND {allows};")),
+        sql.push_str(&match i {
+            0 => format!("LET $c0 = {count};"),
+            _ => format!("LET $c{i} = IF $go {{ {count} }};"),
+        });
+        if i + 1 < quotas.len() {
+            let before = if i == 0 { "" } else { "$go AND " };
+            sql.push_str(&format!("LET $go = {before}{allows};"));
         }
     }
     let counts: Vec<String> =

@@ -199,8 +199,8 @@ pub async fn record_sent_now(state: &AppState, mail: NewMail, result: &Result<()
             row.last_failure = failure.to_json();
         }
     }
-    // The key is made here (20 random characters, as SurrealDB's own), so the two records are
-    // written by plain CREATEs that return nothing.
+    // The key is made here (20 random hex characters; SurrealDB's own are 20 letters and
+    // digits), so the two records are written by plain CREATEs that return nothing.
     let key = crate::shared::token::random_token(10);
     let error = row.last_error.clone();
     let written = state
