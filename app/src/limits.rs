@@ -103,8 +103,6 @@ pub async fn check_quotas(db: &Db, quotas: &[(&SharedQuota, &str)]) -> Result<()
 async fn check_quotas_at(db: &Db, quotas: &[(&SharedQuota, &str)], now: i64) -> Result<(), AppError> {
     let window = now / 60_000;
     let into_window = (now % 60_000) as f64 / 60_000.0;
-    // The same comparison as `SharedQuota::verdict`, so a later quota is counted exactly when
-    // the earlier ones pass there.
     // One transaction: a conflict (two nodes counting the same key at once, or creating its
     // record at once) undoes every count, and the whole chain is counted again.
     //
@@ -126,6 +124,8 @@ async fn check_quotas_at(db: &Db, quotas: &[(&SharedQuota, &str)], now: i64) -> 
                RETURN n, previous)[0]
              ?? (CREATE $id{i} SET previous = 0, n = 1, minute = $minute, expires_at = $expires RETURN n, previous)[0]"
         );
+        // The same comparison as `SharedQuota::verdict`, so a later quota is counted exactly
+        // when the earlier ones pass there.
         let allows = format!("$c{i}.n + $c{i}.previous * $remaining <= $quota{i}");
         sql.push_str(&match i {
             0 => format!("LET $c0 = {count};"),

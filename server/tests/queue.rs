@@ -223,16 +223,7 @@ async fn a_settle_after_the_lease_was_taken_over_changes_nothing() {
     let counted: Option<i64> = attempts.take((0, "n")).unwrap();
     assert_eq!(counted, Some(1), "only the admin notice's attempt was recorded");
     // Its key is [message, time, claim]: the message's attempts are a range of keys.
-    let mut keyed = app
-        .state
-        .db()
-        .query(
-            "LET $notice = (SELECT VALUE record::id(id) FROM ONLY outbox WHERE kind = 'admin_notice' LIMIT 1);
-             SELECT VALUE ok FROM outbox_attempt:[$notice, NONE]..=[$notice, ..];",
-        )
-        .await
-        .unwrap();
-    let ok: Vec<bool> = keyed.take(1).unwrap();
+    let ok = app.attempts_by_key("admin_notice").await;
     assert_eq!(ok, [true], "the notice's one attempt, found by its key");
 }
 

@@ -262,6 +262,22 @@ impl TestApp {
         rows.into_iter().map(|row| row.into_json_value()).collect()
     }
 
+    /// The outcomes (`ok`) of the attempts of a message of `kind`, found by their keys alone:
+    /// an attempt is keyed [message, time, claim], so a message's attempts are a range of keys.
+    pub async fn attempts_by_key(&self, kind: &str) -> Vec<bool> {
+        let mut response = self
+            .state
+            .db()
+            .query(
+                "LET $message = (SELECT VALUE record::id(id) FROM ONLY outbox WHERE kind = $kind LIMIT 1);
+                 SELECT VALUE ok FROM outbox_attempt:[$message, NONE]..=[$message, ..];",
+            )
+            .bind(("kind", kind.to_owned()))
+            .await
+            .unwrap();
+        response.take(1).unwrap()
+    }
+
     /// Polls the outbox rows of `kind` until `done` holds (at most `secs`).
     pub async fn wait_rows(
         &self,
