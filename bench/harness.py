@@ -192,21 +192,30 @@ def record(path, bench, case, value, unit, ceiling=None, ceiling_name="", lower_
                                   ceiling_name=ceiling_name, ratio=ratio, **extra)) + "\n")
 
 
-def wrk(url, connections=64, seconds=10, headers=()):
-    """wrk's requests/s and latency percentiles (ms) for GET url: {'rps', 'p50', 'p99'}."""
+def wrk(url, connections=64, seconds=10, headers=(), script=None, refused=False):
+    """wrk's requests/s and latency percentiles (ms) for GET url (or what the Lua `script` sends):
+    {'rps', 'p50', 'p99'}. Every answer must be a 2xx, or with `refused` every one a refusal."""
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for header in headers:
         command += ["-H", header]
+    if script:
+        command += ["-s", script]
     out = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
-    result = {}
+    result, answers, not_2xx = {}, None, 0
     for line in out.splitlines():
         words = line.split()
         if line.startswith("Requests/sec:"):
             result["rps"] = float(words[1])
         elif len(words) == 2 and words[0] in ("50%", "99%"):
             result["p" + words[0].rstrip("%")] = to_ms(words[1])
+        elif "requests in" in line:
+            answers = int(words[0])
         elif "Non-2xx" in line:
-            sys.exit(f"wrk got errors from {url}: {line}")
+            not_2xx = int(words[-1])
+    if not refused and not_2xx:
+        sys.exit(f"wrk got {not_2xx} errors from {url}")
+    if refused and not_2xx != answers:
+        sys.exit(f"wrk expected only refusals from {url}: {not_2xx} of {answers}")
     return result
 
 

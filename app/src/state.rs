@@ -47,9 +47,11 @@ pub struct Settings {
     pub status_stale_after: std::time::Duration,
 }
 
-#[derive(Clone, FromRef)]
+/// Cloned for every request, often several times (each extractor, each `app_state()`), so it
+/// holds only reference counts: the options behind one, not their five.
+#[derive(Clone)]
 pub struct AppState {
-    pub leptos_options: LeptosOptions,
+    pub leptos_options: Arc<LeptosOptions>,
     pub shared: Arc<Shared>,
 }
 
@@ -92,12 +94,19 @@ pub struct Shared {
     pub health: Arc<Followed<(i64, crate::smtp_health::status::SmtpHealth)>>,
 }
 
+/// leptos_axum's handlers take the options by value; they clone them once per page.
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        LeptosOptions::clone(&state.leptos_options)
+    }
+}
+
 impl AppState {
     pub fn new(leptos_options: LeptosOptions, db: Db, settings: Settings, secret_key: [u8; 32]) -> Self {
         let per_minute = settings.login_per_minute;
         let by_ip = per_minute.saturating_mul(NonZeroU32::new(3).expect("3 is not zero"));
         Self {
-            leptos_options,
+            leptos_options: Arc::new(leptos_options),
             shared: Arc::new(Shared {
                 db,
                 secret_key: secrecy::SecretBox::new(Box::new(secret_key)),

@@ -246,7 +246,7 @@ fn router(
         .route("/api/smtp_status/stream", get(app::smtp_health::ssr::status_stream))
         .route("/api/{*fn_name}", any(server_fn_handler))
         .leptos_routes_with_context(&state, routes, move || provide_request_context(context_state.clone()), {
-            let options = state.leptos_options.clone();
+            let options = LeptosOptions::clone(&state.leptos_options);
             move || app::shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
