@@ -4,6 +4,7 @@
 mod common;
 mod support;
 
+use app::smtp_settings::form::SmtpForm;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -290,6 +291,26 @@ async fn links_point_at_the_server_not_at_the_callers_host_header_and_are_sealed
     let bodies: Vec<String> = stored.take(0).unwrap();
     assert_eq!(bodies.len(), 1);
     assert!(!bodies[0].contains(&token_of(&link)) && !bodies[0].contains("set-password"), "sealed: {}", bodies[0]);
+}
+
+#[tokio::test]
+async fn over_starttls_pipelining_is_learnt_from_the_ehlo_after_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::generate(dir.path());
+    let ca = certs.ca.clone();
+    let app = spawn_app_with(move |config| config.smtp_ca_file = Some(ca)).await;
+    let admin = app.admin_client().await;
+    let peer = SmtpPeer::start(
+        dir.path(),
+        Some(&certs),
+        PeerOptions { mode: "starttls", pipelining: true, ..Default::default() },
+    );
+    save(&app, &admin, &SmtpForm { tls_enabled: true, ..custom_form(peer.port) }).await;
+    app.queue_mail(10, "tls-pipe").await;
+    app.wait_rows("test", 30, |rows| count_status(rows, "sent") == 10).await;
+    let received: Vec<_> = peer.received().into_iter().filter(|m| m.subject.starts_with("tls-pipe ")).collect();
+    assert_eq!(received.len(), 10);
+    assert!(received.iter().all(|m| m.tls && m.pipelined), "pipelined inside TLS: {received:?}");
 }
 
 #[tokio::test]

@@ -122,6 +122,29 @@ async fn plaintext_without_auth_delivers_the_test_mail() {
 }
 
 #[tokio::test]
+async fn the_test_email_is_pipelined_on_a_plain_connection_exactly_when_the_server_offers_it() {
+    let case = case().await;
+    for pipelining in [true, false] {
+        let peer = SmtpPeer::start(case.dir.path(), None, PeerOptions { pipelining, ..Default::default() });
+        let (status, body) = case.send_test(&plain_smtp_form(peer.port)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_test_mail_arrived(&peer, false);
+        assert_eq!(peer.received()[0].pipelined, pipelining, "read from the EHLO reply lettre read");
+    }
+    // Over STARTTLS what the server said before TLS is forgotten (RFC 3207), and one message
+    // does not pay a second EHLO: step by step.
+    let peer = SmtpPeer::start(
+        case.dir.path(),
+        Some(&case.certs),
+        PeerOptions { mode: "starttls", pipelining: true, ..Default::default() },
+    );
+    let (status, body) = case.send_test(&tls(peer.port, TlsMode::StartTls)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_test_mail_arrived(&peer, true);
+    assert!(!peer.received()[0].pipelined);
+}
+
+#[tokio::test]
 async fn starttls_with_plain_or_login_delivers() {
     let case = case().await;
     for auth in ["PLAIN,LOGIN", "LOGIN"] {

@@ -104,6 +104,19 @@ pub fn classify(err: &Error, step: Step, target: &SmtpTarget, secs: u64) -> Smtp
     }
 }
 
+/// A failed TCP connect of our own (a plain connection, [`super::ehlo_tap::connect`]), read as
+/// [`classify`] reads the same `io::Error` inside lettre's: at the greeting step, which covers
+/// the connect.
+pub fn classify_connect(err: &io::Error, target: &SmtpTarget, secs: u64) -> SmtpFailure {
+    match err.kind() {
+        io::ErrorKind::ConnectionRefused => {
+            SmtpFailure::ConnectionRefused { host: target.host.to_string(), port: target.port }
+        }
+        io::ErrorKind::TimedOut => SmtpFailure::Timeout { step: Step::Greeting, secs },
+        _ => SmtpFailure::ConnectionLost { step: Step::Greeting },
+    }
+}
+
 /// A rustls error as one sentence. `plain_port_suspected` is set for the handshake of implicit
 /// TLS, where an answer that is not TLS at all means the port speaks plain SMTP.
 pub fn classify_tls(err: &rustls::Error, plain_port_suspected: bool, port: u16) -> SmtpFailure {

@@ -9,6 +9,7 @@ pub mod address_policy;
 mod classify;
 mod client_cert_probe;
 mod default_service;
+mod ehlo_tap;
 mod google;
 pub mod mailbox;
 pub mod mailer;
@@ -25,7 +26,7 @@ pub use transmit::transmit;
 use super::{SmtpFailure, Step};
 use crate::smtp_settings::types::{MinTlsVersion, SmtpHost, TlsMode};
 pub use classify::excerpt;
-use classify::{classify, classify_response};
+use classify::{classify, classify_connect, classify_response};
 use lettre::transport::smtp::{
     authentication::{Credentials, Mechanism},
     client::{AsyncSmtpConnection, Certificate, Identity, TlsParameters, TlsVersion},
@@ -152,8 +153,8 @@ async fn deliver_steps(
     message: Option<&OutgoingMessage>,
     progress: &Progress,
 ) -> Result<(), SmtpFailure> {
-    // One message on a connection of its own: asking for PIPELINING would cost the round trip
-    // it saves.
+    // One message on a connection of its own: a second EHLO for PIPELINING (after STARTTLS)
+    // would cost a round trip of the two it saves; a plain connection knows it at no cost.
     let mut conn = open(target, config, tokens, progress, Extensions::Assume).await?;
     if let Some(message) = message {
         transmit(&mut conn, message, target, config.step_timeout, progress).await?;
@@ -172,13 +173,14 @@ pub struct Connection {
     pub pipelining: bool,
 }
 
-/// Whether [`open`] asks the server for its extensions once more (lettre keeps only the ones it
-/// uses, and PIPELINING is not among them).
+/// Whether [`open`] asks the server for its extensions once more where it could not read them
+/// on the way in (lettre keeps only the ones it uses, and PIPELINING is not among them). A plain
+/// connection keeps the first EHLO reply as it is read, so it never asks.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Extensions {
     /// A second EHLO before AUTH, read for PIPELINING: worth it on a connection that is kept.
     Ask,
-    /// No extra round trip; the connection is used step by step.
+    /// No extra round trip: over TLS the connection is used step by step.
     Assume,
 }
 
@@ -208,16 +210,21 @@ pub async fn open(
     };
 
     let hello = hello_name();
-    let connect = AsyncSmtpConnection::connect_tokio1(
-        addresses.as_slice(),
-        Some(limit),
-        &hello,
-        if implicit { tls.clone() } else { None },
-        None,
-    );
     let first_step = if implicit { Step::TlsHandshake } else { Step::Greeting };
-    let mut conn = match step(progress, first_step, limit + Duration::from_secs(1), connect, target).await {
-        Ok(conn) => conn,
+    let connected = if target.tls.enabled {
+        let connect = AsyncSmtpConnection::connect_tokio1(
+            addresses.as_slice(),
+            Some(limit),
+            &hello,
+            if implicit { tls.clone() } else { None },
+            None,
+        );
+        step(progress, first_step, limit + Duration::from_secs(1), connect, target).await.map(|conn| (conn, None))
+    } else {
+        connect_plain(&addresses, limit, &hello, progress, target).await.map(|(conn, seen)| (conn, Some(seen)))
+    };
+    let (mut conn, seen) = match connected {
+        Ok(connected) => connected,
         Err(SmtpFailure::Timeout { step: Step::Greeting, secs }) => {
             // Silence after connecting: an implicit-TLS port waits for our ClientHello.
             return Err(if speaks_tls(target, config, &addresses).await {
@@ -245,13 +252,15 @@ pub async fn open(
             other => other?,
         }
     }
-    // Asked before AUTH: an EHLO after it may end the authenticated session on some servers.
-    let pipelining = match extensions {
-        Extensions::Ask => advertises(
-            &step(progress, Step::Greeting, limit, conn.command(Ehlo::new(hello.clone())), target).await?,
+    let pipelining = match (seen, extensions) {
+        // The reply lettre read on a plain connection, kept on the way in: no extra round trip.
+        (Some(seen), _) => advertises(ehlo_tap::ehlo_lines(&seen), "PIPELINING"),
+        // Asked before AUTH: an EHLO after it may end the authenticated session on some servers.
+        (None, Extensions::Ask) => advertises(
+            step(progress, Step::Greeting, limit, conn.command(Ehlo::new(hello.clone())), target).await?.message(),
             "PIPELINING",
         ),
-        Extensions::Assume => false,
+        (None, Extensions::Assume) => false,
     };
 
     match &target.auth {
@@ -289,11 +298,38 @@ pub async fn open(
     Ok(Connection { smtp: conn, pipelining })
 }
 
-/// Whether an EHLO reply lists `keyword` (the first word of a line after the greeting one).
-fn advertises(ehlo: &Response, keyword: &str) -> bool {
-    ehlo.message()
-        .skip(1)
-        .any(|line| line.split_whitespace().next().is_some_and(|word| word.eq_ignore_ascii_case(keyword)))
+/// Whether the lines of an EHLO reply list `keyword` (the first word of a line after the one
+/// that names the server).
+fn advertises<'a>(mut lines: impl Iterator<Item = &'a str>, keyword: &str) -> bool {
+    lines.next();
+    lines.any(|line| line.split_whitespace().next().is_some_and(|word| word.eq_ignore_ascii_case(keyword)))
+}
+
+/// Connects in the clear, reads the greeting and says EHLO, under one limit as lettre's own
+/// connect would (the TCP connect of each address within `limit`); also answers what lettre
+/// read, for the extensions it does not keep. Our own socket has Nagle off.
+async fn connect_plain(
+    addresses: &[SocketAddr],
+    limit: Duration,
+    hello: &ClientId,
+    progress: &Progress,
+    target: &SmtpTarget,
+) -> Result<(AsyncSmtpConnection, Vec<u8>), SmtpFailure> {
+    progress.enter(Step::Greeting);
+    let overall = limit + Duration::from_secs(1);
+    let secs = overall.as_secs().max(1);
+    let work = async {
+        let stream = ehlo_tap::connect(addresses, limit).await.map_err(|err| classify_connect(&err, target, secs))?;
+        let (stream, seen) = ehlo_tap::Tapped::new(stream);
+        let conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), hello)
+            .await
+            .map_err(|err| classify(&err, Step::Greeting, target, secs))?;
+        Ok((conn, seen.take()))
+    };
+    match tokio::time::timeout(overall, work).await {
+        Ok(result) => result,
+        Err(_) => Err(SmtpFailure::Timeout { step: Step::Greeting, secs }),
+    }
 }
 
 /// How long a polite QUIT waits for the server's 221: the work is done by then.
