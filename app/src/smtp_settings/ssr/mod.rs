@@ -38,9 +38,10 @@ pub async fn load_stored(db: &Db) -> Result<Option<StoredSettings>, AppError> {
     Ok(response.take::<Option<StoredSettings>>(0)?)
 }
 
-/// The saved settings for showing them, from this node's copy when it has one (see
-/// [`crate::db::follow`]). Save and Send Test Email read the database itself: what they write or
-/// send must follow from the very version they read.
+/// The saved settings from this node's copy when it has one (see [`crate::db::follow`]): for
+/// the page, and for Send Test Email, which writes nothing from them (a save on another node
+/// reaches it as that node's live query announces it, as it reaches the page). Save reads the
+/// database itself: what it writes must follow from the very version it read.
 pub async fn shown_settings(state: &AppState) -> Result<Option<StoredSettings>, AppError> {
     // Kept as read, none saved yet included.
     let read = async { load_stored(state.db()).await.map(Some) };
