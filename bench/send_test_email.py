@@ -103,7 +103,7 @@ try:
     print("inside the server (medians): " + ", ".join(f"{name} {value:.2f} ms" for name, value in parts.items()))
     record(args.json, "send test", "Send Test Email, median of the HTTP round trip", mailroom, "ms", raw + 1,
            "raw smtplib transaction + 1 ms", lower_is_better=True, p95_ms=mailroom_p95, smtplib_ms=raw,
-           smtplib_p95_ms=raw_p95, peer_pipelining=args.pipelining, **parts)
+           smtplib_p95_ms=raw_p95, peer_offers="PIPELINING" if args.pipelining else "no PIPELINING", **parts)
     received = sum(1 for _ in open(f"{work}/mbox.jsonl"))
     print(f"messages at the peer: {received} (expected {2 * (args.samples + args.warmup)})")
 finally:
