@@ -297,9 +297,7 @@ async fn links_point_at_the_server_not_at_the_callers_host_header_and_are_sealed
 async fn over_starttls_pipelining_is_learnt_from_the_ehlo_after_tls() {
     let dir = tempfile::tempdir().unwrap();
     let certs = Certs::generate(dir.path());
-    let ca = certs.ca.clone();
-    let app = spawn_app_with(move |config| config.smtp_ca_file = Some(ca)).await;
-    let admin = app.admin_client().await;
+    let (app, admin) = spawn_app_trusting(certs.ca.clone()).await;
     let peer = SmtpPeer::start(
         dir.path(),
         Some(&certs),

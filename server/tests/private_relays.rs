@@ -125,9 +125,7 @@ async fn a_relay_that_requires_a_client_certificate_refuses_without_it_and_accep
         Some(&certs),
         PeerOptions { mode: "implicit", client_ca: Some(client_ca_file), ..Default::default() },
     );
-    let ca = certs.ca.clone();
-    let app = spawn_app_with(move |config| config.smtp_ca_file = Some(ca)).await;
-    let admin = app.admin_client().await;
+    let (app, admin) = spawn_app_trusting(certs.ca.clone()).await;
     let form = SmtpForm { tls_enabled: true, tls_mode: TlsMode::Implicit, ..custom_form(peer.port) };
 
     let (status, body) = send_test(&app, &admin, &form).await;

@@ -35,9 +35,7 @@ async fn health(app: &TestApp, admin: &reqwest::Client) -> Value {
 async fn a_wrong_password_holds_the_queue_and_the_right_one_delivers_every_message_once() {
     let dir = tempfile::tempdir().unwrap();
     let certs = Certs::generate(dir.path());
-    let ca = certs.ca.clone();
-    let app = spawn_app_with(move |config| config.smtp_ca_file = Some(ca)).await;
-    let admin = app.admin_client().await;
+    let (app, admin) = spawn_app_trusting(certs.ca.clone()).await;
     let peer = SmtpPeer::start(
         dir.path(),
         Some(&certs),

@@ -78,6 +78,13 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// A server that trusts `ca` (a TLS peer's test CA) for SMTP, and its signed-in admin.
+pub async fn spawn_app_trusting(ca: PathBuf) -> (TestApp, reqwest::Client) {
+    let app = spawn_app_with(move |config| config.smtp_ca_file = Some(ca)).await;
+    let admin = app.admin_client().await;
+    (app, admin)
+}
+
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
