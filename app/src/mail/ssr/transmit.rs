@@ -97,8 +97,9 @@ async fn pipelined(
 /// The message dot-stuffed and terminated, as one write. lettre's `message()` writes the final
 /// `.` line separately, and that small second segment waits out the peer's delayed ACK
 /// (Nagle): about 40 ms per message on Linux. TCP_NODELAY cures that too, and a plain
-/// connection's socket is our own with it set, but lettre opens the implicit-TLS ones itself and
-/// offers no way to set it, so one write it is. `None` for a body that is not UTF-8.
+/// connection's socket is our own with it set, but lettre opens the TLS ones (implicit or
+/// STARTTLS) itself and offers no way to set it, so one write it is. `None` for a body that is
+/// not UTF-8.
 fn data_block(message: &[u8]) -> Option<String> {
     let mut out = Vec::with_capacity(message.len() + 8);
     let mut line_start = true;
