@@ -23,7 +23,7 @@ use tokio::{
 const KEEP: usize = 16 * 1024;
 
 /// What a [`Tapped`] stream has read, until it is taken.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Seen(Arc<Mutex<Option<Vec<u8>>>>);
 
 impl Seen {
